@@ -1,0 +1,5 @@
+import sys
+
+from citynode.cli import main
+
+sys.exit(main())
