@@ -1,0 +1,277 @@
+"""Incremental decoder: feed any chunks of a byte stream, get messages and counters.
+
+It never raises on bad bytes. Frames are cut at 0x00; a piece that does not
+decode to a good frame is counted once (not once per byte), and if a good frame
+was glued behind junk, it is found and kept.
+"""
+
+from citynode_protocol import PROTOCOL_VERSION
+from citynode_protocol.cobs import CobsError, chain_ends, decode_into
+from citynode_protocol.frame import MAX_ENCODED, MAX_FRAME, OVERHEAD, FrameError, parse
+from citynode_protocol.messages import BY_TYPE
+from citynode_protocol.payload import PayloadError, unpack
+
+_MIN_ENCODED = OVERHEAD + 1
+
+
+class Message:
+    """One decoded frame. `fields` holds values in the units of messages.py."""
+
+    def __init__(self, msg_type, node_id, seq, time_ms, fields, extra_bytes=0):
+        self.type = msg_type
+        entry = BY_TYPE.get(msg_type)
+        self.name = entry[1] if entry else "unknown"
+        self.node_id = node_id
+        self.seq = seq
+        self.time_ms = time_ms
+        self.fields = fields
+        self.extra_bytes = extra_bytes
+
+    def __getitem__(self, key):
+        return self.fields[key]
+
+    def __repr__(self):
+        return "Message(%s node=%d seq=%d t=%d %r)" % (
+            self.name,
+            self.node_id,
+            self.seq,
+            self.time_ms,
+            self.fields,
+        )
+
+
+class NodeStats:
+    """Per-node link accounting from sequence numbers and node time."""
+
+    def __init__(self):
+        self.frames = 0
+        self.lost = 0
+        self.duplicates = 0
+        self.out_of_order = 0
+        self.restarts = 0
+        self.unknown_type = 0
+        self.newer_minor = 0
+        self.bad_length = 0
+        self.last_seq = -1
+        self.last_time = 0
+
+    def account(self, seq, time_ms):
+        """Update for a frame with a good CRC; returns False for a duplicate."""
+        if self.last_seq < 0:
+            self.frames += 1
+        else:
+            back = (self.last_time - time_ms) & 0xFFFFFFFF
+            gap = (seq - self.last_seq - 1) & 0xFFFF
+            if 0 < back < 0x80000000:
+                # the node's clock went backwards: it restarted, its sequence too
+                self.restarts += 1
+            elif gap == 0xFFFF:
+                self.duplicates += 1
+                return False
+            elif gap < 0x8000:
+                self.lost += gap
+            else:
+                self.out_of_order += 1
+            self.frames += 1
+        self.last_seq = seq
+        self.last_time = time_ms
+        return True
+
+    def as_dict(self):
+        return {
+            "frames": self.frames,
+            "lost": self.lost,
+            "duplicates": self.duplicates,
+            "out_of_order": self.out_of_order,
+            "restarts": self.restarts,
+            "unknown_type": self.unknown_type,
+            "newer_minor": self.newer_minor,
+            "bad_length": self.bad_length,
+        }
+
+
+# Link-level counters, in the order reports show them.
+LINK_COUNTERS = (
+    "frames",
+    "bytes_in",
+    "bytes_skipped",
+    "bad_frames",
+    "crc_errors",
+    "cobs_errors",
+    "too_short",
+    "too_long",
+    "unsupported_version",
+    "unknown_type",
+    "unknown_encoding",
+    "bad_length",
+    "newer_minor",
+    "duplicates",
+)
+
+
+class DecoderStats:
+    def __init__(self):
+        for name in LINK_COUNTERS:
+            setattr(self, name, 0)
+        self.nodes = {}
+
+    def node(self, node_id):
+        stats = self.nodes.get(node_id)
+        if stats is None:
+            stats = NodeStats()
+            self.nodes[node_id] = stats
+        return stats
+
+    def as_dict(self):
+        out = {}
+        for name in LINK_COUNTERS:
+            out[name] = getattr(self, name)
+        nodes = {}
+        for node_id in sorted(self.nodes):
+            nodes[str(node_id)] = self.nodes[node_id].as_dict()
+        out["nodes"] = nodes
+        return out
+
+
+class BadFrame:
+    """What the decoder dropped, when asked to report it (`report_bad=True`)."""
+
+    def __init__(self, reason, size):
+        self.reason = reason
+        self.size = size
+
+    def __repr__(self):
+        return "BadFrame(%s, %d bytes)" % (self.reason, self.size)
+
+
+class Decoder:
+    def __init__(self, report_bad=False, max_frame=MAX_FRAME):
+        self.stats = DecoderStats()
+        self.report_bad = report_bad
+        self._max_encoded = max_frame + max_frame // 254 + 1
+        self._pending = bytearray()
+        self._discarding = False
+        self._scratch = bytearray(self._max_encoded)
+
+    def feed(self, data):
+        """Feed bytes (any chunking); returns the list of messages completed."""
+        if not isinstance(data, (bytes, bytearray)):
+            data = bytes(data)
+        out = []
+        self.stats.bytes_in += len(data)
+        start = 0
+        n = len(data)
+        while True:
+            z = data.find(b"\x00", start)
+            if z < 0:
+                self._keep(data, start, n, out)
+                return out
+            if self._pending or self._discarding:
+                self._keep(data, start, z, out)
+                if self._discarding:
+                    self._discarding = False  # the delimiter ends the oversize frame
+                else:
+                    segment = bytes(self._pending)
+                    self._pending = bytearray()
+                    self._segment(segment, out)
+            elif z > start:
+                self._segment(data[start:z], out)
+            start = z + 1
+
+    def flush(self):
+        """End of stream: a partial frame left over is counted as skipped."""
+        if self._pending:
+            self.stats.bytes_skipped += len(self._pending)
+            self.stats.bad_frames += 1
+            self._pending = bytearray()
+        self._discarding = False
+
+    def _keep(self, data, start, end, out):
+        if self._discarding:
+            self.stats.bytes_skipped += end - start
+            return
+        if len(self._pending) + end - start > self._max_encoded:
+            self.stats.bytes_skipped += len(self._pending) + end - start
+            self.stats.too_long += 1
+            self.stats.bad_frames += 1
+            self._pending = bytearray()
+            self._discarding = True
+            if self.report_bad:
+                out.append(BadFrame("too_long", 0))
+            return
+        self._pending += data[start:end]
+
+    def _segment(self, seg, out):
+        n = len(seg)
+        if n > self._max_encoded:
+            self._bad("too_long", n, out)
+            return
+        reason = self._frame(seg, out)
+        if reason is None:
+            return
+        # A good frame may sit behind junk: try every start whose COBS chain
+        # lands on the end and whose first byte carries our version.
+        if n > _MIN_ENCODED:
+            for s in chain_ends(seg, n):
+                if s == 0 or n - s < _MIN_ENCODED:
+                    continue
+                if seg[s] < 2 or seg[s + 1] >> 5 != PROTOCOL_VERSION:
+                    continue
+                mark = len(out)
+                if self._frame(seg[s:], out) is None:
+                    self.stats.bytes_skipped += s
+                    self.stats.bad_frames += 1
+                    if self.report_bad:
+                        out.insert(mark, BadFrame("junk", s))
+                    return
+        self._bad(reason, n, out)
+
+    def _bad(self, reason, size, out):
+        stats = self.stats
+        setattr(stats, reason, getattr(stats, reason) + 1)
+        stats.bytes_skipped += size
+        stats.bad_frames += 1
+        if self.report_bad:
+            out.append(BadFrame(reason, size))
+
+    def _frame(self, seg, out):
+        """Decode one COBS segment; append its message. Returns None or a reason."""
+        try:
+            size = decode_into(seg, self._scratch)
+            version, msg_type, node_id, seq, time_ms, payload = parse(memoryview(self._scratch)[:size])
+        except CobsError:
+            return "cobs_errors"
+        except FrameError as exc:
+            return exc.reason
+        stats = self.stats
+        if version != PROTOCOL_VERSION:
+            return "unsupported_version"
+        node = stats.node(node_id)
+        if not node.account(seq, time_ms):
+            stats.duplicates += 1
+            return None
+        if msg_type not in BY_TYPE:
+            stats.unknown_type += 1
+            node.unknown_type += 1
+            return None
+        try:
+            fields, extra = unpack(msg_type, payload)
+        except PayloadError as exc:
+            setattr(stats, exc.reason, getattr(stats, exc.reason) + 1)
+            if exc.reason == "bad_length":
+                node.bad_length += 1
+            return None
+        if extra:
+            stats.newer_minor += 1
+            node.newer_minor += 1
+        stats.frames += 1
+        out.append(Message(msg_type, node_id, seq, time_ms, fields, extra))
+        return None
+
+
+def decode_all(data):
+    """Decode a whole capture: (messages, stats)."""
+    decoder = Decoder()
+    messages = decoder.feed(data)
+    decoder.flush()
+    return messages, decoder.stats
