@@ -1,0 +1,70 @@
+from citynode_protocol import frame, messages, payload
+from citynode_protocol.decoder import BadFrame, Decoder, decode_all
+
+
+def _climate(node, seq, t, temp=21.0):
+    msg_type, body = payload.pack("climate", {"temperature_c": temp, "relative_humidity_pct": 40.0})
+    return frame.to_wire(frame.build(msg_type, node, seq, t, body))
+
+
+def test_many_nodes_counted_separately():
+    data = _climate(1, 0, 0) + _climate(2, 0, 0) + _climate(1, 2, 100) + _climate(2, 1, 100)
+    msgs, stats = decode_all(data)
+    assert len(msgs) == 4
+    assert stats.nodes[1].lost == 1
+    assert stats.nodes[2].lost == 0
+
+
+def test_loss_counted_across_sequence_wrap():
+    data = _climate(7, 65533, 10) + _climate(7, 65535, 20) + _climate(7, 1, 30)
+    msgs, stats = decode_all(data)
+    assert stats.nodes[7].lost == 2
+
+
+def test_garbage_run_reported_once():
+    dec = Decoder(report_bad=True)
+    out = dec.feed(b"\xff" * 300 + b"\x00" + _climate(1, 0, 0))
+    bad = [o for o in out if isinstance(o, BadFrame)]
+    assert len(bad) == 1
+    assert dec.stats.bytes_skipped == 300
+    assert dec.stats.frames == 1
+
+
+def test_never_raises_on_arbitrary_bytes():
+    dec = Decoder()
+    state = 99
+    data = bytearray(4000)
+    for i in range(len(data)):
+        state = (state * 1103515245 + 12345) & 0x7FFFFFFF
+        data[i] = (state >> 16) & 0xFF
+        if state % 50 == 0:
+            data[i] = 0
+    dec.feed(bytes(data))
+    dec.flush()
+    assert dec.stats.frames == 0
+    assert dec.stats.bytes_in == 4000
+
+
+def test_message_fields_in_units():
+    msgs, stats = decode_all(_climate(1, 0, 0, temp=-12.34))
+    assert msgs[0].name == "climate"
+    assert msgs[0]["temperature_c"] == -12.34
+    assert msgs[0]["relative_humidity_pct"] == 40.0
+
+
+def test_truncated_tail_counted_on_flush():
+    data = _climate(1, 0, 0)
+    dec = Decoder()
+    dec.feed(data + data[:7])
+    dec.flush()
+    assert dec.stats.frames == 1
+    assert dec.stats.bytes_skipped == 7
+
+
+def test_reply_body_and_code_word():
+    msg_type, body = payload.pack("reply", {"request_id": 9, "code": messages.ERR_BAD_ARGUMENT, "body": {"error": "odr 333 not supported"}})
+    msgs, _ = decode_all(frame.to_wire(frame.build(msg_type, 1, 0, 0, body)))
+    assert msgs[0]["code"] == messages.ERR_BAD_ARGUMENT
+    assert msgs[0]["body"] == {"error": "odr 333 not supported"}
+    assert messages.reply_word(msgs[0]["code"]) == "bad argument"
+    assert "unknown" in messages.reply_word(200)
