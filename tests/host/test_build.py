@@ -127,7 +127,8 @@ def test_mpy_cross_output_loads_in_the_unix_port(tmp_path):
 
 def _copy_source(dest):
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc", "build")
-    shutil.copy2(ROOT / "pyproject.toml", dest / "pyproject.toml")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, dest / name)
     for folder in ("host", "protocol", "firmware"):
         if (ROOT / folder).is_dir():
             shutil.copytree(ROOT / folder, dest / folder, ignore=ignore)
