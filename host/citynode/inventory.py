@@ -1,0 +1,263 @@
+"""The node inventory: one SQLite file, one row per node id, plus a log of every run.
+
+Where: `--inventory PATH`, else env `CITYNODE_INVENTORY`, else
+`$XDG_DATA_HOME/citynode/inventory.sqlite` (`~/.local/share/citynode/...`).
+
+Two tables:
+
+- `nodes`: the current record of each node id (`FIELDS`). A node id is claimed
+  once a node has been provisioned with it; `claim()` refuses an id that is
+  already recorded unless `force`, or unless the old record is a failed run of
+  the same board (same MAC), which a technician retries after a fix.
+- `runs`: every recorded flash/verify run, pass or fail, never rewritten.
+
+Writes are single transactions (`BEGIN IMMEDIATE`), so parallel flashing
+threads or processes never see half a record, and the check-then-write of
+`record(..., force=False)` cannot race another writer.
+"""
+
+import csv
+import io
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from citynode.errors import CitynodeError, UsageError
+
+ENV = "CITYNODE_INVENTORY"
+
+# (column, SQL type, header for tables and exports)
+COLUMNS = (
+    ("node_id", "INTEGER PRIMARY KEY", "node id"),
+    ("mac", "TEXT", "MAC"),
+    ("chip", "TEXT", "chip"),
+    ("micropython", "TEXT", "MicroPython"),
+    ("app_version", "TEXT", "app version"),
+    ("app_hash", "TEXT", "app hash"),
+    ("config_hash", "TEXT", "config hash"),
+    ("calibration", "TEXT", "calibration"),
+    ("site", "TEXT", "site"),
+    ("recorded_at", "TEXT", "recorded (UTC)"),
+    ("result", "TEXT", "result"),
+    ("port", "TEXT", "port"),
+    ("detail", "TEXT", "detail"),
+)
+FIELDS = tuple(c[0] for c in COLUMNS)
+RESULTS = ("pass", "fail")
+_SCHEMA_VERSION = 1
+
+
+def default_path():
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "citynode" / "inventory.sqlite"
+
+
+def resolve_path(arg=None):
+    """The inventory file: the --inventory argument, else $CITYNODE_INVENTORY, else the default."""
+    if arg:
+        return Path(arg).expanduser()
+    env = os.environ.get(ENV)
+    if env:
+        return Path(env).expanduser()
+    return default_path()
+
+
+def add_argument(parser):
+    """`--inventory PATH` for any command that reads or writes the inventory."""
+    parser.add_argument(
+        "--inventory", metavar="PATH",
+        help="inventory file (default: $%s, else %s)" % (ENV, default_path()),
+    )
+
+
+def utc_now():
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class DuplicateNode(CitynodeError):
+    """The node id is already recorded for another board (or passed); --force replaces it."""
+
+    exit_code = 3
+
+
+class Inventory:
+    """The inventory file. Each method opens its own connection: safe to share between threads."""
+
+    def __init__(self, path=None):
+        self.path = resolve_path(path)
+
+    # -- plumbing -----------------------------------------------------------
+
+    def _connect(self):
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CitynodeError("inventory %s: cannot create its folder: %s" % (self.path, exc.strerror or exc))
+        try:
+            db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
+            db.row_factory = sqlite3.Row
+            self._ensure_schema(db)
+        except sqlite3.DatabaseError as exc:
+            raise CitynodeError("inventory %s: not a usable SQLite file: %s" % (self.path, exc))
+        return db
+
+    @staticmethod
+    def _ensure_schema(db):
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version == _SCHEMA_VERSION:
+            return
+        if version > _SCHEMA_VERSION:
+            raise sqlite3.DatabaseError("written by a newer citynode (schema %d)" % version)
+        cols = ", ".join("%s %s" % (name, kind) for name, kind, _ in COLUMNS)
+        run_cols = ", ".join("%s %s" % (name, "INTEGER" if name == "node_id" else kind)
+                             for name, kind, _ in COLUMNS)
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("CREATE TABLE IF NOT EXISTS nodes (%s)" % cols)
+            db.execute("CREATE TABLE IF NOT EXISTS runs (run INTEGER PRIMARY KEY AUTOINCREMENT, %s)" % run_cols)
+            db.execute("PRAGMA user_version = %d" % _SCHEMA_VERSION)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _run(self, fn):
+        db = self._connect()
+        try:
+            return fn(db)
+        except sqlite3.OperationalError as exc:
+            raise CitynodeError("inventory %s: %s" % (self.path, exc))
+        finally:
+            db.close()
+
+    # -- reading ------------------------------------------------------------
+
+    def get(self, node_id):
+        """The record of node_id as a dict, or None."""
+        def fn(db):
+            row = db.execute("SELECT * FROM nodes WHERE node_id = ?", (int(node_id),)).fetchone()
+            return dict(row) if row is not None else None
+        return self._run(fn)
+
+    def nodes(self):
+        """Every node record, by node id."""
+        return self._run(lambda db: [dict(r) for r in db.execute("SELECT * FROM nodes ORDER BY node_id")])
+
+    def runs(self, node_id=None):
+        """The run log, oldest first (of one node id, if given)."""
+        def fn(db):
+            if node_id is None:
+                rows = db.execute("SELECT * FROM runs ORDER BY run")
+            else:
+                rows = db.execute("SELECT * FROM runs WHERE node_id = ? ORDER BY run", (int(node_id),))
+            return [dict(r) for r in rows]
+        return self._run(fn)
+
+    # -- the duplicate rule ---------------------------------------------------
+
+    @staticmethod
+    def conflict(existing, mac=None):
+        """Why a new run may not take over `existing` (a record), or None when it may.
+
+        A failed record of the same board (same known MAC) is free to retry.
+        """
+        if existing is None:
+            return None
+        if existing.get("result") == "fail" and mac and existing.get("mac") == mac:
+            return None
+        who = "MAC %s" % existing["mac"] if existing.get("mac") else "port %s" % (existing.get("port") or "?")
+        return "node id %d is already in the inventory (%s, %s, recorded %s); use --force to replace it" % (
+            existing["node_id"], who, existing.get("result") or "?", existing.get("recorded_at") or "?")
+
+    def check_free(self, node_id, mac=None, force=False):
+        """Raise DuplicateNode when node_id may not be (re)used by this board."""
+        if force:
+            return
+        reason = self.conflict(self.get(node_id), mac)
+        if reason:
+            raise DuplicateNode(reason)
+
+    # -- writing ------------------------------------------------------------
+
+    def record(self, rec, force=False):
+        """Write one node record (a dict with FIELDS) and log it in `runs`. Atomic.
+
+        Without force, refuses (DuplicateNode) when the id is held as conflict() says.
+        """
+        rec = self._clean(rec)
+
+        def fn(db):
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if not force:
+                    row = db.execute("SELECT * FROM nodes WHERE node_id = ?", (rec["node_id"],)).fetchone()
+                    reason = self.conflict(dict(row) if row is not None else None, rec.get("mac"))
+                    if reason:
+                        raise DuplicateNode(reason)
+                names = ", ".join(FIELDS)
+                marks = ", ".join("?" for _ in FIELDS)
+                values = [rec.get(f) for f in FIELDS]
+                db.execute("INSERT OR REPLACE INTO nodes (%s) VALUES (%s)" % (names, marks), values)
+                db.execute("INSERT INTO runs (%s) VALUES (%s)" % (names, marks), values)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return rec
+        return self._run(fn)
+
+    def log_run(self, rec):
+        """Log a run in `runs` only (a run that never claimed its id, e.g. refused or unreachable)."""
+        rec = self._clean(rec)
+
+        def fn(db):
+            names = ", ".join(FIELDS)
+            marks = ", ".join("?" for _ in FIELDS)
+            db.execute("INSERT INTO runs (%s) VALUES (%s)" % (names, marks), [rec.get(f) for f in FIELDS])
+        return self._run(fn)
+
+    def remove(self, node_id):
+        """Forget node_id (the run log keeps its history). False when it was not there."""
+        def fn(db):
+            return db.execute("DELETE FROM nodes WHERE node_id = ?", (int(node_id),)).rowcount > 0
+        return self._run(fn)
+
+    @staticmethod
+    def _clean(rec):
+        unknown = set(rec) - set(FIELDS)
+        if unknown:
+            raise ValueError("unknown inventory fields: %s" % ", ".join(sorted(unknown)))
+        out = {f: rec.get(f) for f in FIELDS}
+        try:
+            out["node_id"] = int(out["node_id"])
+        except (TypeError, ValueError):
+            raise UsageError("inventory record without a node id")
+        if out["result"] not in RESULTS:
+            raise ValueError("result must be one of %s, not %r" % (RESULTS, out["result"]))
+        if not out["recorded_at"]:
+            out["recorded_at"] = utc_now()
+        for f in FIELDS:
+            if isinstance(out[f], (dict, list)):
+                out[f] = json.dumps(out[f], sort_keys=True)
+        return out
+
+
+# -- exports -------------------------------------------------------------------
+
+
+def to_csv(records):
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for rec in records:
+        writer.writerow({f: ("" if rec.get(f) is None else rec.get(f)) for f in FIELDS})
+    return buf.getvalue()
+
+
+def to_json(records):
+    return json.dumps([{f: rec.get(f) for f in FIELDS} for rec in records], indent=2) + "\n"
+
+
+EXPORTERS = {"csv": to_csv, "json": to_json}
