@@ -1,0 +1,293 @@
+"""Stored calibration (`calib.json`, previous in `calib.prev.json`) and applying it.
+
+Document (JSON object; host tools write it with `calib_write`):
+
+    {"id": 17, "date": "2026-11-26", "method": "six-position", "site": {...},
+     "climate": {"t_gain": 1.0, "t_offset_c": 0.0, "rh_gain": 1.0, "rh_offset_pct": 0.0},
+     "accel": {"bias_g": [bx, by, bz],
+               "scale": [sx, sy, sz]            (or "matrix": [[..], [..], [..]]),
+               "rotation": [[..], [..], [..]],  (mount: sensor axes -> structure axes)
+               "tilt_zero_deg": [pitch, roll]}}
+
+Climate: T' = t_gain*T + t_offset_c, RH' = rh_gain*RH + rh_offset_pct, clamped
+to 0..100 %RH. Accel: a' = R . S . (a - bias), S = diag(scale) or the full
+matrix (AN4508 12-parameter fit), R the mount rotation (default identity).
+
+How it runs on the node. All floats are turned into integers once, when the
+calibration or the range changes (`AccelCal.prepare`): K = R.S in Q13 (8192 =
+1.0) and the bias in counts of the current range. Per sample the node then does
+integer multiply-adds in place on the FIFO bytes: no float, no allocation.
+Q13 keeps every product and sum a small int on 32-bit ports
+(|K| <= 2.0*sqrt(3)*8192 ~ 28400, |a - bias| <= 32767, sum < 2^30), and costs
+at most 0.5/8192 = 6e-5 relative gain error (61 ug at 1 g, ~1 LSB at +-2 g).
+Climate uses Q16 gains on centi-units (0.01 C, 0.01 %RH) for the same reason.
+"""
+
+import array
+
+from citynode_fw import store
+
+PATH = "calib.json"
+PREV_PATH = "calib.prev.json"
+KEY = "calib"
+
+Q = 13
+ONE = 1 << Q
+_HALF = 1 << (Q - 1)
+MAX_DOC = 1024  # canonical text length
+
+_IDENTITY = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
+
+
+def _number(name, v, lo, hi):
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError("%s must be a number, not %r" % (name, v))
+    if not lo <= v <= hi:
+        raise ValueError("%s=%r outside %r..%r" % (name, v, lo, hi))
+    return float(v)
+
+
+def _vector(name, v, lo, hi, n=3):
+    if not isinstance(v, list) or len(v) != n:
+        raise ValueError("%s must be a list of %d numbers" % (name, n))
+    return [_number(name, x, lo, hi) for x in v]
+
+
+def _matrix(name, m, lo, hi):
+    if not isinstance(m, list) or len(m) != 3:
+        raise ValueError("%s must be a 3x3 list of lists" % name)
+    return [_vector(name, row, lo, hi) for row in m]
+
+
+def _orthonormal(m):
+    for i in range(3):
+        for j in range(3):
+            dot = m[i][0] * m[j][0] + m[i][1] * m[j][1] + m[i][2] * m[j][2]
+            if abs(dot - (1.0 if i == j else 0.0)) > 1e-3:
+                return False
+    return True
+
+
+def validate(doc):
+    """Check a calibration document; raises ValueError naming the bad part."""
+    if not isinstance(doc, dict):
+        raise ValueError("calibration must be a JSON object")
+    cid = doc.get("id")
+    if isinstance(cid, bool) or not isinstance(cid, int) or not 0 <= cid <= 0xFFFFFFFF:
+        raise ValueError("id must be an integer 0..4294967295")
+    for key in ("date", "method"):
+        if not isinstance(doc.get(key, ""), str):
+            raise ValueError("%s must be text" % key)
+    for key in doc:
+        if key not in ("id", "date", "method", "site", "climate", "accel"):
+            raise ValueError("unknown calibration part %r" % key)
+    climate = doc.get("climate")
+    if climate is not None:
+        if not isinstance(climate, dict):
+            raise ValueError("climate must be an object")
+        _number("t_gain", climate.get("t_gain", 1.0), 0.8, 1.2)
+        _number("t_offset_c", climate.get("t_offset_c", 0.0), -10.0, 10.0)
+        _number("rh_gain", climate.get("rh_gain", 1.0), 0.8, 1.2)
+        _number("rh_offset_pct", climate.get("rh_offset_pct", 0.0), -20.0, 20.0)
+    accel = doc.get("accel")
+    if accel is not None:
+        if not isinstance(accel, dict):
+            raise ValueError("accel must be an object")
+        _vector("bias_g", accel.get("bias_g", [0, 0, 0]), -1.0, 1.0)
+        if "matrix" in accel:
+            _matrix("matrix", accel["matrix"], -2.0, 2.0)
+        else:
+            _vector("scale", accel.get("scale", [1, 1, 1]), 0.5, 2.0)
+        if "rotation" in accel:
+            if not _orthonormal(_matrix("rotation", accel["rotation"], -1.0, 1.0)):
+                raise ValueError("rotation is not orthonormal")
+        _vector("tilt_zero_deg", accel.get("tilt_zero_deg", [0, 0]), -90.0, 90.0, 2)
+    if len(store.canonical(doc)) > MAX_DOC:
+        raise ValueError("calibration longer than %d bytes" % MAX_DOC)
+    return doc
+
+
+class ClimateCal:
+    """T' = a*T + b, RH' = c*RH + d on centi-units, Q16 integer gains."""
+
+    def __init__(self, part):
+        self.t_gain = int(_number("t_gain", part.get("t_gain", 1.0), 0.8, 1.2) * 65536 + 0.5)
+        self.t_off = _centi(part.get("t_offset_c", 0.0))
+        self.rh_gain = int(_number("rh_gain", part.get("rh_gain", 1.0), 0.8, 1.2) * 65536 + 0.5)
+        self.rh_off = _centi(part.get("rh_offset_pct", 0.0))
+
+    def temperature(self, t_centi):
+        return ((self.t_gain * t_centi + 32768) >> 16) + self.t_off
+
+    def humidity(self, rh_centi):
+        return ((self.rh_gain * rh_centi + 32768) >> 16) + self.rh_off
+
+
+def _centi(v):
+    v = float(v) * 100
+    return int(v + 0.5) if v >= 0 else -int(-v + 0.5)
+
+
+def _round(v):
+    return int(v + 0.5) if v >= 0 else -int(-v + 0.5)
+
+
+class AccelCal:
+    """a' = R.S.(a - bias) on int16 counts, integers only per sample."""
+
+    def __init__(self, part):
+        bias = part.get("bias_g", [0.0, 0.0, 0.0])
+        self.bias_g = [float(v) for v in bias]
+        if "matrix" in part:
+            s = [[float(v) for v in row] for row in part["matrix"]]
+        else:
+            sc = part.get("scale", [1.0, 1.0, 1.0])
+            s = [[float(sc[0]), 0.0, 0.0], [0.0, float(sc[1]), 0.0], [0.0, 0.0, float(sc[2])]]
+        r = part.get("rotation", _IDENTITY)
+        self.rotated = "rotation" in part
+        k = []
+        for i in range(3):
+            row = []
+            for j in range(3):
+                row.append(r[i][0] * s[0][j] + r[i][1] * s[1][j] + r[i][2] * s[2][j])
+            k.append(row)
+        self.k = k
+        tz = part.get("tilt_zero_deg", [0.0, 0.0])
+        self.tilt_zero = (float(tz[0]), float(tz[1]))
+        self.relative = self.rotated or tz[0] != 0 or tz[1] != 0
+        # 9 Q13 coefficients then 3 biases in counts; filled by prepare()
+        self.table = array.array("i", [0] * 12)
+
+    def prepare(self, range_g):
+        """Turn the floats into integers for a range (call when the range changes)."""
+        t = self.table
+        for i in range(3):
+            for j in range(3):
+                t[i * 3 + j] = _round(self.k[i][j] * ONE)
+        for j in range(3):
+            t[9 + j] = _round(self.bias_g[j] * 32768 / range_g)
+
+    def apply_into(self, buf, n):
+        """Calibrate n interleaved int16 LE samples of buf in place."""
+        t = self.table
+        k0 = t[0]
+        k1 = t[1]
+        k2 = t[2]
+        k3 = t[3]
+        k4 = t[4]
+        k5 = t[5]
+        k6 = t[6]
+        k7 = t[7]
+        k8 = t[8]
+        bx = t[9]
+        by = t[10]
+        bz = t[11]
+        i = 0
+        end = 6 * n
+        while i < end:
+            x = buf[i] | (buf[i + 1] << 8)
+            if x & 0x8000:
+                x -= 0x10000
+            y = buf[i + 2] | (buf[i + 3] << 8)
+            if y & 0x8000:
+                y -= 0x10000
+            z = buf[i + 4] | (buf[i + 5] << 8)
+            if z & 0x8000:
+                z -= 0x10000
+            x = _clamp(x - bx)
+            y = _clamp(y - by)
+            z = _clamp(z - bz)
+            _put(buf, i, (k0 * x + k1 * y + k2 * z + _HALF) >> Q)
+            _put(buf, i + 2, (k3 * x + k4 * y + k5 * z + _HALF) >> Q)
+            _put(buf, i + 4, (k6 * x + k7 * y + k8 * z + _HALF) >> Q)
+            i += 6
+
+
+def _clamp(v):
+    if v > 32767:
+        return 32767
+    if v < -32767:
+        return -32767
+    return v
+
+
+def _put(buf, i, v):
+    if v > 32767:
+        v = 32767
+    elif v < -32768:
+        v = -32768
+    v &= 0xFFFF
+    buf[i] = v & 0xFF
+    buf[i + 1] = v >> 8
+
+
+class Calibration:
+    """A checked calibration document and its precomputed parts (None if absent)."""
+
+    def __init__(self, doc):
+        self.doc = validate(doc)
+        self.id = doc["id"]
+        self.date = doc.get("date", "")
+        c = doc.get("climate")
+        self.climate = ClimateCal(c) if c is not None else None
+        a = doc.get("accel")
+        self.accel = AccelCal(a) if a is not None else None
+
+
+def load(path=PATH):
+    """(Calibration or None, fallback reason or None). Never raises for bad content.
+
+    No file is the normal uncalibrated node (no fallback); a corrupt or invalid
+    file runs uncalibrated with a reason (STATUS_CALIB_FALLBACK); `calib_rollback`
+    brings back the previous one.
+    """
+    try:
+        doc = store.read(path, KEY)
+    except store.StoreError as exc:
+        if exc.reason == "missing":
+            return None, None
+        return None, exc.reason
+    try:
+        return Calibration(doc), None
+    except ValueError:
+        return None, "bad_value"
+
+
+def save(doc, path=PATH, prev_path=PREV_PATH):
+    """Validate and store doc; the current file (if intact) becomes the previous.
+
+    Returns the new Calibration. Raises ValueError (bad doc) or OSError (flash).
+    """
+    cal = Calibration(doc)
+    try:
+        old = store.read(path, KEY)
+    except store.StoreError:
+        old = None
+    if old is not None:
+        store.write(prev_path, KEY, old)
+    store.write(path, KEY, doc)
+    return cal
+
+
+def rollback(path=PATH, prev_path=PREV_PATH):
+    """Swap current and previous; returns the restored Calibration.
+
+    Raises ValueError when there is no intact previous calibration, OSError on
+    a flash error. Rolling back twice restores the state before the first.
+    """
+    try:
+        prev = store.read(prev_path, KEY)
+    except store.StoreError as exc:
+        raise ValueError("no previous calibration (%s)" % exc.reason)
+    cal = Calibration(prev)
+    try:
+        cur = store.read(path, KEY)
+    except store.StoreError:
+        cur = None
+    store.write(path, KEY, prev)
+    if cur is not None:
+        store.write(prev_path, KEY, cur)
+    else:
+        store.remove_quiet(prev_path)
+    return cal
+
