@@ -1,0 +1,153 @@
+"""The USB serial link: frames out, armoured command lines in, never blocking.
+
+Out: every frame goes through `send()`, which keeps one sequence counter for the
+node across the frame writers (the sampler's accel writer, this link's general
+writer), and writes with `stream.write(buf, n)` so no slice is allocated. A
+write that fails or comes up short is counted in tx_dropped.
+
+In: `StdinReader` polls sys.stdin with select.poll and reads one byte at a time
+into a preallocated 1-byte buffer, only while poll says a byte is waiting, so
+the loop never blocks. Nothing here touches micropython.kbd_intr: on a board
+the UART/USB interrupt turns 0x03 into KeyboardInterrupt before Python sees it,
+and on the Unix port the pty's ISIG does; armoured command lines contain no
+control characters, so no command can be mistaken for Ctrl-C.
+
+Lines collect in a preallocated buffer (armour.MAX_LINE); a line that does not
+decode (bad armour, CRC, JSON, too long) is answered with REPLY ERR_BAD_LINE
+(request id parsed from the line if it can be, else 0) and counted.
+"""
+
+import json
+import select
+import struct
+import sys
+
+from citynode_protocol import armour, messages
+from citynode_protocol.frame import FrameWriter
+
+MAX_REPLY = 1800  # JSON body bytes in one REPLY
+_REPLY_HEAD = 3  # "<HB": request id, code
+_LF = 10
+_CR = 13
+
+
+class StdinReader:
+    """Non-blocking bytes from sys.stdin: `readinto(buf1)` returns 0 or 1."""
+
+    def __init__(self, stream=None):
+        self._poll = select.poll()
+        self._poll.register(sys.stdin if stream is None else stream, select.POLLIN)
+        self._stream = sys.stdin.buffer if stream is None else stream
+
+    def readinto(self, buf):
+        for _obj, ev in self._poll.ipoll(0):
+            if ev & select.POLLIN:
+                return self._stream.readinto(buf)
+        return 0
+
+
+class Link:
+    def __init__(self, node_id, counters, out=None, reader=None):
+        self.out = sys.stdout.buffer if out is None else out
+        self.reader = StdinReader() if reader is None else reader
+        self.counters = counters
+        self.seq = 0
+        self.writer = FrameWriter(node_id, _REPLY_HEAD + MAX_REPLY)
+        self.node_id = node_id
+        self._line = bytearray(armour.MAX_LINE)
+        self._n = 0
+        self._overflow = False
+        self._byte = bytearray(1)
+
+    # -- out ---------------------------------------------------------------------
+
+    def send(self, writer, msg_type, length, time_ms):
+        """Finish the frame in writer's payload and write it; False if dropped."""
+        writer.seq = self.seq
+        n = writer.finish(msg_type, length, time_ms)
+        self.seq = writer.seq
+        try:
+            done = self.out.write(writer.wire, n)
+        except OSError:
+            done = 0
+        if done is not None and done != n:
+            self.counters.tx_dropped += 1
+            return False
+        return True
+
+    def log(self, level, text, time_ms):
+        """A LOG message (level index into messages.LOG_LEVELS)."""
+        p = self.writer.payload
+        p[0] = level
+        data = text.encode()
+        n = len(data)
+        if n > MAX_REPLY:
+            n = MAX_REPLY
+        p[1 : 1 + n] = data[:n]
+        return self.send(self.writer, messages.LOG, 1 + n, time_ms)
+
+    def reply(self, request_id, code, body, time_ms):
+        text = json.dumps(body).encode() if body is not None else b""
+        if len(text) > MAX_REPLY:
+            code = messages.ERR_INTERNAL
+            text = b'{"error":"reply too long"}'
+        p = self.writer.payload
+        struct.pack_into("<HB", p, 0, request_id & 0xFFFF, code)
+        p[_REPLY_HEAD : _REPLY_HEAD + len(text)] = text
+        return self.send(self.writer, messages.REPLY, _REPLY_HEAD + len(text), time_ms)
+
+    # -- in ----------------------------------------------------------------------
+
+    def poll_line(self, max_bytes=256):
+        """Read what is waiting (up to max_bytes); a complete line as bytes, else None.
+
+        A line too long for the buffer comes back as b"" (so it can be refused).
+        """
+        reader = self.reader
+        b = self._byte
+        line = self._line
+        size = len(line)
+        k = 0
+        while k < max_bytes:
+            if not reader.readinto(b):
+                return None
+            k += 1
+            c = b[0]
+            if c == _LF:
+                n = self._n
+                over = self._overflow
+                self._n = 0
+                self._overflow = False
+                if over:
+                    return b""
+                if n == 0:
+                    continue  # empty line: a host flushing the line
+                return bytes(line[:n])
+            if c == _CR:
+                continue
+            if self._n < size:
+                line[self._n] = c
+                self._n += 1
+            else:
+                self._overflow = True
+        return None
+
+    def decode(self, line):
+        """(request_id, command, args) or (request_id guess, None, error text)."""
+        try:
+            return armour.decode_command(line)
+        except armour.ArmourError as exc:
+            return guess_id(line), None, str(exc) if line else "line too long"
+
+
+def guess_id(line):
+    """The request id of a garbled line when its start is intact, else 0."""
+    head = b'>{"id":'
+    if not line.startswith(head):
+        return 0
+    v = 0
+    i = len(head)
+    while i < len(line) and i < len(head) + 5 and 48 <= line[i] <= 57:
+        v = v * 10 + line[i] - 48
+        i += 1
+    return v if v <= 0xFFFF else 0
