@@ -1,0 +1,393 @@
+"""Sampling: climate on a schedule, the accelerometer in FIFO bursts, blocks framed.
+
+Climate: start() every climate_period_s (the first right after boot), read()
+CONVERSION_MS later on a later pass of the loop, so the accelerometer is never
+held up by the conversion. Calibration (unless in raw mode), then a CLIMATE
+frame stamped with the node time of start(). A failed reading sends a CLIMATE
+frame with CLIMATE_SENSOR_ERROR (and CLIMATE_CRC_ERROR for a bad CRC) and
+counts it; the node goes on.
+
+Accelerometer: bursts of up to FIFO_DEPTH samples with driver.read_fifo_into,
+about every half FIFO, into a burst buffer made once; each burst is copied
+(slice assignment from one of FIFO_DEPTH+1 views made once) to the block's
+staging area. With accel_encoding "raw" the staging area IS the accel frame's
+payload after its 14-byte header, so nothing is copied again; with "auto" it is
+a separate buffer that codec.DeltaEncoder packs into the payload. A full block
+is calibrated in place (integers, see calibration.py), added to the feature
+window, encoded and framed.
+
+Timing: `first_index` counts samples since the stream started; a block's time
+is the node ms of its first sample, estimated as stream start + index / ODR,
+kept as an integer ms plus a remainder so nothing drifts or allocates.
+
+Steady state allocates nothing on 64-bit ports (tests/firmware/test_sampler.py
+measures it). On 32-bit ports an integer above 2^30 is boxed: a CRC-32, a node
+time after 12.4 days, a sample index after 62 days at 200 Hz.
+"""
+
+import struct
+
+from citynode_protocol import codec, messages
+from citynode_protocol.frame import FrameWriter
+from citynode_fw.drivers.errors import SensorCRCError, SensorTimeout
+
+ACCEL_HEAD = 14
+_ACCEL_FORMAT = "<BBBBIIH"
+_CLIMATE_FORMAT = "<hHB"
+RETRY_MS = 1000  # back-off after a failed accelerometer read
+MIN_READ_MS = 5
+
+
+def nearest(value, choices):
+    best = choices[0]
+    for c in choices:
+        if abs(c - value) < abs(best - value):
+            best = c
+    return best
+
+
+class Sampler:
+    def __init__(self, link, counters, features, log):
+        self.link = link
+        self.counters = counters
+        self.features = features
+        self.log = log  # log(level, text)
+        self.climate = None
+        self.accel = None
+        self.calib = None
+        self.raw_mode = False
+        self.climate_ok = False
+        self.accel_ok = False
+        self.streaming = False
+        self.climate_period_ms = 60000
+        self._climate_due = 0
+        self._climate_pending = False
+        self._climate_t = 0
+        self.last_climate = None  # (t_centi, rh_centi, status)
+        self.mode = "raw"
+        self.encoding = "auto"
+        self.odr_mhz = 0
+        self.range_g = 2
+        self.block_n = 0
+        self.index = 0
+        self.blocks = 0
+        self.window_s = 10
+        self._writer = None
+        self._stage = None
+        self._blk = None
+        self._fill = 0
+        self._flags = 0
+        self._ovr_seen = 0
+        self._next_read = 0
+        self._read_ms = 80
+        self._t_ms = 0
+        self._t_rem = 0
+        self._encoder = None
+
+    # -- set-up ------------------------------------------------------------------
+
+    def set_parts(self, climate, accel):
+        self.climate = climate
+        self.accel = accel
+        self.climate_ok = climate is not None
+        self.accel_ok = accel is not None
+
+    def configure(self, cfg, calib, now):
+        """Apply config values (a dict) and a Calibration (or None).
+
+        Returns notes (text) about adjustments, e.g. an ODR the part lacks.
+        Allocates the block buffers: call at start-up and on changes only.
+        """
+        notes = []
+        self.climate_period_ms = cfg["climate_period_s"] * 1000
+        self.mode = cfg["mode"]
+        self.encoding = cfg["accel_encoding"]
+        self.window_s = cfg["feature_window_s"]
+        self.calib = calib
+        drv = self.accel
+        was = self.streaming
+        if was:
+            self.stop_stream()
+        odr = int(cfg["accel_odr_hz"] * 1000 + 0.5)
+        rng = cfg["accel_range_g"]
+        if drv is not None:
+            if odr not in drv.ODRS_MHZ:
+                got = nearest(odr, drv.ODRS_MHZ)
+                notes.append("%s has no %d mHz ODR: using %d mHz" % (drv.PART, odr, got))
+                odr = got
+            if rng not in drv.RANGES_G:
+                got = nearest(rng, drv.RANGES_G)
+                notes.append("%s has no +-%d g range: using +-%d g" % (drv.PART, rng, got))
+                rng = got
+        self.odr_mhz = odr
+        self.range_g = rng
+        n = cfg["accel_block_samples"]
+        if n != self.block_n or self._writer is None:
+            self.block_n = n
+            self._writer = FrameWriter(self.link.node_id, ACCEL_HEAD + codec.raw_size(n))
+            self._blk = bytearray(codec.raw_size(n))
+            self._encoder = codec.DeltaEncoder(n)
+            self._payload_samples = memoryview(self._writer.payload)[ACCEL_HEAD:]
+        self._stage = self._payload_samples if self.encoding == "raw" else self._blk
+        depth = drv.FIFO_DEPTH if drv is not None else 32
+        self._burst = bytearray(6 * depth)
+        bv = memoryview(self._burst)
+        self._burst_views = [bv[: 6 * k] for k in range(depth + 1)]
+        self._depth = depth
+        read_ms = (depth // 2) * 1000000 // odr if odr else 100
+        self._read_ms = read_ms if read_ms > MIN_READ_MS else MIN_READ_MS
+        self.apply_calibration(calib)
+        if was:
+            self.start_stream(now)
+        return notes
+
+    def apply_calibration(self, calib):
+        """Use a new Calibration (or None) from the next block on."""
+        self.calib = calib
+        acal = calib.accel if calib is not None else None
+        if acal is not None:
+            acal.prepare(self.range_g)
+        flags = 0
+        tilt = (0.0, 0.0)
+        if self.raw_mode:
+            flags = messages.ACCEL_UNCALIBRATED_MODE
+        elif acal is not None:
+            flags = messages.ACCEL_CALIBRATED
+            if acal.relative:
+                flags |= messages.FEATURES_TILT_RELATIVE
+                tilt = acal.tilt_zero
+        self._cal_flags = flags & (messages.ACCEL_CALIBRATED | messages.ACCEL_UNCALIBRATED_MODE)
+        self._feature_flags = flags
+        self._tilt = tilt
+        self.features.set_flags(flags, tilt)
+
+    def set_calibration(self, calib, now):
+        """A new calibration from now on; a running stream restarts its window."""
+        self.apply_calibration(calib)
+        if self.streaming:
+            self.stop_stream()
+            self.start_stream(now)
+
+    def set_raw_mode(self, on, now):
+        self.raw_mode = on
+        self.apply_calibration(self.calib)
+        if self.streaming:
+            # a window must not mix calibrated and raw samples
+            self.stop_stream()
+            self.start_stream(now)
+
+    # -- stream --------------------------------------------------------------------
+
+    def start_stream(self, now):
+        drv = self.accel
+        if drv is None:
+            return False
+        try:
+            drv.configure(self.odr_mhz, self.range_g)
+            drv.start()
+        except OSError as exc:
+            self._count(exc)
+            self.accel_ok = False
+            self.log(3, "accel start failed: %s" % exc)
+            return False
+        try:
+            self.features.configure(self.odr_mhz, self.window_s, self.range_g, self._tilt, self._feature_flags)
+        except ValueError as exc:
+            self.log(2, "features off: %s" % exc)
+        self.accel_ok = True
+        self.streaming = True
+        self.index = 0
+        self._fill = 0
+        self._flags = 0
+        self._ovr_seen = drv.overruns
+        self._t_ms = now
+        self._t_rem = 0
+        self._next_read = now + self._read_ms
+        return True
+
+    def stop_stream(self):
+        self.streaming = False
+        if self.accel is not None:
+            try:
+                self.accel.stop()
+            except OSError as exc:
+                self._count(exc)
+
+    # -- the loop's work -------------------------------------------------------------
+
+    def poll(self, now):
+        """Do what is due at node time now (ms); returns ms until something is next due."""
+        wait = 1000
+        if self.climate is not None:
+            wait = self._poll_climate(now)
+        if self.streaming:
+            w = self._poll_accel(now)
+            if w < wait:
+                wait = w
+        f = self.features
+        if f.busy:
+            if f.step():
+                self._send_features()
+            wait = 0
+        return wait
+
+    def _poll_climate(self, now):
+        if self._climate_pending:
+            due = self._climate_t + self.climate.CONVERSION_MS
+            if now - due < 0:
+                return due - now
+            self._climate_pending = False
+            self._read_climate()
+        due = self._climate_due
+        if now - due >= 0:
+            try:
+                self.climate.start()
+                self._climate_pending = True
+                self._climate_t = now
+            except OSError as exc:
+                self._climate_failed(exc, now)
+            self._climate_due = now + self.climate_period_ms
+            return self.climate.CONVERSION_MS
+        return due - now
+
+    def _read_climate(self):
+        t = self._climate_t
+        try:
+            temp, rh = self.climate.read()
+        except OSError as exc:
+            self._climate_failed(exc, t)
+            return
+        status = 0
+        cal = self.calib.climate if self.calib is not None and not self.raw_mode else None
+        if cal is not None:
+            temp = cal.temperature(temp)
+            rh = cal.humidity(rh)
+            status |= messages.CLIMATE_CALIBRATED
+        if rh < 0:
+            rh = 0
+            status |= messages.CLIMATE_CLAMPED
+        elif rh > 10000:
+            rh = 10000
+            status |= messages.CLIMATE_CLAMPED
+        if temp > 32767:
+            temp = 32767
+        elif temp < -32768:
+            temp = -32768
+        if not self.climate_ok:
+            self.log(1, "%s answers again" % self.climate.PART)
+        self.climate_ok = True
+        self._send_climate(temp, rh, status, t)
+
+    def _climate_failed(self, exc, t):
+        status = messages.CLIMATE_SENSOR_ERROR
+        if isinstance(exc, SensorCRCError):
+            status |= messages.CLIMATE_CRC_ERROR
+        self._count(exc)
+        if self.climate_ok:
+            self.log(3, "climate reading failed: %s" % exc)
+        self.climate_ok = False
+        self._send_climate(0, 0, status, t)
+
+    def _send_climate(self, temp, rh, status, t):
+        self.last_climate = (temp, rh, status)
+        w = self.link.writer
+        struct.pack_into(_CLIMATE_FORMAT, w.payload, 0, temp, rh, status)
+        self.link.send(w, messages.CLIMATE, 5, t)
+
+    def _count(self, exc):
+        c = self.counters
+        if isinstance(exc, SensorCRCError):
+            c.crc_errors += 1
+        elif isinstance(exc, SensorTimeout):
+            c.timeouts += 1
+        else:
+            c.sensor_errors += 1
+
+    def _poll_accel(self, now):
+        due = self._next_read
+        if now - due < 0:
+            return due - now
+        drv = self.accel
+        burst = self._burst
+        views = self._burst_views
+        stage = self._stage
+        depth = self._depth
+        n = self.block_n
+        rounds = 0
+        while rounds < 8:
+            rounds += 1
+            want = n - self._fill
+            if want > depth:
+                want = depth
+            try:
+                got = drv.read_fifo_into(burst, want)
+            except OSError as exc:
+                self._count(exc)
+                if self.accel_ok:
+                    self.log(3, "accel read failed: %s" % exc)
+                self.accel_ok = False
+                self._next_read = now + RETRY_MS
+                return RETRY_MS
+            if not self.accel_ok:
+                self.log(1, "%s answers again" % drv.PART)
+                self.accel_ok = True
+            if got <= 0:
+                break
+            at = 6 * self._fill
+            stage[at : at + 6 * got] = views[got]
+            self._fill += got
+            if self._fill >= n:
+                self._block_done()
+            elif got < want:
+                break
+        ovr = drv.overruns
+        if ovr != self._ovr_seen:
+            self.counters.fifo_overruns += ovr - self._ovr_seen
+            self._ovr_seen = ovr
+            self._flags |= messages.ACCEL_OVERRUN
+        self._next_read = now + self._read_ms
+        return self._read_ms
+
+    def _block_done(self):
+        n = self.block_n
+        stage = self._stage
+        acal = self.calib.accel if self.calib is not None and not self.raw_mode else None
+        if acal is not None:
+            acal.apply_into(stage, n)
+        first = self.index
+        t = self._t_ms
+        self.features.add_block(stage, n, first)
+        if self.mode == "raw" or self.raw_mode:
+            w = self._writer
+            p = w.payload
+            if self.encoding == "raw":
+                enc = messages.ENCODING_RAW
+                end = ACCEL_HEAD + 6 * n
+            else:
+                end = self._encoder.encode_into(stage, n, p, ACCEL_HEAD)
+                enc = self._encoder.encoding
+            struct.pack_into(
+                _ACCEL_FORMAT, p, 0, enc, self._flags | self._cal_flags, self.range_g, 0, self.odr_mhz, first, n
+            )
+            self.link.send(w, messages.ACCEL, end, t)
+        self._flags = 0
+        self._fill = 0
+        self.index = first + n
+        self.blocks += 1
+        # the next block's first sample: n samples of 1/ODR later
+        rem = self._t_rem + n * 1000000
+        q = rem // self.odr_mhz
+        self._t_ms = t + q
+        self._t_rem = rem - q * self.odr_mhz
+
+    def sample_ms(self, index):
+        """Node ms of a sample counted since the stream started (for features)."""
+        # t of the current block's first sample minus the samples between
+        back = self.index - index
+        return self._t_ms - (back * 1000000) // self.odr_mhz
+
+    def _send_features(self):
+        f = self.features
+        w = self.link.writer
+        n = f.pack_into(w.payload)
+        self.link.send(w, messages.FEATURES, n, self.sample_ms(f.result_first))
