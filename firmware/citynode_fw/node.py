@@ -1,0 +1,365 @@
+"""The node: build it from config (board, probed parts, sampler, link) and run the loop.
+
+One pass of the loop (`step`): sampler work that is due, at most one command
+line, a STATUS when due, the watchdog, a pending reboot. Every wait is bounded:
+the loop sleeps at most MAX_SLEEP_MS so commands are answered promptly, and
+sensor waits are counted loops inside the drivers.
+"""
+
+import math
+import struct
+
+from citynode_protocol import messages
+from citynode_fw import calibration, commands, config, status
+from citynode_fw.features import Features
+from citynode_fw.link import Link
+from citynode_fw.sampler import Sampler
+
+MAX_SLEEP_MS = 20
+LAST_ERRORS = 5
+DEBUG = 0
+INFO = 1
+WARNING = 2
+ERROR = 3
+
+
+def _sht4x(i2c, address):
+    from citynode_fw.drivers.sht4x import SHT4x
+
+    return SHT4x(i2c, address=address)
+
+
+def _sht3x(i2c, address):
+    from citynode_fw.drivers.sht3x import SHT3x
+
+    return SHT3x(i2c, address=address)
+
+
+def _adxl355(i2c, address):
+    from citynode_fw.drivers.adxl355 import ADXL355
+
+    return ADXL355(i2c, address=address)
+
+
+def _adxl345(i2c, address):
+    from citynode_fw.drivers.adxl345 import ADXL345
+
+    return ADXL345(i2c, address=address)
+
+
+def _lis3dh(i2c, address):
+    from citynode_fw.drivers.lis3dh import LIS3DH
+
+    return LIS3DH(i2c, address=address)
+
+
+# (kind, part, addresses in probe order, factory); within a kind, first match wins.
+# The drivers' identity checks decide between parts sharing an address.
+PARTS = (
+    ("climate", "sht4x", (0x44, 0x45), _sht4x),
+    ("climate", "sht3x", (0x44, 0x45), _sht3x),
+    ("accel", "adxl355", (0x1D, 0x53), _adxl355),
+    ("accel", "adxl345", (0x53, 0x1D), _adxl345),
+    ("accel", "lis3dh", (0x18, 0x19), _lis3dh),
+)
+
+
+def probe(i2c, kind, wanted, log=None):
+    """(driver, address) of the first part of kind that answers, or (None, 0).
+
+    wanted: "auto", "none" or a part name (config climate_part / accel_part).
+    """
+    if wanted == "none" or i2c is None:
+        return None, 0
+    try:
+        present = i2c.scan()
+    except OSError:
+        present = []
+    for row in PARTS:
+        if row[0] != kind or (wanted != "auto" and row[1] != wanted):
+            continue
+        for address in row[2]:
+            if address not in present:
+                continue
+            try:
+                return row[3](i2c, address), address
+            except OSError as exc:
+                if log is not None:
+                    log(DEBUG, "no %s at 0x%02x: %s" % (row[1], address, exc))
+    return None, 0
+
+
+class Node:
+    def __init__(self, board, cfg, calib=None, calib_fallback=None, out=None, reader=None,
+                 calib_path=calibration.PATH, calib_prev_path=calibration.PREV_PATH):
+        self.board = board
+        self.config = cfg
+        self.cfg = cfg.values
+        self.calib = calib
+        self.calib_fallback = calib_fallback
+        self.calib_path = calib_path
+        self.calib_prev_path = calib_prev_path
+        self.counters = status.Counters()
+        self.link = Link(self.cfg["node_id"], self.counters, out, reader)
+        self.features = Features()
+        self.sampler = Sampler(self.link, self.counters, self.features, self.log)
+        self.last_errors = []
+        self.found = []
+        self.time_offset = None
+        self.reboot_pending = False
+        self.reset_cause = board.reset_cause()
+        self._status_due = 0
+        self._boot_ms = board.ms()
+
+    def now(self):
+        return self.board.ms()
+
+    # -- events ------------------------------------------------------------------
+
+    def log(self, level, text):
+        if level >= WARNING:
+            self.last_errors.append(text)
+            if len(self.last_errors) > LAST_ERRORS:
+                self.last_errors.pop(0)
+        self.link.log(level, text, self.now())
+
+    # -- build -------------------------------------------------------------------
+
+    def start(self, i2c, climate=None, accel=None):
+        """Probe the bus (unless parts are given), configure, start streaming."""
+        from citynode_fw import version
+
+        self.log(INFO, "boot: citynode %s, reset cause %s" % (version.version_string(), self.reset_cause))
+        if self.config.fallback:
+            self.log(WARNING, "config fallback to defaults: %s" % self.config.fallback)
+        if self.calib_fallback:
+            self.log(WARNING, "calibration unusable (%s): running uncalibrated" % self.calib_fallback)
+        if climate is None:
+            climate, address = probe(i2c, "climate", self.cfg["climate_part"], self.log)
+            if climate is not None:
+                self.found.append(("climate", climate.PART, address))
+            elif self.cfg["climate_part"] != "none":
+                self.log(WARNING, "no climate sensor found (%s)" % self.cfg["climate_part"])
+        else:
+            self.found.append(("climate", climate.PART, getattr(climate, "address", 0)))
+        if accel is None:
+            accel, address = probe(i2c, "accel", self.cfg["accel_part"], self.log)
+            if accel is not None:
+                self.found.append(("accel", accel.PART, address))
+            elif self.cfg["accel_part"] != "none":
+                self.log(WARNING, "no accelerometer found (%s)" % self.cfg["accel_part"])
+        else:
+            self.found.append(("accel", accel.PART, getattr(accel, "address", 0)))
+        self.sampler.set_parts(climate, accel)
+        now = self.now()
+        for note in self.sampler.configure(self.cfg, self.calib, now):
+            self.log(WARNING, note)
+        if accel is not None and self.cfg["stream_at_boot"]:
+            self.sampler.start_stream(now)
+        self._status_due = now  # STATUS right after boot
+
+    def sensors_found(self):
+        return [{"kind": k, "part": p, "address": "0x%02x" % a} for k, p, a in self.found]
+
+    # -- the loop ----------------------------------------------------------------
+
+    def step(self):
+        """One pass; returns how long the loop may sleep (ms)."""
+        now = self.now()
+        wait = self.sampler.poll(now)
+        line = self.link.poll_line()
+        if line is not None:
+            self.handle_line(line)
+            wait = 0
+        if now - self._status_due >= 0:
+            self.send_status()
+            self._status_due = now + self.cfg["status_period_s"] * 1000
+        self.board.feed()
+        if self.reboot_pending:
+            self.board.sleep_ms(100)  # let the reply leave
+            self.board.reset()
+        return wait if wait < MAX_SLEEP_MS else MAX_SLEEP_MS
+
+    def run_for(self, ms):
+        """Run the loop until the node clock has moved by ms (tests, bounded runs)."""
+        end = self.now() + ms
+        while self.now() - end < 0:
+            self.board.sleep_ms(self.step())
+
+    def run(self):
+        try:
+            while True:
+                self.board.sleep_ms(self.step())
+        except KeyboardInterrupt:
+            # Ctrl-C: hand the REPL over with the sensor stopped and the watchdog slack
+            self.board.relax_watchdog()
+            self.sampler.stop_stream()
+            raise
+
+    # -- commands ----------------------------------------------------------------
+
+    def handle_line(self, line):
+        request_id, command, args = self.link.decode(line)
+        if command is None:
+            self.counters.bad_lines += 1
+            self.counters.command_errors += 1
+            code, body = messages.ERR_BAD_LINE, {"error": args}
+        else:
+            code, body = commands.run(self, command, args)
+            if code != messages.OK:
+                self.counters.command_errors += 1
+        self.link.reply(request_id, code, body, self.now())
+
+    def set_config(self, values):
+        drv = self.sampler.accel
+        odr = values.get("accel_odr_hz")
+        if drv is not None and isinstance(odr, (int, float)) and not isinstance(odr, bool):
+            if int(odr * 1000 + 0.5) not in drv.ODRS_MHZ:
+                rates = ", ".join(["%g" % (m / 1000) for m in drv.ODRS_MHZ])
+                return messages.ERR_BAD_ARGUMENT, {"error": "%s supports %s Hz" % (drv.PART, rates)}
+        rng = values.get("accel_range_g")
+        if drv is not None and rng is not None and rng not in drv.RANGES_G:
+            ranges = ", ".join([str(r) for r in drv.RANGES_G])
+            return messages.ERR_BAD_ARGUMENT, {"error": "%s supports +-%s g" % (drv.PART, ranges)}
+        window = values.get("feature_window_s", self.cfg["feature_window_s"])
+        hz = values.get("accel_odr_hz", self.cfg["accel_odr_hz"])
+        if isinstance(window, (int, float)) and isinstance(hz, (int, float)) and window * hz < 16:
+            return messages.ERR_BAD_ARGUMENT, {"error": "feature window under 16 samples"}
+        try:
+            restart = self.config.update(values)
+        except ValueError as exc:
+            return messages.ERR_BAD_ARGUMENT, {"error": str(exc)}
+        except OSError as exc:
+            return messages.ERR_STORAGE, {"error": "config not saved: %s" % exc}
+        notes = self.sampler.configure(self.cfg, self.calib, self.now())
+        return messages.OK, {"changed": sorted(values), "restart_required": restart, "notes": notes}
+
+    def use_calibration(self, cal):
+        self.calib = cal
+        self.calib_fallback = None
+        self.sampler.set_calibration(cal, self.now())
+
+    def set_time(self, utc_ms):
+        now = self.now()
+        self.time_offset = utc_ms - now
+        self.send_time(now)
+
+    def send_time(self, now):
+        w = self.link.writer
+        struct.pack_into("<Q", w.payload, 0, now + self.time_offset)
+        self.link.send(w, messages.TIME, 8, now)
+
+    # -- status ------------------------------------------------------------------
+
+    def flags(self):
+        f = 0
+        if self.config.fallback:
+            f |= messages.STATUS_CONFIG_FALLBACK
+        if self.calib_fallback:
+            f |= messages.STATUS_CALIB_FALLBACK
+        if self.time_offset is not None:
+            f |= messages.STATUS_TIME_ANCHORED
+        if self.sampler.streaming:
+            f |= messages.STATUS_STREAMING
+        return f
+
+    def sensors(self):
+        fitted = 0
+        ok = 0
+        s = self.sampler
+        if s.climate is not None:
+            fitted |= messages.SENSOR_CLIMATE
+            if s.climate_ok:
+                ok |= messages.SENSOR_CLIMATE
+        if s.accel is not None:
+            fitted |= messages.SENSOR_ACCEL
+            if s.accel_ok:
+                ok |= messages.SENSOR_ACCEL
+        return fitted, ok
+
+    def send_status(self):
+        now = self.now()
+        fitted, ok = self.sensors()
+        w = self.link.writer
+        n = status.pack_into(
+            w.payload,
+            (now - self._boot_ms) // 1000,
+            self.board.free_heap(),
+            fitted,
+            ok,
+            self.flags(),
+            self.board.supply_mv(),
+            self.calib.id if self.calib is not None else 0,
+            self.counters,
+        )
+        self.link.send(w, messages.STATUS, n, now)
+        if self.time_offset is not None:
+            self.send_time(now)
+
+    def status_dict(self):
+        fitted, ok = self.sensors()
+        return {
+            "uptime_s": (self.now() - self._boot_ms) // 1000,
+            "free_heap": self.board.free_heap(),
+            "sensors_fitted": fitted,
+            "sensors_ok": ok,
+            "flags": self.flags(),
+            "calibration_id": self.calib.id if self.calib is not None else 0,
+            "counters": self.counters.as_dict(),
+        }
+
+    # -- selftest ----------------------------------------------------------------
+
+    def selftest(self):
+        checks = []
+        s = self.sampler
+        checks.append({"name": "climate_fitted", "pass": s.climate is not None})
+        if s.climate is not None:
+            checks.append(self._check_climate(s.climate))
+        checks.append({"name": "accel_fitted", "pass": s.accel is not None})
+        if s.accel is not None:
+            checks.append(self._check_gravity())
+        return checks
+
+    def _check_climate(self, drv):
+        try:
+            drv.start()
+            self.board.sleep_ms(drv.CONVERSION_MS)
+            t, rh = drv.read()
+        except OSError as exc:
+            return {"name": "climate_plausible", "pass": False, "detail": str(exc)}
+        ok = -4000 <= t <= 8500 and 0 <= rh <= 10000
+        return {"name": "climate_plausible", "pass": ok, "temperature_c": t / 100, "humidity_pct": rh / 100,
+                "limits": "-40..85 C, 0..100 %RH"}
+
+    def _check_gravity(self):
+        mean = self.features.current_mean()
+        if mean is None or not self.sampler.streaming:
+            return {"name": "accel_gravity", "pass": False, "detail": "no samples: start the stream"}
+        k = self.sampler.range_g / 32768.0
+        g = math.sqrt(mean[0] * mean[0] + mean[1] * mean[1] + mean[2] * mean[2]) * k
+        return {"name": "accel_gravity", "pass": 0.8 <= g <= 1.2, "g": round(g, 4), "limits": "0.8..1.2 g when still"}
+
+
+def build(board, out=None, reader=None):
+    """A Node from the files on flash and the board's bus."""
+    cfg = config.load()
+    cal, cal_fallback = calibration.load()
+    node = Node(board, cfg, cal, cal_fallback, out, reader)
+    i2c = None
+    try:
+        i2c = board.make_i2c(cfg.values)
+    except (OSError, ValueError) as exc:
+        node.log(ERROR, "I2C bus not available: %s" % exc)
+    node.start(i2c)
+    return node
+
+
+def run():
+    """main.py's entry point: build the node from flash and run it until Ctrl-C."""
+    from citynode_fw.board import Board
+
+    board = Board()
+    node = build(board)
+    board.start_watchdog(node.cfg["watchdog_s"])
+    node.run()

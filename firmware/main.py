@@ -1,0 +1,3 @@
+from citynode_fw.node import run
+
+run()
