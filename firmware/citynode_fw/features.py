@@ -88,11 +88,13 @@ class Features:
         self.ready = False  # a finished window waits in `result`
         self.windows = 0
         # the finished window: floats in g / Hz / degrees, filled by the steps
-        self.result = [0.0] * 11  # rms xyz, peak xyz, freq xyz, pitch, roll
+        # (array('f'): floats stored unboxed, so a result retains no heap objects)
+        self.result = array.array("f", bytearray(4 * 11))  # rms xyz, peak xyz, freq xyz, pitch, roll
         self.result_samples = 0
         self.result_first = 0
         self.result_flags = 0
-        self.means = None  # mean counts of the last window (x, y, z)
+        self.means = array.array("f", bytearray(12))  # mean counts of the last window (x, y, z)
+        self.have_means = False
         self.configure(200000, 10, 2)
 
     def configure(self, odr_mhz, window_s, range_g, tilt_zero=(0.0, 0.0), flags=0):
@@ -229,7 +231,10 @@ class Features:
                 peak = mean - self._min[a]
             r[3 + a] = peak * scale
             self._ref[a] = int(mean + 0.5) if mean >= 0 else -int(-mean + 0.5)
-        self.means = means
+        self.means[0] = means[0]
+        self.means[1] = means[1]
+        self.means[2] = means[2]
+        self.have_means = True
         pitch, roll = tilt_deg(means[0], means[1], means[2])
         r[9] = pitch - self.tilt_zero[0]
         r[10] = roll - self.tilt_zero[1]
@@ -247,7 +252,9 @@ class Features:
         n = self._count
         if n > 0:
             return [self._ref[a] + self._sum[a] / n for a in range(3)]
-        return self.means
+        if self.have_means:
+            return [self.means[0], self.means[1], self.means[2]]
+        return None
 
     @property
     def busy(self):

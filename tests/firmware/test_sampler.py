@@ -1,0 +1,211 @@
+"""citynode_fw.sampler against the simulated parts on a manual clock: framing,
+timing, failures, calibration flags, and no allocation in steady state."""
+
+import gc
+
+import fw_helpers as h
+from citynode_protocol import messages
+from citynode_fw import calibration, config
+from citynode_fw.features import Features
+from citynode_fw.link import Link
+from citynode_fw.node import probe
+from citynode_fw.sampler import Sampler
+from citynode_fw.status import Counters
+
+
+class NullOut:
+    """A serial port that takes everything and keeps nothing (for heap measurements)."""
+
+    def __init__(self):
+        self.bytes = 0
+
+    def write(self, buf, n):
+        self.bytes += n
+        return n
+
+
+class Rig:
+    def __init__(self, data=None, out=None, calib=None, **cfg):
+        self.clock = h.ManualClock()
+        self.bus, self.scenario = h.sim_bus(self.clock, data)
+        self.board = h.FakeBoard(self.clock, self.bus)
+        self.cap = h.Capture()
+        self.counters = Counters()
+        self.link = Link(5, self.counters, out if out is not None else self.cap.out, h.ScriptedInput())
+        self.logs = []
+        self.sampler = Sampler(self.link, self.counters, Features(), self._log)
+        self.climate, _a = probe(self.bus, "climate", "auto")
+        self.accel, self.accel_address = probe(self.bus, "accel", "auto")
+        self.sampler.set_parts(self.climate, self.accel)
+        values = config.defaults()
+        for key in cfg:
+            values[key] = cfg[key]
+        self.notes = self.sampler.configure(values, calib, self.board.ms())
+        self.sampler.start_stream(self.board.ms())
+
+    def _log(self, level, text):
+        self.logs.append((level, text))
+
+    def run_until(self, done, limit_ms=120000):
+        """Run the sampler's loop until done() (bounded by limit_ms of node time)."""
+        board = self.board
+        end = board.ms() + limit_ms
+        while not done():
+            assert board.ms() < end, "not done after %d ms of node time" % limit_ms
+            wait = self.sampler.poll(board.ms())
+            board.sleep_ms(wait if wait < 20 else 20)
+
+    def blocks(self, n, limit_ms=120000):
+        """Run until n blocks are done: no closure, so a heap measurement sees the node only."""
+        s = self.sampler
+        board = self.board
+        end = board.ms() + limit_ms
+        while s.blocks < n:
+            assert board.ms() < end, "not done after %d ms of node time" % limit_ms
+            wait = s.poll(board.ms())
+            board.sleep_ms(wait if wait < 20 else 20)
+
+    def run_ms(self, ms):
+        end = self.board.ms() + ms
+        self.run_until(lambda: self.board.ms() >= end, ms + 1000)
+
+
+ADXL345 = {"sensors": {"accel": "adxl345", "climate": "sht45"}}
+
+
+def test_steady_state_does_not_allocate():
+    out = NullOut()
+    rig = Rig(ADXL345, out=out, accel_odr_hz=200, accel_block_samples=100, mode="raw")
+    assert rig.sampler.odr_mhz == 200000 and not rig.notes
+    rig.blocks(10)
+    gc.collect()
+    at10 = gc.mem_alloc()
+    rig.blocks(50)  # two feature windows close on the way
+    gc.collect()
+    at50 = gc.mem_alloc()
+    print("sampler heap after gc: block 10 %d bytes, block 50 %d bytes, growth %d" % (at10, at50, at50 - at10))
+    assert at50 <= at10, "heap grew by %d bytes between block 10 and 50" % (at50 - at10)
+    assert out.bytes > 0 and rig.counters.tx_dropped == 0
+
+
+def test_blocks_allocate_nothing_with_gc_off():
+    # a 60 s window does not close between block 10 and block 50 (12000 samples)
+    out = NullOut()
+    rig = Rig(ADXL345, out=out, accel_odr_hz=200, feature_window_s=60, climate_period_s=3600)
+    rig.blocks(10)
+    gc.collect()
+    gc.disable()
+    try:
+        before = gc.mem_alloc()
+        rig.blocks(50)
+        used = gc.mem_alloc() - before
+    finally:
+        gc.enable()
+    # the simulated part and bus are counted too: this bounds the node's share
+    print("allocated with gc off over 40 blocks of 100 samples: %d bytes (%d per block)" % (used, used // 40))
+    assert used == 0, "%d bytes allocated over 40 blocks" % used
+
+
+def test_block_numbering_and_timing():
+    rig = Rig(ADXL345, accel_odr_hz=200, accel_block_samples=50)
+    start = rig.board.ms()
+    rig.blocks(6)
+    blocks = rig.cap.named("accel")
+    assert len(blocks) == 6
+    for k, m in enumerate(blocks):
+        assert m["first_index"] == 50 * k and m["n_samples"] == 50
+        assert m["odr_hz"] == 200.0 and m["range_g"] == 2
+        assert m.time_ms == start + 250 * k, (k, m.time_ms)
+        assert m["flags"] == 0 and m["encoding"] in (messages.ENCODING_RAW, messages.ENCODING_DELTA_BITPACK)
+        z = m["samples"][2::3]
+        mean_g = sum(z) / len(z) / 16384
+        assert 0.95 < mean_g < 1.05, mean_g
+    seqs = [m.seq for m in rig.cap.messages]
+    assert seqs == list(range(len(seqs))), "one sequence across all writers"
+
+
+def test_raw_encoding_frames_straight_from_the_payload():
+    rig = Rig(ADXL345, accel_odr_hz=200, accel_encoding="raw")
+    rig.blocks(3)
+    blocks = rig.cap.named("accel")
+    assert [m["encoding"] for m in blocks] == [messages.ENCODING_RAW] * 3
+    assert len(blocks[2]["samples"]) == 300
+
+
+def test_features_mode_sends_features_not_blocks():
+    rig = Rig(ADXL345, accel_odr_hz=100, feature_window_s=1, mode="features")
+    rig.run_ms(2600)
+    assert rig.cap.named("accel") == []
+    feats = rig.cap.named("features")
+    assert len(feats) == 2
+    f = feats[0]
+    assert f["n_samples"] == 100 and f["window_s"] == 1.0
+    assert abs(f["pitch_deg"]) < 1 and abs(f["roll_deg"]) < 1
+    assert feats[1].time_ms - f.time_ms == 1000
+
+
+def test_climate_first_reading_at_boot_then_every_period():
+    rig = Rig(ADXL345, climate_period_s=2)
+    rig.run_ms(4500)
+    readings = rig.cap.named("climate")
+    assert [m.time_ms for m in readings] == [0, 2000, 4000]
+    for m in readings:
+        assert m["status"] == 0
+        assert abs(m["temperature_c"] - 21.5) < 0.5 and abs(m["relative_humidity_pct"] - 48) < 2
+
+
+def test_climate_crc_error_is_reported_and_counted():
+    rig = Rig(ADXL345, climate_period_s=2)
+    rig.bus.device(0x44).bad_crc = True
+    rig.run_ms(2500)
+    readings = rig.cap.named("climate")
+    bad = messages.CLIMATE_SENSOR_ERROR | messages.CLIMATE_CRC_ERROR
+    assert readings and all(m["status"] == bad for m in readings)
+    assert rig.counters.crc_errors == len(readings)
+    assert not rig.sampler.climate_ok and rig.sampler.streaming
+    assert len(rig.cap.named("accel")) >= 4  # the accelerometer went on
+    rig.bus.device(0x44).bad_crc = False
+    rig.run_ms(2000)
+    assert rig.cap.named("climate")[-1]["status"] == 0 and rig.sampler.climate_ok
+
+
+def test_accel_that_disappears_is_counted_and_retried():
+    rig = Rig(ADXL345, climate_period_s=2)
+    rig.blocks(2)
+    dev = rig.bus.device(rig.accel_address)
+    rig.bus.detach(rig.accel_address)
+    rig.run_ms(3000)
+    assert not rig.sampler.accel_ok
+    assert rig.counters.sensor_errors >= 2
+    assert len(rig.cap.named("climate")) >= 2  # climate went on
+    assert any("accel read failed" in text for _level, text in rig.logs)
+    rig.bus.attach(rig.accel_address, dev)
+    rig.run_ms(1500)
+    assert rig.sampler.accel_ok
+
+
+def test_calibrated_and_raw_mode_flags():
+    h.enter_tmpdir("smp")
+    try:
+        cal = calibration.Calibration({"id": 9, "accel": {"bias_g": [0.0, 0.0, 0.5]}})
+        rig = Rig(ADXL345, calib=cal, accel_odr_hz=200)
+        rig.blocks(1)
+        m = rig.cap.named("accel")[-1]
+        assert m["flags"] == messages.ACCEL_CALIBRATED
+        z = m["samples"][2::3]
+        assert abs(sum(z) / len(z) / 16384 - 0.5) < 0.05  # 1 g minus a 0.5 g bias
+        rig.sampler.set_raw_mode(True, rig.board.ms())
+        rig.blocks(rig.sampler.blocks + 1)
+        m = rig.cap.named("accel")[-1]
+        assert m["flags"] == messages.ACCEL_UNCALIBRATED_MODE
+        z = m["samples"][2::3]
+        assert abs(sum(z) / len(z) / 16384 - 1.0) < 0.05
+        assert m["first_index"] == 0  # raw mode restarts the stream
+    finally:
+        h.leave_tmpdir()
+
+
+def test_unsupported_odr_is_adjusted_with_a_note():
+    rig = Rig({"sensors": {"accel": "adxl355"}}, accel_odr_hz=200)
+    assert rig.sampler.odr_mhz == 250000
+    assert rig.notes and "250000" in rig.notes[0]
