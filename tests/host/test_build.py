@@ -125,6 +125,23 @@ def test_mpy_cross_output_loads_in_the_unix_port(tmp_path):
 # --- the wheel ---------------------------------------------------------------
 
 
+def test_pyproject_lists_every_subpackage():
+    """[tool.setuptools] packages is an explicit list: a new subpackage must be added to it."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = set()
+    for name, folder in (("citynode", ROOT / "host" / "citynode"), ("citynode_protocol", ROOT / "protocol" / "citynode_protocol")):
+        for init in folder.rglob("__init__.py"):
+            rel = init.parent.relative_to(folder)
+            if "__pycache__" not in rel.parts:
+                found.add(".".join((name,) + rel.parts))
+    missing = sorted(found - listed)
+    assert not missing, "add %s to `packages` under [tool.setuptools] in pyproject.toml, or a real install lacks it" % (
+        ", ".join('"%s"' % m for m in missing)
+    )
+
+
 def _copy_source(dest):
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc", "build")
     for name in ("pyproject.toml", "README.md"):
