@@ -141,13 +141,21 @@ class Link:
 
 
 def guess_id(line):
-    """The request id of a garbled line when its start is intact, else 0."""
-    head = b'>{"id":'
-    if not line.startswith(head):
+    """The request id of a garbled line when it can still be read, else 0.
+
+    The host writes "id" first; a line from elsewhere may not, so the first
+    '"id":' anywhere is taken. A guess only: the line failed its checks.
+    """
+    key = b'"id":'
+    at = line.find(key) if line.startswith(b">") else -1
+    if at < 0:
         return 0
     v = 0
-    i = len(head)
-    while i < len(line) and i < len(head) + 5 and 48 <= line[i] <= 57:
+    i = at + len(key)
+    end = i + 5
+    while i < len(line) and i < end and 48 <= line[i] <= 57:
         v = v * 10 + line[i] - 48
         i += 1
+    if i < len(line) and 48 <= line[i] <= 57:
+        return 0  # more than 5 digits: not a u16
     return v if v <= 0xFFFF else 0
