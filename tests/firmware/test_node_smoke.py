@@ -1,0 +1,117 @@
+"""The whole node on the simulated bus: build from flash, run ~1.5 s of node
+time with the serial output captured, decode it with the protocol decoder."""
+
+import gc
+import math
+
+import fw_helpers as h
+from citynode_protocol import messages
+from citynode_fw import config, node
+
+
+def _build(data=None, **cfg):
+    clock = h.ManualClock()
+    bus, scenario = h.sim_bus(clock, data)
+    board = h.FakeBoard(clock, bus)
+    if cfg:
+        values = config.defaults()
+        for key in cfg:
+            values[key] = cfg[key]
+        config.save(values)
+    cap = h.Capture()
+    n = node.build(board, cap.out, h.ScriptedInput())
+    return n, cap, board
+
+
+def test_node_runs_and_speaks_the_protocol():
+    h.enter_tmpdir("node")
+    try:
+        n, cap, board = _build(None, node_id=7, site="test bench", climate_period_s=60)
+        n.run_for(1500)
+        msgs = cap.new()
+        stats = cap.decoder.stats
+        assert stats.bad_frames == 0 and stats.bytes_skipped == 0
+        assert all(m.node_id == 7 for m in msgs)
+        names = [m.name for m in msgs]
+        assert names[0] == "log" and msgs[0]["text"].startswith("boot: citynode")
+        (status,) = [m for m in msgs if m.name == "status"]
+        assert status["sensors_fitted"] == 3 and status["sensors_ok"] == 3
+        assert status["flags"] == messages.STATUS_STREAMING  # config read fine, no fallback
+        assert status["mpy_major"] == 1 and status["app_minor"] == 1 and status["free_heap"] > 0
+        (climate,) = [m for m in msgs if m.name == "climate"]
+        assert abs(climate["temperature_c"] - 21.5) < 0.5
+        assert abs(climate["relative_humidity_pct"] - 48.0) < 2
+        blocks = [m for m in msgs if m.name == "accel"]
+        assert len(blocks) == 3  # default scenario: ADXL355, 200 Hz -> 250 Hz, 100-sample blocks
+        for k, m in enumerate(blocks):
+            assert m["first_index"] == 100 * k and m["odr_hz"] == 250.0
+            z = m["samples"][2::3]
+            g = sum(z) / len(z) * m["range_g"] / 32768
+            assert abs(g - 1.0) < 0.02, g
+        seqs = [m.seq for m in msgs]
+        assert seqs == list(range(len(msgs)))
+    finally:
+        h.leave_tmpdir()
+
+
+def test_missing_config_and_sensor_are_reported():
+    h.enter_tmpdir("node")
+    try:
+        n, cap, board = _build({"sensors": {"climate": "none", "accel": "adxl345"}})
+        n.run_for(600)
+        msgs = cap.new()
+        texts = [m["text"] for m in msgs if m.name == "log"]
+        assert any("config fallback" in t for t in texts)
+        assert any("no climate sensor" in t for t in texts)
+        status = [m for m in msgs if m.name == "status"][0]
+        assert status["flags"] & messages.STATUS_CONFIG_FALLBACK
+        assert status["sensors_fitted"] == messages.SENSOR_ACCEL
+        assert [m for m in msgs if m.name == "accel"]
+    finally:
+        h.leave_tmpdir()
+
+
+def test_features_recover_the_scenario_vibration():
+    # 10 s window at 250 Hz (ADXL355: the ADXL345's 3.9 mg steps would add
+    # 1.1 mg rms of quantisation noise): a 4.37 Hz mode of 4 mg plus 0.5 mg noise
+    h.enter_tmpdir("node")
+    try:
+        data = {
+            "sensors": {"climate": "sht35", "accel": "adxl355"},
+            "vibration": [{"freq_hz": 4.37, "amp_g": 0.004, "axis": [0.0, 0.0, 1.0]}],
+            "noise_g": 0.0005,
+        }
+        n, cap, board = _build(data, mode="features", feature_window_s=10, accel_odr_hz=250)
+        n.run_for(11000)
+        (f,) = cap.named("features")
+        assert f["n_samples"] == 2500 and f["window_s"] == 10.0
+        assert abs(f["dominant_freq_z_hz"] - 4.37) <= 0.1, f["dominant_freq_z_hz"]
+        rms = math.sqrt((0.004 / math.sqrt(2)) ** 2 + 0.0005**2)
+        assert abs(f["rms_z_g"] - rms) < 0.1 * rms, f["rms_z_g"]
+        assert abs(f["rms_x_g"] - 0.0005) < 0.0002
+        assert abs(f["pitch_deg"]) < 0.5 and abs(f["roll_deg"]) < 0.5
+        assert cap.named("accel") == []
+    finally:
+        h.leave_tmpdir()
+
+
+def test_node_heap_stays_flat():
+    h.enter_tmpdir("node")
+    try:
+        n, cap, board = _build({"sensors": {"climate": "sht45", "accel": "adxl345"}})
+        n.run_for(3000)
+        gc.collect()
+        before = gc.mem_alloc()
+        n.link.out = _Null()
+        n.run_for(10000)
+        gc.collect()
+        after = gc.mem_alloc()
+        print("node heap after gc: %d -> %d bytes over 10 s of node time" % (before, after))
+        assert after - before <= 256, after - before
+    finally:
+        h.leave_tmpdir()
+
+
+class _Null:
+    def write(self, buf, n):
+        return n
