@@ -99,15 +99,15 @@ def test_node_heap_stays_flat():
     h.enter_tmpdir("node")
     try:
         n, cap, board = _build({"sensors": {"climate": "sht45", "accel": "adxl345"}})
+        n.link.out = _Null()  # a capture would grow with every frame
         n.run_for(3000)
         gc.collect()
         before = gc.mem_alloc()
-        n.link.out = _Null()
         n.run_for(10000)
         gc.collect()
         after = gc.mem_alloc()
         print("node heap after gc: %d -> %d bytes over 10 s of node time" % (before, after))
-        assert after - before <= 256, after - before
+        assert after <= before, after - before
     finally:
         h.leave_tmpdir()
 
