@@ -1,0 +1,381 @@
+"""Tables from decoded messages, and writers for CSV, JSON Lines and Parquet.
+
+One table per message kind, one row per message, except `accel`: one row per
+sample (with `accel_blocks` holding one row per block). Every table starts with
+the same columns:
+
+    node_id      the node
+    time         ISO 8601 UTC text (`2026-11-26T06:12:24.125000Z`) once the node's
+                 clock is anchored by a TIME message in the same epoch, else the
+                 node time in seconds (the same number as node_time_s)
+    node_time_s  seconds on the node's clock, unwrapped across its 2^32 ms wrap;
+                 always there, always a number
+    epoch        how many restarts of this node were seen before this row
+                 (node_time_s starts again at each restart)
+    seq          the frame's sequence number
+
+For accel rows, time and node_time_s are interpolated within a block from its
+first sample: `t = t0 + i / odr_hz`; `sample_index` is the block's
+`first_index + i`. Accelerations are in g: `counts × range_g / 32768`.
+
+Writers stream: each `TableSet.append()` adds the rows of one decoded batch,
+so a capture of any length is written in bounded memory. CSV and JSON Lines
+write every number with Python's shortest round-trip repr; Parquet keeps types
+(`time` is text there too, the same text as in CSV).
+"""
+
+import json
+import os
+
+import numpy as np
+
+from citynode_protocol.messages import LOG_LEVELS, reply_word
+
+FORMATS = ("csv", "jsonl", "parquet")
+EXTENSIONS = {"csv": ".csv", "jsonl": ".jsonl", "parquet": ".parquet"}
+
+_FRONT = (("node_id", "int"), ("time", "time"), ("node_time_s", "float"), ("epoch", "int"), ("seq", "int"))
+
+_FEATURES = [("window_s", "float"), ("n_samples", "int"), ("flags", "int")]
+for _axis in "xyz":
+    _FEATURES += [("rms_%s_g" % _axis, "float"), ("peak_%s_g" % _axis, "float"), ("dominant_freq_%s_hz" % _axis, "float")]
+_FEATURES += [("pitch_deg", "float"), ("roll_deg", "float")]
+
+_STATUS = [
+    ("uptime_s", "int"),
+    ("free_heap", "int"),
+    ("mpy_major", "int"),
+    ("mpy_minor", "int"),
+    ("mpy_patch", "int"),
+    ("app_major", "int"),
+    ("app_minor", "int"),
+    ("app_patch", "int"),
+    ("protocol_minor", "int"),
+    ("sensors_fitted", "int"),
+    ("sensors_ok", "int"),
+    ("flags", "int"),
+    ("supply_v", "float"),
+    ("calibration_id", "int"),
+    ("sensor_errors", "int"),
+    ("crc_errors", "int"),
+    ("timeouts", "int"),
+    ("fifo_overruns", "int"),
+    ("tx_dropped", "int"),
+    ("command_errors", "int"),
+]
+
+# table name -> columns after the common ones: (name, type)
+SCHEMAS = {
+    "climate": [("temperature_c", "float"), ("relative_humidity_pct", "float"), ("status", "int")],
+    "accel": [("sample_index", "int"), ("ax_g", "float"), ("ay_g", "float"), ("az_g", "float")],
+    "accel_blocks": [
+        ("encoding", "int"),
+        ("flags", "int"),
+        ("range_g", "int"),
+        ("odr_hz", "float"),
+        ("first_index", "int"),
+        ("n_samples", "int"),
+    ],
+    "features": _FEATURES,
+    "status": _STATUS,
+    "log": [("level", "int"), ("level_name", "str"), ("text", "str")],
+    "time": [("utc_ms", "int"), ("utc", "str")],
+    "reply": [("request_id", "int"), ("code", "int"), ("code_word", "str"), ("body", "str")],
+}
+TABLE_ORDER = tuple(SCHEMAS)
+
+
+def columns_of(name):
+    return list(_FRONT) + SCHEMAS[name]
+
+
+# -- times ---------------------------------------------------------------------
+
+
+def iso_utc(us):
+    """ISO 8601 UTC text with microseconds and Z for an int64 array of µs since 1970."""
+    us = np.asarray(us, np.int64)
+    if not len(us):
+        return []
+    sec, frac = np.divmod(us, 1_000_000)
+    uniq, inv = np.unique(sec, return_inverse=True)
+    prefix = np.datetime_as_string(uniq.astype("datetime64[s]"), unit="s").tolist()
+    return ["%s.%06dZ" % (prefix[i], f) for i, f in zip(inv.tolist(), frac.tolist())]
+
+
+def _times(node_us, offset_ms, anchored):
+    """(time column values, node_time_s floats) from node µs, UTC offsets in ms and anchored flags."""
+    node_s = node_us / 1e6
+    if not anchored.any():
+        return node_s.tolist(), node_s
+    text = np.array(node_s.tolist(), dtype=object)
+    where = np.flatnonzero(anchored)
+    text[where] = iso_utc(node_us[where] + offset_ms[where] * 1000)
+    return text.tolist(), node_s
+
+
+# -- rows from a batch -------------------------------------------------------------
+
+
+def batch_tables(batch, timebase):
+    """Columns of every table present in a `decode.Batch`: {table: {column: list or array}}.
+
+    `timebase` (a `timebase.Timebase`) carries node clocks from batch to batch.
+    """
+    times = timebase.assign(batch)
+    out = {}
+    for kind, cols in batch.kinds.items():
+        n = len(cols["order"])
+        if not n:
+            continue
+        node_ms, offset, anchored = times[kind]
+        if kind == "accel":
+            out.update(_accel_tables(cols, node_ms, offset, anchored))
+            continue
+        t, node_s = _times(node_ms * 1000, offset, anchored)
+        table = _front(cols, t, node_s)
+        if kind == "log":
+            table["level"] = cols["level"]
+            table["level_name"] = [LOG_LEVELS[v] if 0 <= v < len(LOG_LEVELS) else str(v) for v in cols["level"].tolist()]
+            table["text"] = list(cols["text"])
+        elif kind == "time":
+            table["utc_ms"] = cols["utc_ms"]
+            table["utc"] = iso_utc(cols["utc_ms"].astype(np.int64) * 1000)
+        elif kind == "reply":
+            table["request_id"] = cols["request_id"]
+            table["code"] = cols["code"]
+            table["code_word"] = [reply_word(c) for c in cols["code"].tolist()]
+            table["body"] = ["" if b is None else json.dumps(b, sort_keys=True) for b in cols["body"]]
+        else:
+            for name, _type in SCHEMAS[kind]:
+                table[name] = cols[name]
+        out[kind] = table
+    return out
+
+
+def _front(cols, t, node_s, pick=None):
+    def take(a):
+        return a if pick is None else a[pick]
+
+    return {
+        "node_id": take(cols["node_id"]),
+        "time": t,
+        "node_time_s": node_s,
+        "epoch": take(cols["epoch"]),
+        "seq": take(cols["seq"]),
+    }
+
+
+def _accel_tables(cols, node_ms, offset, anchored):
+    counts = cols["n_samples"]
+    block_t, block_s = _times(node_ms * 1000, offset, anchored)
+    blocks = _front(cols, block_t, block_s)
+    for name, _type in SCHEMAS["accel_blocks"]:
+        blocks[name] = cols[name]
+    # per sample: the block's row repeated, i counted within the block
+    rows = np.repeat(np.arange(len(counts)), counts)
+    i = np.arange(len(rows)) - np.repeat(cols["sample_start"], counts)
+    odr_mhz = np.rint(cols["odr_hz"] * 1000.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        step_us = np.where(odr_mhz[rows] > 0, np.rint(i * 1e9 / odr_mhz[rows]), 0).astype(np.int64)
+    node_us = node_ms[rows] * 1000 + step_us
+    t, node_s = _times(node_us, offset[rows], anchored[rows])
+    samples = cols["samples"]
+    scale = cols["range_g"][rows] / 32768.0
+    accel = _front(cols, t, node_s, pick=rows)
+    accel["sample_index"] = cols["first_index"][rows] + i
+    accel["ax_g"] = samples[:, 0] * scale
+    accel["ay_g"] = samples[:, 1] * scale
+    accel["az_g"] = samples[:, 2] * scale
+    return {"accel": accel, "accel_blocks": blocks}
+
+
+# -- writers -------------------------------------------------------------------------
+
+
+def _text_column(values, kind):
+    if isinstance(values, np.ndarray):
+        values = values.tolist()
+    if kind == "float":
+        return [repr(v) for v in values]
+    if kind == "int":
+        return [str(v) for v in values]
+    if kind == "time":
+        return [v if isinstance(v, str) else repr(v) for v in values]
+    return values
+
+
+def _csv_field(text):
+    if any(c in text for c in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+class _CsvWriter:
+    def __init__(self, path, name):
+        self.columns = columns_of(name)
+        self.f = open(path, "w", encoding="utf-8", newline="")
+        self.f.write(",".join(c for c, _ in self.columns) + "\n")
+
+    def write(self, table):
+        cols = []
+        for c, kind in self.columns:
+            text = _text_column(table[c], kind)
+            if kind == "str":
+                text = [_csv_field(t) for t in text]
+            cols.append(text)
+        self.f.write("".join(",".join(row) + "\n" for row in zip(*cols)))
+
+    def close(self):
+        self.f.close()
+
+
+class _JsonlWriter:
+    def __init__(self, path, name):
+        self.columns = columns_of(name)
+        self.f = open(path, "w", encoding="utf-8")
+
+    def write(self, table):
+        names = [c for c, _ in self.columns]
+        cols = [table[c].tolist() if isinstance(table[c], np.ndarray) else list(table[c]) for c in names]
+        dumps = json.dumps
+        self.f.write("".join(dumps(dict(zip(names, row)), ensure_ascii=False) + "\n" for row in zip(*cols)))
+
+    def close(self):
+        self.f.close()
+
+
+class _ParquetWriter:
+    def __init__(self, path, name):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.pa = pa
+        self.columns = columns_of(name)
+        types = {"int": pa.int64(), "float": pa.float64(), "str": pa.string(), "time": pa.string()}
+        self.schema = pa.schema([(c, types[k]) for c, k in self.columns])
+        self.writer = pq.ParquetWriter(path, self.schema)
+
+    def write(self, table):
+        arrays = []
+        for c, kind in self.columns:
+            values = table[c]
+            if kind == "time":
+                values = _text_column(values, "time")
+            elif kind == "int" and isinstance(values, np.ndarray):
+                values = values.astype(np.int64)
+            arrays.append(self.pa.array(values, type=self.schema.field(c).type))
+        self.writer.write_table(self.pa.Table.from_arrays(arrays, schema=self.schema))
+
+    def close(self):
+        self.writer.close()
+
+
+_WRITERS = {"csv": _CsvWriter, "jsonl": _JsonlWriter, "parquet": _ParquetWriter}
+
+
+def require_format(fmt):
+    """Check up front that a format can be written; raises ImportError naming what is missing."""
+    if fmt not in FORMATS:
+        raise ValueError("unknown table format %r; known: %s" % (fmt, ", ".join(FORMATS)))
+    if fmt == "parquet":
+        import pyarrow  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
+
+
+class TableSet:
+    """Writers for the tables of one run, opened as their first rows arrive, in `folder`."""
+
+    def __init__(self, folder, fmt):
+        self.folder = folder
+        self.fmt = fmt
+        self.writers = {}
+        self.rows = {}
+
+    def path(self, name):
+        return os.path.join(self.folder, name + EXTENSIONS[self.fmt])
+
+    def append(self, tables):
+        for name in TABLE_ORDER:
+            table = tables.get(name)
+            if not table:
+                continue
+            n = len(table["node_id"])
+            if not n:
+                continue
+            writer = self.writers.get(name)
+            if writer is None:
+                writer = self.writers[name] = _WRITERS[self.fmt](self.path(name), name)
+                self.rows[name] = 0
+            writer.write(table)
+            self.rows[name] += n
+
+    def close(self):
+        for writer in self.writers.values():
+            writer.close()
+
+    def files(self):
+        return [os.path.basename(self.path(name)) for name in TABLE_ORDER if name in self.writers]
+
+
+# -- atomic output ---------------------------------------------------------------------
+
+
+class StagedDir:
+    """Write a run's files into a hidden staging folder, then move them into place.
+
+    If `target` does not exist, the staging folder is made beside it and renamed
+    to it; if it does, the staging folder is made inside it and each file is
+    renamed into it (replacing files of the same name, leaving others alone).
+    Either way nothing appears under the target's name until `commit()`, and
+    `abort()` removes everything the run made, missing parent folders included.
+    Raises OSError when the target cannot be made or written.
+    """
+
+    def __init__(self, target):
+        self.target = os.path.abspath(target)
+        self.existed = os.path.isdir(self.target)
+        self.created = []  # parent folders made for the target, outermost first
+        if os.path.exists(self.target) and not self.existed:
+            raise NotADirectoryError(20, "exists and is not a folder", target)
+        import tempfile
+
+        if self.existed:
+            self.path = tempfile.mkdtemp(prefix=".citynode-staging-", dir=self.target)
+        else:
+            parent = os.path.dirname(self.target)
+            missing = []
+            while parent and not os.path.isdir(parent):
+                missing.append(parent)
+                parent = os.path.dirname(parent)
+            try:
+                for folder in reversed(missing):
+                    os.mkdir(folder)
+                    self.created.append(folder)
+                name = os.path.basename(self.target)
+                self.path = tempfile.mkdtemp(prefix=".%s.staging-" % name, dir=os.path.dirname(self.target))
+            except OSError:
+                self._remove_created()
+                raise
+
+    def commit(self, files):
+        if self.existed:
+            for name in files:
+                os.replace(os.path.join(self.path, name), os.path.join(self.target, name))
+            os.rmdir(self.path)
+        else:
+            os.rename(self.path, self.target)
+
+    def abort(self):
+        import shutil
+
+        shutil.rmtree(self.path, ignore_errors=True)
+        self._remove_created()
+
+    def _remove_created(self):
+        for folder in reversed(self.created):
+            try:
+                os.rmdir(folder)
+            except OSError:
+                break
+        self.created = []
