@@ -1,0 +1,248 @@
+"""`citynode decode CAPTURE`: a raw capture into one table per message kind, with link statistics.
+
+A capture is the bytes as they came off a serial port (or concatenated UDP
+datagrams: with COBS framing these are the same thing), for example from
+`citynode record`. Tables go to `--out-dir`, by default `<capture without its
+extension>-tables/` beside the capture; see citynode.tables for the columns.
+Writing is atomic: tables are written in a staging folder and moved into
+place only when the whole capture has been decoded, so a failure leaves
+nothing half-written.
+"""
+
+import json
+import os
+import stat
+import sys
+
+from citynode.errors import CitynodeError, UsageError
+from citynode.tables import FORMATS, StagedDir, TableSet, batch_tables, require_format
+
+READ_CHUNK = 8 << 20
+
+
+def add_arguments(parser):
+    parser.add_argument("capture", metavar="CAPTURE", help="raw capture file (bytes as received from a node)")
+    parser.add_argument(
+        "--out-dir",
+        metavar="DIR",
+        help="folder for the tables (default: CAPTURE without its extension, plus '-tables', beside it)",
+    )
+    parser.add_argument(
+        "--format",
+        default="csv",
+        type=_format,
+        metavar="{%s}" % ",".join(FORMATS),
+        help="table format (default csv; parquet needs pyarrow)",
+    )
+    parser.add_argument("--stats", action="store_true", help="print link statistics per node and in total")
+    parser.add_argument("--json", action="store_true", help="print the statistics as JSON on stdout, and nothing else")
+
+
+def _format(text):
+    if text not in FORMATS:
+        # argparse prints this as one line: "citynode decode: error: argument --format: ..."
+        import argparse
+
+        raise argparse.ArgumentTypeError("unknown format %r (choose from %s)" % (text, ", ".join(FORMATS)))
+    return text
+
+
+def default_out_dir(capture):
+    folder, name = os.path.split(os.path.abspath(capture))
+    stem = os.path.splitext(name)[0] or name
+    return os.path.join(folder, stem + "-tables")
+
+
+def _open_capture(path):
+    if not os.path.lexists(path):
+        raise UsageError("%s: no such file" % path)
+    if os.path.isdir(path):
+        raise UsageError("%s: is a folder, not a capture file" % path)
+    try:
+        f = open(path, "rb")
+    except PermissionError:
+        raise UsageError("%s: permission denied" % path) from None
+    except OSError as exc:
+        raise UsageError("%s: cannot read (%s)" % (path, exc.strerror or exc)) from None
+    st = os.fstat(f.fileno())
+    if stat.S_ISREG(st.st_mode) and st.st_size == 0:
+        f.close()
+        raise UsageError("%s: empty file, not a capture" % path)
+    return f
+
+
+def decode_capture(f, tables=None, chunk=READ_CHUNK):
+    """Decode an open capture file in chunks; returns (stats, messages per node, bytes read).
+
+    With `tables` (a TableSet), every batch's rows are written as they come.
+    """
+    from citynode.decode import BulkDecoder
+    from citynode.timebase import Timebase
+
+    decoder = BulkDecoder()
+    timebase = Timebase()
+    per_node = {}
+    total = 0
+    while True:
+        try:
+            data = f.read(chunk)
+        except OSError as exc:
+            raise CitynodeError("%s: read failed after %d bytes (%s)" % (f.name, total, exc.strerror or exc)) from None
+        if not data:
+            break
+        total += len(data)
+        batch = decoder.feed(data)
+        _count_messages(batch, per_node)
+        if tables is not None and len(batch):
+            tables.append(batch_tables(batch, timebase))
+    decoder.flush()
+    return decoder.stats, per_node, total
+
+
+def _count_messages(batch, per_node):
+    import numpy as np
+
+    for cols in batch.kinds.values():
+        ids, counts = np.unique(cols["node_id"], return_counts=True)
+        for nid, c in zip(ids.tolist(), counts.tolist()):
+            per_node[nid] = per_node.get(nid, 0) + c
+
+
+def run(args):
+    try:
+        require_format(args.format)
+    except ImportError:
+        raise CitynodeError(
+            "--format parquet needs pyarrow, which is not installed: pip install 'citynode[parquet]' (or pyarrow)"
+        ) from None
+    out_dir = args.out_dir or default_out_dir(args.capture)
+    with _open_capture(args.capture) as f:
+        try:
+            staged = StagedDir(out_dir)
+        except OSError as exc:
+            raise CitynodeError("cannot create output folder %s: %s" % (out_dir, exc.strerror or exc)) from None
+        tables = TableSet(staged.path, args.format)
+        try:
+            stats, per_node, total = decode_capture(f, tables)
+            tables.close()
+            if total == 0:
+                raise UsageError("%s: empty file, not a capture" % args.capture)
+            if not any(ns.frames for ns in stats.nodes.values()):
+                raise CitynodeError("not a citynode capture: no valid frame in %d bytes" % total)
+            files = tables.files()
+            if files:
+                staged.commit(files)
+            else:
+                staged.abort()
+        except OSError as exc:
+            _close_quietly(tables)
+            staged.abort()
+            where = exc.filename or out_dir
+            raise CitynodeError("cannot write tables to %s: %s" % (where, exc.strerror or exc)) from None
+        except BaseException:
+            _close_quietly(tables)
+            staged.abort()
+            raise
+    report = stats_report(args.capture, total, stats, per_node, out_dir if files else None, tables)
+    if args.json:
+        json.dump(report, sys.stdout, indent=1, sort_keys=False)
+        sys.stdout.write("\n")
+        return 0
+    if args.stats:
+        print_stats(report, sys.stdout)
+    _print_summary(report, sys.stdout)
+    return 0
+
+
+def _close_quietly(tables):
+    try:
+        tables.close()
+    except Exception:  # the original error is the one to report
+        pass
+
+
+def stats_report(capture, total, stats, per_node, out_dir, tables):
+    link = stats.as_dict()
+    nodes = link.pop("nodes")
+    for nid, counters in nodes.items():
+        counters["messages"] = per_node.get(int(nid), 0)
+    return {
+        "capture": os.path.abspath(capture),
+        "bytes": total,
+        "link": link,
+        "nodes": nodes,
+        "out_dir": out_dir,
+        "tables": {
+            name: {"file": os.path.basename(tables.path(name)), "rows": tables.rows[name]}
+            for name in tables.rows
+        }
+        if out_dir
+        else {},
+    }
+
+
+NODE_COLUMNS = (
+    ("messages", "messages"),
+    ("frames", "frames"),
+    ("lost", "lost"),
+    ("duplicates", "dup"),
+    ("out_of_order", "out of order"),
+    ("restarts", "restarts"),
+    ("unknown_type", "unknown type"),
+    ("bad_length", "bad length"),
+    ("newer_minor", "newer minor"),
+)
+
+LINK_ROWS = (
+    ("bytes_in", "bytes in"),
+    ("bytes_skipped", "bytes skipped"),
+    ("frames", "messages decoded"),
+    ("bad_frames", "bad frames"),
+    ("crc_errors", "CRC failures"),
+    ("cobs_errors", "COBS errors"),
+    ("too_short", "too short"),
+    ("too_long", "too long"),
+    ("unsupported_version", "unsupported version"),
+    ("unknown_type", "unknown type"),
+    ("unknown_encoding", "unknown encoding"),
+    ("bad_length", "bad length"),
+    ("newer_minor", "newer minor"),
+    ("duplicates", "duplicates"),
+)
+
+
+def _table(header, rows):
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    lines = []
+    for k, row in enumerate([header] + rows):
+        cells = [str(c).rjust(w) if k and i else str(c).ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(cells).rstrip())
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def print_stats(report, out):
+    """The statistics as two plain-text tables: per node, then the whole link."""
+    header = ["node"] + [label for _, label in NODE_COLUMNS]
+    rows = [[nid] + [c[key] for key, _ in NODE_COLUMNS] for nid, c in report["nodes"].items()]
+    if rows:
+        totals = ["all"] + [sum(c[key] for c in report["nodes"].values()) for key, _ in NODE_COLUMNS]
+        rows.append(totals)
+    out.write("Per node (frames: good CRC, duplicates excluded; lost: sequence gaps)\n")
+    out.write((_table(header, rows) if rows else "  (no node seen)") + "\n\n")
+    out.write("Link (the whole capture; CRC failures and skipped bytes cannot be told apart by node)\n")
+    out.write(_table(["counter", "count"], [[label, report["link"][key]] for key, label in LINK_ROWS]) + "\n\n")
+
+
+def _print_summary(report, out):
+    link = report["link"]
+    if report["tables"]:
+        parts = ["%s (%d rows)" % (t["file"], t["rows"]) for t in report["tables"].values()]
+        where = report["out_dir"]
+        out.write("decoded %d messages from %d node(s) into %s: %s\n" % (link["frames"], len(report["nodes"]), where, ", ".join(parts)))
+    else:
+        out.write("no messages to write: %d frame(s) with a good CRC, none of a known type and length\n"
+                  % sum(c["frames"] for c in report["nodes"].values()))
+    if link["bad_frames"] or link["bytes_skipped"]:
+        out.write("skipped %d bytes in %d bad frame(s); --stats for details\n" % (link["bytes_skipped"], link["bad_frames"]))
