@@ -1,0 +1,78 @@
+"""`citynode monitor --port P [--duration S]`: live values, link statistics, a plot of acceleration.
+
+On a terminal: a rich live view (monitor_view.render). Otherwise one line per
+message (monitor_view.message_line), so the output can be piped, grepped and
+tested. Both end with a line of link statistics; Ctrl-C ends a monitor
+without --duration normally.
+"""
+
+import sys
+import time
+
+from citynode import monitor_view
+from citynode.commands.record import add_link_arguments, link_options
+from citynode.errors import UsageError
+from citynode.serial_link import DEFAULT_BAUD, NodeClient
+
+REFRESH_S = 0.2  # the live view is redrawn at least this often, frames or not
+
+
+def add_arguments(parser):
+    add_link_arguments(parser)
+    parser.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: until Ctrl-C)")
+    parser.add_argument("--window", type=float, default=monitor_view.DEFAULT_WINDOW_S, metavar="S",
+                        help="seconds of acceleration in the plot (default: %(default)g)")
+
+
+def run(args):
+    port, baud = link_options(args)
+    if args.duration is not None and not args.duration > 0:
+        raise UsageError("--duration %g: must be more than 0 seconds" % args.duration)
+    if not args.window > 0:
+        raise UsageError("--window %g: must be more than 0 seconds" % args.window)
+    console = None
+    if sys.stdout.isatty():
+        from rich.console import Console
+
+        console = Console()
+    monitor(port, baudrate=baud, duration=args.duration, window_s=args.window, console=console)
+    return 0
+
+
+def monitor(port, baudrate=DEFAULT_BAUD, duration=None, window_s=monitor_view.DEFAULT_WINDOW_S,
+            console=None, out=None, link=None):
+    """Run the monitor; a rich live view on `console`, else lines to `out` (stdout).
+
+    Returns the decoder's statistics. `link`: an open pyserial object (tests)."""
+    out = out or sys.stdout
+    state = monitor_view.MonitorState(window_s)
+    with NodeClient(port, baudrate, link=link) as client:
+        title = "citynode monitor  %s" % port
+        deadline = None if duration is None else time.monotonic() + duration
+        live = None
+        if console is not None:
+            from rich.live import Live
+
+            live = Live(console=console, auto_refresh=False, screen=False, redirect_stderr=False)
+        try:
+            if live is not None:
+                live.__enter__()
+            while deadline is None or time.monotonic() < deadline:
+                step = REFRESH_S if deadline is None else max(0.0, min(REFRESH_S, deadline - time.monotonic()))
+                for m in client.read_frames(step):
+                    state.add(m)
+                    if live is None:
+                        print(monitor_view.message_line(m), file=out, flush=True)
+                if live is not None:
+                    live.update(monitor_view.render(state, client.stats, title, console.width), refresh=True)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            if live is not None:
+                live.__exit__(None, None, None)
+        line = "link: " + monitor_view.link_line(client.stats)
+        if live is not None:
+            console.print(line)
+        else:
+            print(line, file=out, flush=True)
+        return client.stats
