@@ -1,11 +1,14 @@
-"""`citynode plot CAPTURE -o FILE.png`: climate and acceleration time series and the spectrum."""
+"""`citynode plot CAPTURE -o FILE.png`: climate and acceleration time series and the spectrum.
+
+The capture is decoded with the bulk decoder (citynode.decode: the reference
+decoder's messages, vectorised), so hours of acceleration plot in seconds."""
 
 import os
 
 from citynode import plotting
 from citynode.commands.record import check_output_path
+from citynode.decode import decode_messages
 from citynode.errors import UsageError
-from citynode_protocol.decoder import decode_all
 
 
 def add_arguments(parser):
@@ -22,7 +25,7 @@ def run(args):
             data = f.read()
     except OSError as exc:
         raise UsageError("capture %s: %s" % (args.capture, exc.strerror or exc)) from None
-    msgs, stats = decode_all(data)
+    msgs, stats = decode_messages(data)
     nodes = plotting.node_ids(msgs)
     if not nodes:
         raise UsageError(
