@@ -434,8 +434,11 @@ class Features:
         # log-parabolic interpolation on magnitudes (log of |.|^2 halves out)
         return interpolate(self._mag2(k - 1, which), self._mag2(k, which), self._mag2(k + 1, which))
 
-    def pack_into(self, buf):
-        """FEATURES payload of the ready result into buf; returns its length."""
+    def pack_into(self, buf, age_ms):
+        """FEATURES payload of the ready result into buf; returns its length.
+
+        age_ms: from the window's first sample to the frame's time.
+        """
         r = self.result
         window_ms = (self.result_samples * 1000000 + self.odr_mhz // 2) // self.odr_mhz
         struct.pack_into(
@@ -443,6 +446,7 @@ class Features:
             buf,
             0,
             window_ms,
+            age_ms if age_ms > 0 else 0,
             self.result_samples,
             self.result_flags,
             0,

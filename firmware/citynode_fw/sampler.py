@@ -31,11 +31,19 @@ from citynode_protocol import codec, messages
 from citynode_protocol.frame import FrameWriter
 from citynode_fw.drivers.errors import SensorCRCError, SensorTimeout
 
-ACCEL_HEAD = 14
-_ACCEL_FORMAT = "<BBBBIIH"
+ACCEL_HEAD = 16
+_ACCEL_FORMAT = messages.BY_NAME["accel"][2]
 _CLIMATE_FORMAT = "<hHB"
 RETRY_MS = 1000  # back-off after a failed accelerometer read
 MIN_READ_MS = 5
+
+
+def _age(now, t):
+    """ms from a first sample to the frame's time, as the wire's u16."""
+    age = now - t
+    if age < 0:
+        return 0
+    return age if age < 0xFFFF else 0xFFFF
 
 
 def nearest(value, choices):
@@ -227,7 +235,7 @@ class Sampler:
         f = self.features
         if f.busy:
             if f.step():
-                self._send_features()
+                self._send_features(now)
             wait = 0
         return wait
 
@@ -237,7 +245,7 @@ class Sampler:
             if now - due < 0:
                 return due - now
             self._climate_pending = False
-            self._read_climate()
+            self._read_climate(now)
         due = self._climate_due
         if now - due >= 0:
             try:
@@ -250,8 +258,8 @@ class Sampler:
             return self.climate.CONVERSION_MS
         return due - now
 
-    def _read_climate(self):
-        t = self._climate_t
+    def _read_climate(self, now):
+        t = now  # frames carry the time they are sent: never earlier than the last
         try:
             temp, rh = self.climate.read()
         except OSError as exc:
@@ -337,7 +345,7 @@ class Sampler:
             stage[at : at + 6 * got] = views[got]
             self._fill += got
             if self._fill >= n:
-                self._block_done()
+                self._block_done(now)
             elif got < want:
                 break
         ovr = drv.overruns
@@ -348,7 +356,7 @@ class Sampler:
         self._next_read = now + self._read_ms
         return self._read_ms
 
-    def _block_done(self):
+    def _block_done(self, now):
         n = self.block_n
         stage = self._stage
         acal = self.calib.accel if self.calib is not None and not self.raw_mode else None
@@ -367,9 +375,19 @@ class Sampler:
                 end = self._encoder.encode_into(stage, n, p, ACCEL_HEAD)
                 enc = self._encoder.encoding
             struct.pack_into(
-                _ACCEL_FORMAT, p, 0, enc, self._flags | self._cal_flags, self.range_g, 0, self.odr_mhz, first, n
+                _ACCEL_FORMAT,
+                p,
+                0,
+                enc,
+                self._flags | self._cal_flags,
+                self.range_g,
+                0,
+                self.odr_mhz,
+                first,
+                n,
+                _age(now, t),
             )
-            self.link.send(w, messages.ACCEL, end, t)
+            self.link.send(w, messages.ACCEL, end, now)
         self._flags = 0
         self._fill = 0
         self.index = first + n
@@ -386,8 +404,8 @@ class Sampler:
         back = self.index - index
         return self._t_ms - (back * 1000000) // self.odr_mhz
 
-    def _send_features(self):
+    def _send_features(self, now):
         f = self.features
         w = self.link.writer
-        n = f.pack_into(w.payload)
-        self.link.send(w, messages.FEATURES, n, self.sample_ms(f.result_first))
+        n = f.pack_into(w.payload, now - self.sample_ms(f.result_first))
+        self.link.send(w, messages.FEATURES, n, now)

@@ -74,7 +74,7 @@ MESSAGES = (
     (
         ACCEL,
         "accel",
-        "<BBBBIIH",
+        "<BBBBIIHH",
         (
             ("encoding", None, ""),
             ("flags", None, "bits"),
@@ -83,15 +83,17 @@ MESSAGES = (
             ("odr_hz", 0.001, "Hz"),
             ("first_index", None, "samples"),
             ("n_samples", None, "samples"),
+            ("age_ms", None, "ms"),
         ),
         "accel",
     ),
     (
         FEATURES,
         "features",
-        "<IHBB" + "IIH" * 3 + "hh",
+        "<IIHBB" + "IIH" * 3 + "hh",
         (
             ("window_s", 0.001, "s"),
+            ("age_ms", None, "ms"),
             ("n_samples", None, "samples"),
             ("flags", None, "bits"),
             ("reserved", None, ""),

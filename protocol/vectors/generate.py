@@ -65,14 +65,14 @@ def frames_cases():
         1,
         1,
         1719000,
-        {"range_g": 2, "odr_hz": 200, "first_index": 0, "samples": [16, -1, 16384, 17, 0, 16385, -32768, 32767, 0], "encoding": 0},
+        {"range_g": 2, "odr_hz": 200, "first_index": 0, "age_ms": 22, "samples": [16, -1, 16384, 17, 0, 16385, -32768, 32767, 0], "encoding": 0},
     )
     accel_delta = wire(
         "accel",
         1,
         2,
         1720000,
-        {"range_g": 2, "odr_hz": 200, "first_index": 3, "flags": messages.ACCEL_CALIBRATED, "samples": quiet_block(40, 1)},
+        {"range_g": 2, "odr_hz": 200, "first_index": 3, "age_ms": 215, "flags": messages.ACCEL_CALIBRATED, "samples": quiet_block(40, 1)},
     )
     features = wire(
         "features",
@@ -81,6 +81,7 @@ def frames_cases():
         1730000,
         {
             "window_s": 10,
+            "age_ms": 10140,
             "n_samples": 2000,
             "rms_x_g": 0.001234,
             "peak_x_g": 0.004,

@@ -98,7 +98,7 @@ def test_tilt_relative_to_zero_reference_and_flags():
     f.finish()
     assert abs(f.result[9] + 1.5) < 0.01 and abs(f.result[10] - 2.0) < 0.01
     buf = bytearray(64)
-    n = f.pack_into(buf)
+    n = f.pack_into(buf, 250)
     fields, extra = unpack(messages.FEATURES, buf[:n])
     assert extra == 0
     assert fields["flags"] == messages.ACCEL_CALIBRATED | messages.FEATURES_TILT_RELATIVE
@@ -127,7 +127,7 @@ def test_pack_into_scales_to_the_wire():
     _feed(f, 200, 10, lambda t: (_sine(5.0, 0.01, t), 0.0, 1.0))
     f.finish()
     buf = bytearray(64)
-    fields, _extra = unpack(messages.FEATURES, buf[: f.pack_into(buf)])
+    fields, _extra = unpack(messages.FEATURES, buf[: f.pack_into(buf, 250)])
     assert abs(fields["rms_x_g"] - 0.01 / math.sqrt(2)) < 1e-4
     assert abs(fields["peak_x_g"] - 0.01) < 2e-4
     assert abs(fields["dominant_freq_x_hz"] - 5.0) < 0.05

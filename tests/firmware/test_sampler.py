@@ -115,13 +115,16 @@ def test_block_numbering_and_timing():
     for k, m in enumerate(blocks):
         assert m["first_index"] == 50 * k and m["n_samples"] == 50
         assert m["odr_hz"] == 200.0 and m["range_g"] == 2
-        assert m.time_ms == start + 250 * k, (k, m.time_ms)
+        # the frame carries its send time; age_ms leads back to the first sample
+        assert m.time_ms - m["age_ms"] == start + 250 * k, (k, m.time_ms, m["age_ms"])
         assert m["flags"] == 0 and m["encoding"] in (messages.ENCODING_RAW, messages.ENCODING_DELTA_BITPACK)
         z = m["samples"][2::3]
         mean_g = sum(z) / len(z) / 16384
         assert 0.95 < mean_g < 1.05, mean_g
     seqs = [m.seq for m in rig.cap.messages]
     assert seqs == list(range(len(seqs))), "one sequence across all writers"
+    times = [m.time_ms for m in rig.cap.messages]
+    assert times == sorted(times), "frame times never go backwards"
 
 
 def test_raw_encoding_frames_straight_from_the_payload():
@@ -141,14 +144,17 @@ def test_features_mode_sends_features_not_blocks():
     f = feats[0]
     assert f["n_samples"] == 100 and f["window_s"] == 1.0
     assert abs(f["pitch_deg"]) < 1 and abs(f["roll_deg"]) < 1
-    assert feats[1].time_ms - f.time_ms == 1000
+    assert (feats[1].time_ms - feats[1]["age_ms"]) - (f.time_ms - f["age_ms"]) == 1000
 
 
 def test_climate_first_reading_at_boot_then_every_period():
     rig = Rig(ADXL345, climate_period_s=2)
     rig.run_ms(4500)
     readings = rig.cap.named("climate")
-    assert [m.time_ms for m in readings] == [0, 2000, 4000]
+    # sent when read, one conversion time after the start
+    assert len(readings) == 3 and readings[0].time_ms < 100
+    for a, b in zip(readings, readings[1:]):
+        assert abs(b.time_ms - a.time_ms - 2000) <= 50, (a.time_ms, b.time_ms)
     for m in readings:
         assert m["status"] == 0
         assert abs(m["temperature_c"] - 21.5) < 0.5 and abs(m["relative_humidity_pct"] - 48) < 2
