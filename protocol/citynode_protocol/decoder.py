@@ -111,8 +111,20 @@ LINK_COUNTERS = (
 
 class DecoderStats:
     def __init__(self):
-        for name in LINK_COUNTERS:
-            setattr(self, name, 0)
+        self.frames = 0
+        self.bytes_in = 0
+        self.bytes_skipped = 0
+        self.bad_frames = 0
+        self.crc_errors = 0
+        self.cobs_errors = 0
+        self.too_short = 0
+        self.too_long = 0
+        self.unsupported_version = 0
+        self.unknown_type = 0
+        self.unknown_encoding = 0
+        self.bad_length = 0
+        self.newer_minor = 0
+        self.duplicates = 0
         self.nodes = {}
 
     def node(self, node_id):

@@ -68,3 +68,12 @@ def test_reply_body_and_code_word():
     assert msgs[0]["body"] == {"error": "odr 333 not supported"}
     assert messages.reply_word(msgs[0]["code"]) == "bad argument"
     assert "unknown" in messages.reply_word(200)
+
+
+def test_stats_declare_every_link_counter():
+    from citynode_protocol.decoder import LINK_COUNTERS, DecoderStats
+
+    stats = DecoderStats().as_dict()
+    assert [k for k in stats if k != "nodes"] == list(LINK_COUNTERS) or sorted(k for k in stats if k != "nodes") == sorted(LINK_COUNTERS)
+    for name in LINK_COUNTERS:
+        assert stats[name] == 0
