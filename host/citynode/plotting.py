@@ -160,9 +160,7 @@ def welch(x, fs, nperseg=None, pad=4):
     n = len(x)
     if n < 8:
         raise ValueError("%d samples are too few for a spectrum" % n)
-    if nperseg is None:
-        nperseg = min(n, max(64, 1 << int(math.log2(max(1, n // 2)))))
-    nperseg = min(nperseg, n)
+    nperseg = min(n, nperseg or _segment(n))
     step = max(1, nperseg // 2)
     nfft = nperseg * pad
     window = np.hanning(nperseg)
@@ -179,6 +177,10 @@ def welch(x, fs, nperseg=None, pad=4):
     if nfft % 2:
         psd[-1] *= 2
     return np.fft.rfftfreq(nfft, 1.0 / fs), psd
+
+
+def _segment(n):
+    return min(n, max(64, 1 << int(math.log2(max(1, n // 2)))))
 
 
 def dominant_peak(freqs, psd, fmin=MIN_PEAK_HZ, min_ratio=MIN_PEAK_RATIO):
@@ -223,6 +225,7 @@ def accel_spectrum(s):
         "peaks": peaks,
         "odr_hz": s.odr_hz,
         "seconds": len(samples) / s.odr_hz,
+        "resolution_hz": s.odr_hz / _segment(len(samples)),
     }
 
 
@@ -313,6 +316,8 @@ def _draw_accel(ax, s):
     for k, axis in enumerate(AXES):
         ax.plot(s.accel_t, s.accel_g[:, k] - means[k], lw=0.8, color=AXIS_COLOURS[axis],
                 label="%s (mean %+.4f g)" % (axis, means[k]))
+    reach = max(float(np.abs(s.accel_g - means).max()), 1e-4)
+    ax.set_ylim(-1.15 * reach, 1.7 * reach)  # headroom above the traces for the legend
     ax.set_xlabel("node time (s)")
     ax.set_ylabel("acceleration − mean (g)")
     ax.grid(True, alpha=0.3)
@@ -327,14 +332,15 @@ def _draw_spectrum(ax, s):
         ax.set_title("Acceleration spectrum")
         _empty(ax, "too few contiguous acceleration samples for a spectrum")
         return
-    ax.set_title("Acceleration spectrum (Welch, %.1f s at %g Hz)" % (spec["seconds"], spec["odr_hz"]))
+    ax.set_title("Acceleration spectrum (Welch, %.1f s at %g Hz, %.2f Hz resolution)"
+                 % (spec["seconds"], spec["odr_hz"], spec["resolution_hz"]))
     freqs = spec["freqs"]
     floor = max(float(spec["psd"][:, 1:].max()) * 1e-9, 1e-20)
     for k, axis in enumerate(AXES):
         peak = spec["peaks"][axis]
         label = "%s (no clear peak)" % axis if peak is None else "%s (peak %.2f Hz)" % (axis, peak)
-        ax.semilogy(freqs[1:], np.maximum(spec["psd"][k][1:], floor), lw=0.9,
-                    color=AXIS_COLOURS[axis], label=label)
+        ax.loglog(freqs[1:], np.maximum(spec["psd"][k][1:], floor), lw=0.9,
+                  color=AXIS_COLOURS[axis], label=label)
     axis, f = strongest_axis(spec)
     if f is not None:
         k = AXES.index(axis)
@@ -342,7 +348,8 @@ def _draw_spectrum(ax, s):
         ax.annotate("dominant: %.2f Hz (%s)" % (f, axis), xy=(f, p), xytext=(25, -5),
                     textcoords="offset points", fontsize=10, fontweight="bold", va="top",
                     arrowprops={"arrowstyle": "->", "color": "0.2"})
-    ax.set_xlim(0, spec["odr_hz"] / 2)
+    # log frequency: structural modes of a few Hz get as much room as the rest
+    ax.set_xlim(max(freqs[1], MIN_PEAK_HZ / 2), spec["odr_hz"] / 2)
     ax.set_xlabel("frequency (Hz)")
     ax.set_ylabel("PSD (g²/Hz)")
     ax.grid(True, which="both", alpha=0.3)
