@@ -125,7 +125,7 @@ def record(port, output, duration=None, baudrate=DEFAULT_BAUD, progress=None, li
         deadline = None if duration is None else start + duration
         failure = None
         try:
-            with f, _sigterm_as_interrupt(), progress or contextlib.nullcontext():
+            with f, interrupt_on(signal.SIGTERM), progress or contextlib.nullcontext():
                 while deadline is None or time.monotonic() < deadline:
                     step = PROGRESS_EVERY_S if deadline is None else min(PROGRESS_EVERY_S, deadline - time.monotonic())
                     for m in client.read_frames(max(0.0, step)):
@@ -149,8 +149,9 @@ def record(port, output, duration=None, baudrate=DEFAULT_BAUD, progress=None, li
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """While recording, SIGTERM ends it like Ctrl-C, so the capture is finished."""
+def interrupt_on(*signums):
+    """Within the block these signals raise KeyboardInterrupt, as Ctrl-C does, so
+    the same clean-up runs (record: SIGTERM finishes the capture). Main thread only."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -158,11 +159,12 @@ def _sigterm_as_interrupt():
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {sig: signal.signal(sig, interrupt) for sig in signums}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class LiveProgress:
