@@ -27,8 +27,7 @@ the two to the same output on every golden vector and on random damaged
 traffic.
 
 A `Batch` holds the messages of one `feed()`, column-wise by kind, each row
-carrying `order` (its position in the message stream) and `epoch` (how many
-restarts its node had been seen to make).
+carrying `order`, its position in the message stream.
 """
 
 import json
@@ -51,7 +50,7 @@ _MIN_ENCODED = OVERHEAD + 1
 DEFAULT_CHUNK = 8 << 20
 
 _STRUCT_TO_NUMPY = {"b": "i1", "B": "u1", "h": "<i2", "H": "<u2", "i": "<i4", "I": "<u4", "q": "<i8", "Q": "<u8"}
-COMMON_COLUMNS = ("order", "node_id", "seq", "time_ms", "epoch", "extra_bytes")
+COMMON_COLUMNS = ("order", "node_id", "seq", "time_ms", "extra_bytes")
 
 
 def _decimal_digits(scale):
@@ -161,7 +160,7 @@ class _Rows:
     def __init__(self, layout):
         self.layout = layout
         self.chunks = []  # dicts of columns, each with "order"
-        self.dict_rows = []  # (order, node, seq, time, epoch, extra, fields) from the reference path
+        self.dict_rows = []  # (order, node, seq, time, extra, fields) from the reference path
 
     def finish(self):
         layout = self.layout
@@ -173,11 +172,10 @@ class _Rows:
                 "node_id": np.array([x[1] for x in r], np.int64),
                 "seq": np.array([x[2] for x in r], np.int64),
                 "time_ms": np.array([x[3] for x in r], np.int64),
-                "epoch": np.array([x[4] for x in r], np.int64),
-                "extra_bytes": np.array([x[5] for x in r], np.int64),
+                "extra_bytes": np.array([x[4] for x in r], np.int64),
             }
             for name, scale, _unit in layout.fields:
-                vals = [x[6][name] for x in r]
+                vals = [x[5][name] for x in r]
                 if scale is not None:
                     cols[name] = np.array(vals, np.float64)
                 elif layout.dtype[name] == np.uint64:
@@ -185,12 +183,12 @@ class _Rows:
                 else:
                     cols[name] = np.array(vals, np.int64)
             if layout.tail == "accel":
-                blocks = [np.array(x[6]["samples"], np.int16).reshape(-1, 3) for x in r]
+                blocks = [np.array(x[5]["samples"], np.int16).reshape(-1, 3) for x in r]
                 cols["samples_list"] = blocks
             elif layout.tail == "text":
-                cols["text"] = _objects([x[6]["text"] for x in r])
+                cols["text"] = _objects([x[5]["text"] for x in r])
             elif layout.tail == "json":
-                cols["body"] = _objects([x[6]["body"] for x in r])
+                cols["body"] = _objects([x[5]["body"] for x in r])
             self.chunks.append(cols)
         chunks = self.chunks
         out = {}
@@ -429,7 +427,7 @@ class BulkDecoder:
         if not len(hdr):
             return
 
-        accepted, epoch = self._account(hdr[:, 1], hdr[:, 2], hdr[:, 3])
+        accepted = self._account(hdr[:, 1], hdr[:, 2], hdr[:, 3])
         stats.duplicates += int(len(accepted) - accepted.sum())
 
         msg_type = hdr[:, 0] & 0x1F
@@ -457,9 +455,9 @@ class BulkDecoder:
             if len(fsel):
                 lf = local[fsel]
                 if layout.tail is None:
-                    ref.extend(self._fixed(layout, dec, poff_fast[lf], plen_fast[lf], fsel, hdr, epoch, frame_order, rows))
+                    ref.extend(self._fixed(layout, dec, poff_fast[lf], plen_fast[lf], fsel, hdr, frame_order, rows))
                 elif layout.type == ACCEL:
-                    ref.extend(self._accel(layout, dec, poff_fast[lf], plen_fast[lf], fsel, hdr, epoch, frame_order, rows))
+                    ref.extend(self._accel(layout, dec, poff_fast[lf], plen_fast[lf], fsel, hdr, frame_order, rows))
                 else:
                     mvd = memoryview(dec)
                     for j, o_, n_ in zip(fsel.tolist(), poff_fast[lf].tolist(), plen_fast[lf].tolist()):
@@ -479,7 +477,7 @@ class BulkDecoder:
                     stats.node(node).newer_minor += 1
                 stats.frames += 1
                 rows.dict_rows.append(
-                    (int(frame_order[j]), node, int(hdr[j, 2]), int(hdr[j, 3]), int(epoch[j]), extra, fields)
+                    (int(frame_order[j]), node, int(hdr[j, 2]), int(hdr[j, 3]), extra, fields)
                 )
 
     def _reference_segment(self, seg):
@@ -525,10 +523,9 @@ class BulkDecoder:
     # -- sequence accounting --------------------------------------------------
 
     def _account(self, node, seq, time_ms):
-        """NodeStats.account for every frame, in order: (accepted mask, epoch per frame)."""
+        """NodeStats.account for every frame, in order; returns the mask of frames accepted (not duplicates)."""
         stats = self.stats
         accepted = np.ones(len(node), bool)
-        epoch = np.zeros(len(node), np.int64)
         for nid in np.unique(node).tolist():
             idx = np.flatnonzero(node == nid)
             ns = stats.node(nid)
@@ -550,14 +547,8 @@ class BulkDecoder:
                 dup[0] = False
             if dup.any():
                 # a duplicate leaves the state as it was: the plain loop is the reference
-                ep = np.empty(len(idx), np.int64)
-                acc = np.empty(len(idx), bool)
                 account = ns.account
-                for k, (sv, tv) in enumerate(zip(s.tolist(), t.tolist())):
-                    acc[k] = account(sv, tv)
-                    ep[k] = ns.restarts
-                accepted[idx] = acc
-                epoch[idx] = ep
+                accepted[idx] = [account(sv, tv) for sv, tv in zip(s.tolist(), t.tolist())]
                 continue
             counted = ~restart
             if first:
@@ -565,12 +556,11 @@ class BulkDecoder:
             lost = counted & (gap < 0x8000)
             ns.lost += int(gap[lost].sum())
             ns.out_of_order += int((counted & ~lost).sum())
-            epoch[idx] = ns.restarts + np.cumsum(restart)
             ns.restarts += int(restart.sum())
             ns.frames += len(idx)
             ns.last_seq = int(s[-1])
             ns.last_time = int(t[-1])
-        return accepted, epoch
+        return accepted
 
     def _count(self, reason, nodes, per_node):
         stats = self.stats
@@ -581,19 +571,18 @@ class BulkDecoder:
                 ns = stats.node(nid)
                 setattr(ns, reason, getattr(ns, reason) + c)
 
-    def _common(self, sel, hdr, epoch, frame_order, extra):
+    def _common(self, sel, hdr, frame_order, extra):
         return {
             "order": frame_order[sel],
             "node_id": hdr[sel, 1],
             "seq": hdr[sel, 2],
             "time_ms": hdr[sel, 3],
-            "epoch": epoch[sel],
             "extra_bytes": extra,
         }
 
     # -- payloads -------------------------------------------------------------
 
-    def _fixed(self, layout, dec, poff, plen, sel, hdr, epoch, frame_order, rows):
+    def _fixed(self, layout, dec, poff, plen, sel, hdr, frame_order, rows):
         """Fixed layouts (no tail): vectorised; returns nothing for the reference path."""
         short = plen < layout.size
         if short.any():
@@ -607,12 +596,12 @@ class BulkDecoder:
             self._count("newer_minor", hdr[sel[newer], 1], per_node=True)
         self.stats.frames += len(sel)
         body = dec[poff[:, None] + np.arange(layout.size)]
-        cols = self._common(sel, hdr, epoch, frame_order, extra)
+        cols = self._common(sel, hdr, frame_order, extra)
         cols.update(layout.columns(body))
         rows.chunks.append(cols)
         return []
 
-    def _accel(self, layout, dec, poff, plen, sel, hdr, epoch, frame_order, rows):
+    def _accel(self, layout, dec, poff, plen, sel, hdr, frame_order, rows):
         """Accel blocks: raw and delta-bitpack vectorised; the rest to the reference path."""
         refer = []
         mvd = memoryview(dec)
@@ -654,7 +643,7 @@ class BulkDecoder:
             return refer
         di = np.flatnonzero(done)
         self.stats.frames += len(di)
-        cols = self._common(sel[di], hdr, epoch, frame_order, np.zeros(len(di), np.int64))
+        cols = self._common(sel[di], hdr, frame_order, np.zeros(len(di), np.int64))
         for key, col in fields.items():
             cols[key] = col[di]
         counts = cols["n_samples"]

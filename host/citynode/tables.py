@@ -10,8 +10,9 @@ the same columns:
                  node time in seconds (the same number as node_time_s)
     node_time_s  seconds on the node's clock, unwrapped across its 2^32 ms wrap;
                  always there, always a number
-    epoch        how many restarts of this node were seen before this row
-                 (node_time_s starts again at each restart)
+    epoch        how many restarts of this node were seen before this row, counted
+                 from the messages (node_time_s starts again at each restart;
+                 see citynode.timebase for the one exception, features frames)
     seq          the frame's sequence number
 
 For accel rows, time and node_time_s are interpolated within a block from its
@@ -128,12 +129,12 @@ def batch_tables(batch, timebase):
         n = len(cols["order"])
         if not n:
             continue
-        node_ms, offset, anchored = times[kind]
+        epoch, node_ms, offset, anchored = times[kind]
         if kind == "accel":
-            out.update(_accel_tables(cols, node_ms, offset, anchored))
+            out.update(_accel_tables(cols, epoch, node_ms, offset, anchored))
             continue
         t, node_s = _times(node_ms * 1000, offset, anchored)
-        table = _front(cols, t, node_s)
+        table = _front(cols, epoch, t, node_s)
         if kind == "log":
             table["level"] = cols["level"]
             table["level_name"] = [LOG_LEVELS[v] if 0 <= v < len(LOG_LEVELS) else str(v) for v in cols["level"].tolist()]
@@ -153,7 +154,7 @@ def batch_tables(batch, timebase):
     return out
 
 
-def _front(cols, t, node_s, pick=None):
+def _front(cols, epoch, t, node_s, pick=None):
     def take(a):
         return a if pick is None else a[pick]
 
@@ -161,15 +162,15 @@ def _front(cols, t, node_s, pick=None):
         "node_id": take(cols["node_id"]),
         "time": t,
         "node_time_s": node_s,
-        "epoch": take(cols["epoch"]),
+        "epoch": take(epoch),
         "seq": take(cols["seq"]),
     }
 
 
-def _accel_tables(cols, node_ms, offset, anchored):
+def _accel_tables(cols, epoch, node_ms, offset, anchored):
     counts = cols["n_samples"]
     block_t, block_s = _times(node_ms * 1000, offset, anchored)
-    blocks = _front(cols, block_t, block_s)
+    blocks = _front(cols, epoch, block_t, block_s)
     for name, _type in SCHEMAS["accel_blocks"]:
         blocks[name] = cols[name]
     # per sample: the block's row repeated, i counted within the block
@@ -182,7 +183,7 @@ def _accel_tables(cols, node_ms, offset, anchored):
     t, node_s = _times(node_us, offset[rows], anchored[rows])
     samples = cols["samples"]
     scale = cols["range_g"][rows] / 32768.0
-    accel = _front(cols, t, node_s, pick=rows)
+    accel = _front(cols, epoch, t, node_s, pick=rows)
     accel["sample_index"] = cols["first_index"][rows] + i
     accel["ax_g"] = samples[:, 0] * scale
     accel["ay_g"] = samples[:, 1] * scale

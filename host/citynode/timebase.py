@@ -2,24 +2,31 @@
 
 A node stamps every frame with `time_ms`, its clock in ms since boot, which
 wraps after 2^32 ms (49.7 days). The receiver keeps, per node and per *epoch*
-(the run between two restarts, as `NodeStats` counts them: the clock going
-backwards), an unwrapped clock: each step forward is `(time − last) mod 2^32`.
+(the run between two restarts), an unwrapped clock: each step forward is
+`(time − last) mod 2^32`.
+
+A restart is the rule of `NodeStats`: the clock went backwards by 1 … 2^31−1 ms.
+One exception: a `features` frame is stamped with the *start* of its window
+(SPEC §4, features), which is earlier than the frames sent just before it.
+Its time says nothing about the clock now, so it never starts an epoch and
+never moves the clock; it is placed relative to the clock (signed distance).
+(`NodeStats` does count such a frame as a restart; see the report on the
+protocol.)
 
 A TIME message says "at node time t, UTC was u": from it on, the node's later
 messages of the same epoch get `utc = node_ms + (u − t)`. A later TIME message
 replaces the offset (drift correction); a restart drops it until the next TIME
 message. Messages before the first TIME message of an epoch stay unanchored:
 the same row gets the same time whether it was decoded live or from a file.
-
-`Timebase.assign(batch)` does this for a whole `decode.Batch` with numpy;
-`Timebase.update(node_id, time_ms)` is the same arithmetic one message at a
-time (restarts detected from the times it is given), for live streams.
 """
 
 import numpy as np
 
 WRAP = 1 << 32
 HALF = 1 << 31
+
+# kinds whose time_ms is not "the node's clock now"
+WINDOW_STAMPED = ("features",)
 
 
 class NodeClock:
@@ -28,13 +35,15 @@ class NodeClock:
     __slots__ = ("epoch", "last_raw", "node_ms", "offset_ms")
 
     def __init__(self):
-        self.epoch = None  # epoch of the last message seen
-        self.last_raw = 0  # its time_ms as sent (u32)
+        self.epoch = -1  # no message seen yet
+        self.last_raw = 0  # time_ms of the last clock-moving message (u32)
         self.node_ms = 0  # its unwrapped node time
         self.offset_ms = None  # utc_ms - node_ms, or None when not anchored
 
 
 class Timebase:
+    """Every node's clock; feed messages in stream order."""
+
     def __init__(self):
         self.clocks = {}
 
@@ -44,108 +53,57 @@ class Timebase:
             clock = self.clocks[node_id] = NodeClock()
         return clock
 
-    # -- one message at a time ---------------------------------------------------
-
-    def update(self, node_id, time_ms, epoch=None, utc_ms=None):
+    def update(self, node_id, time_ms, kind=None, utc_ms=None):
         """Account one message; returns (epoch, node_ms, utc_ms or None).
 
-        epoch: the decoder's epoch for this message when known; None detects a
-        restart from the clock going backwards, as NodeStats does.
-        utc_ms: give it for a TIME message (its field) to anchor the clock.
+        kind: the message's name (a `features` message does not move the clock);
+        utc_ms: the field of a TIME message, which anchors the clock.
         """
         clock = self.clock(node_id)
-        if clock.epoch is None:
-            new_epoch = 0 if epoch is None else epoch
-        elif epoch is None:
+        if kind in WINDOW_STAMPED and clock.epoch >= 0:
             back = (clock.last_raw - time_ms) % WRAP
-            new_epoch = clock.epoch + 1 if 0 < back < HALF else clock.epoch
+            node_ms = clock.node_ms - back if back < HALF else clock.node_ms + (WRAP - back)
         else:
-            new_epoch = epoch
-        if new_epoch != clock.epoch:
-            clock.epoch = new_epoch
-            clock.node_ms = time_ms
-            clock.offset_ms = None
-        else:
-            clock.node_ms += (time_ms - clock.last_raw) % WRAP
-        clock.last_raw = time_ms
-        if utc_ms is not None:
-            clock.offset_ms = utc_ms - clock.node_ms
-        utc = None if clock.offset_ms is None else clock.node_ms + clock.offset_ms
-        return clock.epoch, clock.node_ms, utc
-
-    # -- a whole batch -------------------------------------------------------------
+            back = (clock.last_raw - time_ms) % WRAP
+            if clock.epoch < 0 or 0 < back < HALF:
+                clock.epoch += 1
+                clock.node_ms = time_ms
+                clock.offset_ms = None
+            else:
+                clock.node_ms += (time_ms - clock.last_raw) % WRAP
+            clock.last_raw = time_ms
+            node_ms = clock.node_ms
+            if utc_ms is not None:
+                clock.offset_ms = utc_ms - node_ms
+        utc = None if clock.offset_ms is None else node_ms + clock.offset_ms
+        return clock.epoch, node_ms, utc
 
     def assign(self, batch):
-        """Times of every message of a `decode.Batch`.
+        """Times of every message of a `decode.Batch`, in stream order.
 
-        Returns {kind: (node_ms, utc_offset_ms, anchored)}, three arrays aligned
-        with that kind's rows: unwrapped node time in ms (int64), UTC minus node
-        time in ms (int64, meaningful where anchored), anchored (bool).
+        Returns {kind: (epoch, node_ms, utc_offset_ms, anchored)}, arrays aligned
+        with that kind's rows: epoch (int64), unwrapped node time in ms (int64),
+        UTC minus node time in ms (int64, meaningful where anchored), anchored (bool).
         """
         kinds = [k for k in batch.kinds if len(batch.kinds[k]["order"])]
-        if not kinds:
-            return {}
-        parts = [batch.kinds[k] for k in kinds]
-        order = np.concatenate([p["order"] for p in parts])
-        node = np.concatenate([p["node_id"] for p in parts])
-        epoch = np.concatenate([p["epoch"] for p in parts])
-        raw = np.concatenate([p["time_ms"] for p in parts])
-        is_time = np.concatenate([np.full(len(p["order"]), k == "time") for k, p in zip(kinds, parts)])
-        utc = np.concatenate(
-            [p["utc_ms"].astype(np.int64) if k == "time" else np.zeros(len(p["order"]), np.int64) for k, p in zip(kinds, parts)]
-        )
-        sort = np.argsort(order, kind="stable")
-        node, epoch, raw, is_time, utc = node[sort], epoch[sort], raw[sort], is_time[sort], utc[sort]
-        node_ms = np.zeros(len(sort), np.int64)
-        offset = np.zeros(len(sort), np.int64)
-        anchored = np.zeros(len(sort), bool)
-        for nid in np.unique(node).tolist():
-            idx = np.flatnonzero(node == nid)
-            self._node_rows(self.clock(nid), epoch[idx], raw[idx], is_time[idx], utc[idx], idx, node_ms, offset, anchored)
-        # back to each kind's rows
-        unsort = np.empty_like(sort)
-        unsort[sort] = np.arange(len(sort))
+        rows = []
+        for k in kinds:
+            cols = batch.kinds[k]
+            utc = cols["utc_ms"].tolist() if k == "time" else None
+            for i, (o, nid, t) in enumerate(zip(cols["order"].tolist(), cols["node_id"].tolist(), cols["time_ms"].tolist())):
+                rows.append((o, k, i, nid, t, None if utc is None else utc[i]))
+        rows.sort(key=lambda r: r[0])
         out = {}
-        at = 0
-        for k, p in zip(kinds, parts):
-            n = len(p["order"])
-            pos = unsort[at : at + n]
-            out[k] = (node_ms[pos], offset[pos], anchored[pos])
-            at += n
+        for k in kinds:
+            n = len(batch.kinds[k]["order"])
+            out[k] = (np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, bool))
+        update = self.update
+        for _o, k, i, nid, t, utc in rows:
+            epoch, node_ms, at = update(nid, t, k, utc)
+            cols = out[k]
+            cols[0][i] = epoch
+            cols[1][i] = node_ms
+            if at is not None:
+                cols[2][i] = at - node_ms
+                cols[3][i] = True
         return out
-
-    @staticmethod
-    def _node_rows(clock, epoch, raw, is_time, utc, idx, node_ms, offset, anchored):
-        # runs of one epoch, in order
-        cuts = np.flatnonzero(np.diff(epoch)) + 1
-        bounds = [0] + cuts.tolist() + [len(epoch)]
-        for a, b in zip(bounds[:-1], bounds[1:]):
-            ep = int(epoch[a])
-            t = raw[a:b]
-            if clock.epoch == ep:
-                prev, base, off = clock.last_raw, clock.node_ms, clock.offset_ms
-            else:
-                prev, base, off = int(t[0]), int(t[0]), None
-            steps = np.empty(b - a, np.int64)
-            steps[0] = (int(t[0]) - prev) % WRAP
-            steps[1:] = (t[1:] - t[:-1]) % WRAP
-            ms = base + np.cumsum(steps)
-            # offset in force at each row: the last TIME row at or before it, else the carried one
-            times = np.flatnonzero(is_time[a:b])
-            if len(times):
-                last = np.full(b - a, -1, np.int64)
-                last[times] = times
-                np.maximum.accumulate(last, out=last)
-                offs = np.where(last >= 0, (utc[a:b] - ms)[np.maximum(last, 0)], 0 if off is None else off)
-                anch = (last >= 0) | (off is not None)
-            else:
-                offs = np.full(b - a, 0 if off is None else off, np.int64)
-                anch = np.full(b - a, off is not None)
-            rows = idx[a:b]
-            node_ms[rows] = ms
-            offset[rows] = offs
-            anchored[rows] = anch
-            clock.epoch = ep
-            clock.last_raw = int(t[-1])
-            clock.node_ms = int(ms[-1])
-            clock.offset_ms = int(offs[-1]) if bool(np.all(anch[-1:])) else None

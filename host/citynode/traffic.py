@@ -47,7 +47,7 @@ def utc_ms(when):
 class Sent:
     """One frame as built: what a receiver should decode from it, and where it is in a capture."""
 
-    __slots__ = ("name", "node_id", "seq", "time_ms", "fields", "wire", "start", "end")
+    __slots__ = ("name", "node_id", "seq", "time_ms", "fields", "wire", "start", "end", "sent_ms")
 
     def __init__(self, name, node_id, seq, time_ms, fields, wire):
         self.name = name
@@ -57,6 +57,7 @@ class Sent:
         self.fields = fields
         self.wire = wire
         self.start = self.end = None
+        self.sent_ms = time_ms  # when the node sent it (features: after their window)
 
     def __repr__(self):
         return "Sent(%s node=%d seq=%d t=%d)" % (self.name, self.node_id, self.seq, self.time_ms)
@@ -256,11 +257,12 @@ def node_frames(
     while t < duration_s * 1000.0:
         events.append((start_ms + int(round(t)), 1, "accel"))
         t += step_ms
-    for period, kind in ((climate_period_s, "climate"), (features_period_s, "features"), (status_period_s, "status")):
+    # a features window closes before the block that starts at the same time
+    for period, prio, kind in ((climate_period_s, 2, "climate"), (features_period_s, 0, "features"), (status_period_s, 2, "status")):
         if period and period > 0:
             k = 1
             while k * period <= duration_s:
-                events.append((start_ms + int(round(k * period * 1000)), 2, kind))
+                events.append((start_ms + int(round(k * period * 1000)), prio, kind))
                 k += 1
     events.sort()
     if boot_log:
@@ -288,6 +290,7 @@ def node_frames(
                 fields = features_of(samples, odr_hz, range_g)
                 fields["flags"] = messages.ACCEL_CALIBRATED
                 node.features(when - int(1000 * len(samples) / odr_hz), **fields)
+                node.sent[-1].sent_ms = when
                 window = []
         elif kind == "status":
             flags = messages.STATUS_STREAMING | (messages.STATUS_TIME_ANCHORED if utc0 is not None else 0)
@@ -312,7 +315,7 @@ def node_frames(
 
 
 def capture(nodes=(1,), duration_s=10.0, seed=0, loss=0.0, utc="2026-11-26T06:00:00Z", **node_options):
-    """Frames of several nodes interleaved by node time, as one link would carry them.
+    """Frames of several nodes interleaved by the time they were sent, as one link would carry them.
 
     loss: probability that a frame is lost on the way (a sequence gap at the receiver).
     Other keyword arguments go to `node_frames` (loud, encoding, odr_hz, block_samples, ...).
@@ -321,7 +324,7 @@ def capture(nodes=(1,), duration_s=10.0, seed=0, loss=0.0, utc="2026-11-26T06:00
     everything = []
     for i, node_id in enumerate(nodes):
         node = node_frames(node_id, duration_s, seed=seed, utc=utc, **node_options)
-        everything.extend((s.time_ms, i, k, s) for k, s in enumerate(node.sent))
+        everything.extend((s.sent_ms, i, k, s) for k, s in enumerate(node.sent))
     everything.sort(key=lambda r: (r[0], r[1], r[2]))
     out = bytearray()
     sent = []

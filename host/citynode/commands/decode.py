@@ -30,21 +30,11 @@ def add_arguments(parser):
     parser.add_argument(
         "--format",
         default="csv",
-        type=_format,
         metavar="{%s}" % ",".join(FORMATS),
         help="table format (default csv; parquet needs pyarrow)",
     )
     parser.add_argument("--stats", action="store_true", help="print link statistics per node and in total")
     parser.add_argument("--json", action="store_true", help="print the statistics as JSON on stdout, and nothing else")
-
-
-def _format(text):
-    if text not in FORMATS:
-        # argparse prints this as one line: "citynode decode: error: argument --format: ..."
-        import argparse
-
-        raise argparse.ArgumentTypeError("unknown format %r (choose from %s)" % (text, ", ".join(FORMATS)))
-    return text
 
 
 def default_out_dir(capture):
@@ -109,6 +99,8 @@ def _count_messages(batch, per_node):
 
 
 def run(args):
+    if args.format not in FORMATS:
+        raise UsageError("unknown table format %r; choose from %s" % (args.format, ", ".join(FORMATS)))
     try:
         require_format(args.format)
     except ImportError:
