@@ -1,0 +1,332 @@
+"""`citynode decode`: tables with the right columns and values, statistics, and every bad input
+refused in one line with nothing written."""
+
+import csv
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from citynode import traffic
+from citynode.cli import main
+from citynode.traffic import TrafficBuilder
+
+UTC0 = "2026-11-26T06:12:24Z"
+UTC0_MS = traffic.utc_ms(UTC0)
+
+
+def run(capsys, *argv):
+    code = main(["decode", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def one_line_error(code, out, err, *words):
+    assert code != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("citynode: "), err
+    assert "Traceback" not in err
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+
+
+def only_the_capture_left(folder, capture_name):
+    assert sorted(os.listdir(folder)) == [capture_name]
+
+
+@pytest.fixture
+def small_capture(tmp_path):
+    """Node 1: climate, a TIME anchor, a raw block of 4 samples at 200 Hz, climate; node 2 never anchored."""
+    n1 = TrafficBuilder(1)
+    n2 = TrafficBuilder(2)
+    block = np.array([[16, -8, 16384], [32, -16, 16400], [48, 0, 16368], [-32768, 32767, 0]])
+    wire = n1.climate(1000, 21.5, 48.25, status=4)
+    wire += n2.climate(1000, -3.75, 99.5)
+    wire += n1.time_anchor(2000, UTC0)
+    wire += n1.accel_block(2500, block, odr_hz=200.0, range_g=2, encoding=0)
+    wire += n1.climate(3000, 21.55, 48.0)
+    wire += n2.accel_block(4000, block, odr_hz=400.0, range_g=8, encoding=1)
+    path = tmp_path / "run1.bin"
+    path.write_bytes(wire)
+    return path
+
+
+def test_default_out_dir_columns_and_values(capsys, small_capture):
+    code, out, err = run(capsys, small_capture)
+    assert code == 0, err
+    folder = small_capture.parent / "run1-tables"
+    assert sorted(os.listdir(folder)) == ["accel.csv", "accel_blocks.csv", "climate.csv", "time.csv"]
+    climate = read_csv(folder / "climate.csv")
+    assert list(climate[0]) == ["node_id", "time", "node_time_s", "epoch", "seq", "temperature_c", "relative_humidity_pct", "status"]
+    assert [(r["node_id"], r["time"], r["temperature_c"], r["relative_humidity_pct"], r["status"]) for r in climate] == [
+        ("1", "1.0", "21.5", "48.25", "4"),  # before the anchor: node seconds
+        ("2", "1.0", "-3.75", "99.5", "0"),  # never anchored
+        ("1", "2026-11-26T06:12:25.000000Z", "21.55", "48.0", "0"),  # 1 s after the anchor
+    ]
+    assert [r["node_time_s"] for r in climate] == ["1.0", "1.0", "3.0"]
+    assert [r["seq"] for r in climate] == ["0", "0", "3"]
+    accel = read_csv(folder / "accel.csv")
+    assert list(accel[0]) == ["node_id", "time", "node_time_s", "epoch", "seq", "sample_index", "ax_g", "ay_g", "az_g"]
+    a1 = [r for r in accel if r["node_id"] == "1"]
+    # interpolated within the block: t0 + i / 200 Hz
+    assert [r["time"] for r in a1] == [
+        "2026-11-26T06:12:24.500000Z",
+        "2026-11-26T06:12:24.505000Z",
+        "2026-11-26T06:12:24.510000Z",
+        "2026-11-26T06:12:24.515000Z",
+    ]
+    assert [r["node_time_s"] for r in a1] == ["2.5", "2.505", "2.51", "2.515"]
+    assert [r["sample_index"] for r in a1] == ["0", "1", "2", "3"]
+    assert [float(r["ax_g"]) for r in a1] == [16 / 16384, 32 / 16384, 48 / 16384, -2.0]
+    assert [float(r["ay_g"]) for r in a1] == [-8 / 16384, -16 / 16384, 0.0, 32767 / 16384]
+    assert float(a1[0]["az_g"]) == 1.0
+    a2 = [r for r in accel if r["node_id"] == "2"]
+    assert [r["time"] for r in a2] == ["4.0", "4.0025", "4.005", "4.0075"]  # 400 Hz, no anchor
+    assert [float(r["ax_g"]) for r in a2] == [16 * 8 / 32768, 32 * 8 / 32768, 48 * 8 / 32768, -8.0]
+    blocks = read_csv(folder / "accel_blocks.csv")
+    assert [(b["encoding"], b["range_g"], b["odr_hz"], b["n_samples"]) for b in blocks] == [
+        ("0", "2", "200.0", "4"),
+        ("1", "8", "400.0", "4"),
+    ]
+    time_rows = read_csv(folder / "time.csv")
+    assert time_rows[0]["utc"] == "2026-11-26T06:12:24.000000Z" and time_rows[0]["time"] == time_rows[0]["utc"]
+    assert "decoded 6 messages from 2 node(s)" in out
+
+
+def test_jsonl_and_parquet_hold_the_same_rows(capsys, small_capture, tmp_path):
+    code, _, err = run(capsys, small_capture, "--out-dir", tmp_path / "j", "--format", "jsonl")
+    assert code == 0, err
+    with open(tmp_path / "j" / "climate.jsonl") as f:
+        rows = [json.loads(line) for line in f]
+    assert rows[0]["time"] == 1.0 and rows[2]["time"] == "2026-11-26T06:12:25.000000Z"
+    assert rows[2]["temperature_c"] == 21.55 and rows[2]["node_time_s"] == 3.0
+    pq = pytest.importorskip("pyarrow.parquet")
+    code, _, err = run(capsys, small_capture, "--out-dir", tmp_path / "p", "--format", "parquet")
+    assert code == 0, err
+    table = pq.read_table(tmp_path / "p" / "accel.parquet").to_pylist()
+    assert len(table) == 8
+    assert table[0]["time"] == "2026-11-26T06:12:24.500000Z" and table[0]["ax_g"] == 16 / 16384
+    assert table[4]["time"] == "4.0" and table[4]["node_time_s"] == 4.0
+    climate = pq.read_table(tmp_path / "p" / "climate.parquet")
+    assert climate.schema.field("temperature_c").type == "double"
+    assert climate.schema.field("node_id").type == "int64"
+
+
+def test_node_clock_wrap_is_unwrapped(capsys, tmp_path):
+    node = TrafficBuilder(9)
+    block = np.zeros((4, 3), int)
+    wire = node.time_anchor(0xFFFFFF00, UTC0)  # 256 ms before the u32 wrap
+    wire += node.accel_block(0xFFFFFFF0, block, odr_hz=100.0)  # samples straddle the wrap
+    wire += node.climate(0x00000100, 20.0, 50.0)  # 512 ms after the anchor
+    cap = tmp_path / "wrap.bin"
+    cap.write_bytes(wire)
+    code, _, err = run(capsys, cap, "--out-dir", tmp_path / "out")
+    assert code == 0, err
+    climate = read_csv(tmp_path / "out" / "climate.csv")
+    assert climate[0]["time"] == "2026-11-26T06:12:24.512000Z"
+    assert float(climate[0]["node_time_s"]) == (0x1_0000_0100) / 1000
+    assert climate[0]["epoch"] == "0"
+    accel = read_csv(tmp_path / "out" / "accel.csv")
+    assert [r["time"][11:] for r in accel] == ["06:12:24.240000Z", "06:12:24.250000Z", "06:12:24.260000Z", "06:12:24.270000Z"]
+
+
+def test_restart_drops_the_anchor_until_the_next_time_message(capsys, tmp_path):
+    node = TrafficBuilder(4)
+    wire = node.time_anchor(10_000, UTC0) + node.climate(11_000, 1.0, 2.0)
+    node.restart()
+    wire += node.climate(500, 3.0, 4.0)  # clock went backwards: a restart, no anchor
+    wire += node.time_anchor(600, "2026-11-26T07:00:00Z") + node.climate(1600, 5.0, 6.0)
+    cap = tmp_path / "restart.bin"
+    cap.write_bytes(wire)
+    code, out, err = run(capsys, cap, "--out-dir", tmp_path / "o", "--stats")
+    assert code == 0, err
+    rows = read_csv(tmp_path / "o" / "climate.csv")
+    assert [(r["time"], r["epoch"], r["node_time_s"]) for r in rows] == [
+        ("2026-11-26T06:12:25.000000Z", "0", "11.0"),
+        ("0.5", "1", "0.5"),
+        ("2026-11-26T07:00:01.000000Z", "1", "1.6"),
+    ]
+    assert "restarts" in out
+
+
+def test_features_frames_stamped_at_their_window_start_keep_the_anchor(capsys, tmp_path):
+    node = TrafficBuilder(5)
+    wire = node.time_anchor(1000, UTC0)
+    wire += node.accel_block(10_000, np.zeros((2, 3), int))
+    wire += node.features(1000, window_s=9.0, rms_x_g=0.001)  # window from 1 s to 10 s
+    wire += node.climate(11_000, 20.0, 50.0)
+    cap = tmp_path / "f.bin"
+    cap.write_bytes(wire)
+    code, _, err = run(capsys, cap, "--out-dir", tmp_path / "o")
+    assert code == 0, err
+    feats = read_csv(tmp_path / "o" / "features.csv")
+    assert feats[0]["time"] == "2026-11-26T06:12:24.000000Z" and feats[0]["epoch"] == "0"
+    assert read_csv(tmp_path / "o" / "climate.csv")[0]["time"] == "2026-11-26T06:12:34.000000Z"
+
+
+def test_stats_count_injected_losses_and_corruption(capsys, tmp_path):
+    cap = traffic.capture(nodes=(1, 2), duration_s=20, seed=4, features_period_s=0, block_samples=100)
+    frames = list(cap.sent)
+    keep = []
+    dropped = {1: 0, 2: 0}
+    damaged = []
+    for k, s in enumerate(frames):
+        if s.name == "accel" and k % 17 == 5:  # lost on the way (never first or last of a node)
+            dropped[s.node_id] += 1
+            continue
+        wire = s.wire
+        if s.name == "accel" and k % 23 == 7:  # one bit flipped: CRC failure, counted as lost too
+            wire = bytearray(wire)
+            wire[len(wire) // 2] ^= 0x10
+            wire = bytes(wire)
+            damaged.append(s)
+        keep.append(wire)
+    junk = b"Traceback (most recent call last):\r\n"
+    path = tmp_path / "lossy.bin"
+    path.write_bytes(junk + b"\x00" + b"".join(keep))
+    code, out, err = run(capsys, path, "--json", "--out-dir", tmp_path / "o")
+    assert code == 0, err
+    report = json.loads(out)  # nothing but JSON on stdout
+    link = report["link"]
+    # each damaged frame and the junk piece are one bad frame, under their first failure
+    assert link["bad_frames"] == link["crc_errors"] + link["cobs_errors"] + link["too_short"] == len(damaged) + 1
+    assert link["crc_errors"] >= 1
+    assert link["bytes_in"] == path.stat().st_size
+    for nid in (1, 2):
+        node = report["nodes"][str(nid)]
+        hit = sum(1 for s in damaged if s.node_id == nid)
+        assert node["lost"] == dropped[nid] + hit
+        assert node["frames"] == sum(1 for s in frames if s.node_id == nid) - dropped[nid] - hit
+        assert node["messages"] == node["frames"]
+        assert node["restarts"] == 0
+    accel_frames = sum(1 for s in frames if s.name == "accel")
+    assert report["tables"]["accel"]["rows"] == 100 * (accel_frames - sum(dropped.values()) - len(damaged))
+    assert os.path.isdir(report["out_dir"])
+
+
+def test_stats_table_is_readable(capsys, small_capture, tmp_path):
+    code, out, err = run(capsys, small_capture, "--stats", "--out-dir", tmp_path / "o")
+    assert code == 0, err
+    assert "Per node" in out and "Link" in out
+    node_rows = [line.split() for line in out.splitlines() if line[:2] in ("1 ", "2 ")]
+    assert [r[:3] for r in node_rows] == [["1", "4", "4"], ["2", "2", "2"]]
+    assert any(line.split()[:3] == ["CRC", "failures", "0"] for line in out.splitlines())
+
+
+def test_rewriting_an_existing_out_dir_replaces_tables_and_keeps_other_files(capsys, small_capture, tmp_path):
+    out_dir = tmp_path / "o"
+    out_dir.mkdir()
+    (out_dir / "notes.txt").write_text("mine")
+    (out_dir / "climate.csv").write_text("old")
+    code, _, err = run(capsys, small_capture, "--out-dir", out_dir)
+    assert code == 0, err
+    assert (out_dir / "notes.txt").read_text() == "mine"
+    assert (out_dir / "climate.csv").read_text().startswith("node_id,")
+    assert not [n for n in os.listdir(out_dir) if n.startswith(".")]
+
+
+# -- bad input ----------------------------------------------------------------------
+
+
+def test_missing_file(capsys, tmp_path):
+    one_line_error(*run(capsys, tmp_path / "nope.bin"), "nope.bin", "no such file")
+    assert os.listdir(tmp_path) == []
+
+
+def test_empty_file(capsys, tmp_path):
+    (tmp_path / "empty.bin").write_bytes(b"")
+    one_line_error(*run(capsys, tmp_path / "empty.bin"), "empty")
+    only_the_capture_left(tmp_path, "empty.bin")
+
+
+def test_a_folder(capsys, tmp_path):
+    (tmp_path / "cap").mkdir()
+    one_line_error(*run(capsys, tmp_path / "cap"), "folder")
+    assert os.listdir(tmp_path) == ["cap"]
+
+
+def test_no_valid_frame(capsys, tmp_path):
+    data = bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8)) + b"hello\x00world"
+    (tmp_path / "noise.bin").write_bytes(data)
+    one_line_error(*run(capsys, tmp_path / "noise.bin"), "not a citynode capture: no valid frame in %d bytes" % len(data))
+    only_the_capture_left(tmp_path, "noise.bin")
+
+
+def test_unreadable_file(capsys, tmp_path, monkeypatch):
+    path = tmp_path / "secret.bin"
+    path.write_bytes(TrafficBuilder(1).climate(0, 1, 2))
+    real_open = open
+
+    def refusing_open(file, *a, **k):
+        if str(file) == str(path):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *a, **k)
+
+    monkeypatch.setattr("builtins.open", refusing_open)
+    one_line_error(*run(capsys, path), "secret.bin", "permission denied")
+    only_the_capture_left(tmp_path, "secret.bin")
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_unreadable_file_by_mode(capsys, tmp_path):
+    path = tmp_path / "secret.bin"
+    path.write_bytes(TrafficBuilder(1).climate(0, 1, 2))
+    path.chmod(0)
+    one_line_error(*run(capsys, path), "permission denied")
+
+
+def test_out_dir_that_cannot_be_created(capsys, small_capture, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    one_line_error(*run(capsys, small_capture, "--out-dir", tmp_path / "afile" / "sub"), "cannot create output folder")
+    one_line_error(*run(capsys, small_capture, "--out-dir", tmp_path / "afile"), "cannot create output folder")
+    assert sorted(os.listdir(tmp_path)) == ["afile", "run1.bin"]
+
+
+def test_missing_parent_folders_are_made_and_removed_on_failure(capsys, tmp_path):
+    (tmp_path / "noise.bin").write_bytes(b"\x01\x02\x03\x00")
+    one_line_error(*run(capsys, tmp_path / "noise.bin", "--out-dir", tmp_path / "a" / "b" / "c"), "no valid frame")
+    assert os.listdir(tmp_path) == ["noise.bin"]
+
+
+def test_write_failure_midway_leaves_nothing(capsys, small_capture, tmp_path, monkeypatch):
+    from citynode import tables
+
+    def full_disk(self, table):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tables._CsvWriter, "write", full_disk)
+    one_line_error(*run(capsys, small_capture, "--out-dir", tmp_path / "o"), "No space left on device")
+    only_the_capture_left(tmp_path, "run1.bin")
+
+
+def test_unknown_format(capsys, small_capture):
+    one_line_error(*run(capsys, small_capture, "--format", "xml"), "unknown table format 'xml'", "csv, jsonl, parquet")
+    only_the_capture_left(small_capture.parent, "run1.bin")
+
+
+def test_parquet_without_pyarrow(capsys, small_capture, monkeypatch):
+    for name in [m for m in sys.modules if m == "pyarrow" or m.startswith("pyarrow.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow raises ImportError
+    one_line_error(*run(capsys, small_capture, "--format", "parquet"), "pyarrow")
+    only_the_capture_left(small_capture.parent, "run1.bin")
+
+
+def test_frames_of_unknown_types_only_are_a_capture_with_no_tables(capsys, tmp_path):
+    node = TrafficBuilder(3)
+    path = tmp_path / "future.bin"
+    path.write_bytes(node.unknown(0, 29, b"\x01") + node.unknown(1, 30, b""))
+    code, out, err = run(capsys, path, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["tables"] == {} and report["out_dir"] is None
+    assert report["nodes"]["3"]["unknown_type"] == 2
+    only_the_capture_left(tmp_path, "future.bin")
