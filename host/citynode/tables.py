@@ -15,9 +15,12 @@ the same columns:
                  see citynode.timebase for the one exception, features frames)
     seq          the frame's sequence number
 
-For accel rows, time and node_time_s are interpolated within a block from its
-first sample: `t = t0 + i / odr_hz`; `sample_index` is the block's
-`first_index + i`. Accelerations are in g: `counts × range_g / 32768`.
+Rows are stamped with the moment they describe: the frame's time for most
+kinds; for a features window its first sample (frame time − `age_ms`); for
+accel samples the block's first sample t0 = frame time − `age_ms`, then
+interpolated from the output data rate: `t = t0 + i / odr_hz`. `sample_index`
+is the block's `first_index + i`. Accelerations are in g:
+`counts × range_g / 32768`.
 
 Writers stream: each `TableSet.append()` adds the rows of one decoded batch,
 so a capture of any length is written in bounded memory. CSV and JSON Lines
@@ -37,7 +40,7 @@ EXTENSIONS = {"csv": ".csv", "jsonl": ".jsonl", "parquet": ".parquet"}
 
 _FRONT = (("node_id", "int"), ("time", "time"), ("node_time_s", "float"), ("epoch", "int"), ("seq", "int"))
 
-_FEATURES = [("window_s", "float"), ("n_samples", "int"), ("flags", "int")]
+_FEATURES = [("window_s", "float"), ("age_ms", "int"), ("n_samples", "int"), ("flags", "int")]
 for _axis in "xyz":
     _FEATURES += [("rms_%s_g" % _axis, "float"), ("peak_%s_g" % _axis, "float"), ("dominant_freq_%s_hz" % _axis, "float")]
 _FEATURES += [("pitch_deg", "float"), ("roll_deg", "float")]
@@ -76,6 +79,7 @@ SCHEMAS = {
         ("odr_hz", "float"),
         ("first_index", "int"),
         ("n_samples", "int"),
+        ("age_ms", "int"),
     ],
     "features": _FEATURES,
     "status": _STATUS,
@@ -130,6 +134,8 @@ def batch_tables(batch, timebase):
         if not n:
             continue
         epoch, node_ms, offset, anchored = times[kind]
+        if "age_ms" in cols:  # the row is about an earlier moment than the frame
+            node_ms = node_ms - cols["age_ms"]
         if kind == "accel":
             out.update(_accel_tables(cols, epoch, node_ms, offset, anchored))
             continue

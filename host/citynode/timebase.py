@@ -5,13 +5,10 @@ wraps after 2^32 ms (49.7 days). The receiver keeps, per node and per *epoch*
 (the run between two restarts), an unwrapped clock: each step forward is
 `(time − last) mod 2^32`.
 
-A restart is the rule of `NodeStats`: the clock went backwards by 1 … 2^31−1 ms.
-One exception: a `features` frame is stamped with the *start* of its window
-(SPEC §4, features), which is earlier than the frames sent just before it.
-Its time says nothing about the clock now, so it never starts an epoch and
-never moves the clock; it is placed relative to the clock (signed distance).
-(`NodeStats` does count such a frame as a restart; see the report on the
-protocol.)
+A restart is the rule of `NodeStats` (SPEC §5.3): the clock went backwards by
+1 … 2^31−1 ms. A running node's frame times never go backwards (SPEC §2.1);
+messages about an earlier moment (accel blocks, feature windows) carry their
+`age_ms`, which the tables subtract (citynode.tables).
 
 A TIME message says "at node time t, UTC was u": from it on, the node's later
 messages of the same epoch get `utc = node_ms + (u − t)`. A later TIME message
@@ -24,9 +21,6 @@ import numpy as np
 
 WRAP = 1 << 32
 HALF = 1 << 31
-
-# kinds whose time_ms is not "the node's clock now"
-WINDOW_STAMPED = ("features",)
 
 
 class NodeClock:
@@ -56,27 +50,22 @@ class Timebase:
     def update(self, node_id, time_ms, kind=None, utc_ms=None):
         """Account one message; returns (epoch, node_ms, utc_ms or None).
 
-        kind: the message's name (a `features` message does not move the clock);
+        kind: the message's name (kept for callers that log it; every kind moves the clock);
         utc_ms: the field of a TIME message, which anchors the clock.
         """
         clock = self.clock(node_id)
-        if kind in WINDOW_STAMPED and clock.epoch >= 0:
-            back = (clock.last_raw - time_ms) % WRAP
-            node_ms = clock.node_ms - back if back < HALF else clock.node_ms + (WRAP - back)
+        back = (clock.last_raw - time_ms) % WRAP
+        if clock.epoch < 0 or 0 < back < HALF:
+            clock.epoch += 1
+            clock.node_ms = time_ms
+            clock.offset_ms = None
         else:
-            back = (clock.last_raw - time_ms) % WRAP
-            if clock.epoch < 0 or 0 < back < HALF:
-                clock.epoch += 1
-                clock.node_ms = time_ms
-                clock.offset_ms = None
-            else:
-                clock.node_ms += (time_ms - clock.last_raw) % WRAP
-            clock.last_raw = time_ms
-            node_ms = clock.node_ms
-            if utc_ms is not None:
-                clock.offset_ms = utc_ms - node_ms
-        utc = None if clock.offset_ms is None else node_ms + clock.offset_ms
-        return clock.epoch, node_ms, utc
+            clock.node_ms += (time_ms - clock.last_raw) % WRAP
+        clock.last_raw = time_ms
+        if utc_ms is not None:
+            clock.offset_ms = utc_ms - clock.node_ms
+        utc = None if clock.offset_ms is None else clock.node_ms + clock.offset_ms
+        return clock.epoch, clock.node_ms, utc
 
     def assign(self, batch):
         """Times of every message of a `decode.Batch`, in stream order.

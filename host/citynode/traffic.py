@@ -47,7 +47,7 @@ def utc_ms(when):
 class Sent:
     """One frame as built: what a receiver should decode from it, and where it is in a capture."""
 
-    __slots__ = ("name", "node_id", "seq", "time_ms", "fields", "wire", "start", "end", "sent_ms")
+    __slots__ = ("name", "node_id", "seq", "time_ms", "fields", "wire", "start", "end", "at")
 
     def __init__(self, name, node_id, seq, time_ms, fields, wire):
         self.name = name
@@ -57,7 +57,7 @@ class Sent:
         self.fields = fields
         self.wire = wire
         self.start = self.end = None
-        self.sent_ms = time_ms  # when the node sent it (features: after their window)
+        self.at = time_ms  # the time as given, before the u32 wrap: orders a capture
 
     def __repr__(self):
         return "Sent(%s node=%d seq=%d t=%d)" % (self.name, self.node_id, self.seq, self.time_ms)
@@ -95,7 +95,9 @@ class TrafficBuilder:
         raw = frame.build(msg_type, self.node_id, seq, time_ms & 0xFFFFFFFF, body)
         wire = frame.to_wire(raw)
         self.seq = (seq + 1) & 0xFFFF
-        self.sent.append(Sent(name, self.node_id, seq, time_ms & 0xFFFFFFFF, fields, wire))
+        sent = Sent(name, self.node_id, seq, time_ms & 0xFFFFFFFF, fields, wire)
+        sent.at = time_ms
+        self.sent.append(sent)
         return wire
 
     def skip(self, n=1):
@@ -114,9 +116,10 @@ class TrafficBuilder:
             {"temperature_c": temperature_c, "relative_humidity_pct": relative_humidity_pct, "status": status},
         )
 
-    def accel_block(self, time_ms, samples, odr_hz=200.0, range_g=2, flags=0, encoding=None, first_index=None):
+    def accel_block(self, time_ms, samples, odr_hz=200.0, range_g=2, flags=0, encoding=None, first_index=None, age_ms=0):
         """A block of samples: an (n, 3) array or a flat x, y, z list of int16 counts.
 
+        time_ms is when the frame is sent; the first sample was taken age_ms before.
         encoding None picks the smaller form, as the node does; 0 forces raw, 1 delta-bitpack.
         first_index defaults to where the previous block of this builder ended.
         """
@@ -137,10 +140,12 @@ class TrafficBuilder:
                 "range_g": range_g,
                 "odr_hz": odr_hz,
                 "first_index": first_index,
+                "age_ms": age_ms,
             },
         )
 
     def features(self, time_ms, **fields):
+        """A features message, sent at time_ms; its window started `age_ms` (a field) before."""
         return self.frame("features", time_ms, fields)
 
     def status(self, time_ms, **fields):
@@ -251,14 +256,15 @@ def node_frames(
         range_g = 16 if loud else 2
     node = TrafficBuilder(node_id)
     utc0 = None if utc is None else utc_ms(utc)
-    events = []  # (time_ms, priority, kind)
-    step_ms = 1000.0 * block_samples / odr_hz
+    events = []  # (send time in ms, priority, kind); a node's frame times never go backwards
+    block_ms = 1000.0 * block_samples / odr_hz
     t = 0.0
     while t < duration_s * 1000.0:
-        events.append((start_ms + int(round(t)), 1, "accel"))
-        t += step_ms
-    # a features window closes before the block that starts at the same time
-    for period, prio, kind in ((climate_period_s, 2, "climate"), (features_period_s, 0, "features"), (status_period_s, 2, "status")):
+        # a block is sent once its last sample is in: its first sample is block_ms old
+        events.append((start_ms + int(round(t + block_ms)), 0, "accel"))
+        t += block_ms
+    # a features window closes after the block that ends it was sent
+    for period, prio, kind in ((climate_period_s, 2, "climate"), (features_period_s, 1, "features"), (status_period_s, 2, "status")):
         if period and period > 0:
             k = 1
             while k * period <= duration_s:
@@ -278,7 +284,15 @@ def node_frames(
             make = loud_accel if loud else quiet_accel
             block = make(block_samples, rng, odr_hz=odr_hz, range_g=range_g, t0_s=sample_t)
             sample_t += block_samples / odr_hz
-            node.accel_block(when, block, odr_hz=odr_hz, range_g=range_g, encoding=encoding, flags=messages.ACCEL_CALIBRATED)
+            node.accel_block(
+                when,
+                block,
+                odr_hz=odr_hz,
+                range_g=range_g,
+                encoding=encoding,
+                flags=messages.ACCEL_CALIBRATED,
+                age_ms=int(round(block_ms)),
+            )
             window.append(block)
         elif kind == "climate":
             temp += rng.normal(0.0, 0.05)
@@ -289,8 +303,8 @@ def node_frames(
                 samples = np.concatenate(window)
                 fields = features_of(samples, odr_hz, range_g)
                 fields["flags"] = messages.ACCEL_CALIBRATED
-                node.features(when - int(1000 * len(samples) / odr_hz), **fields)
-                node.sent[-1].sent_ms = when
+                fields["age_ms"] = int(round(1000 * len(samples) / odr_hz))
+                node.features(when, **fields)
                 window = []
         elif kind == "status":
             flags = messages.STATUS_STREAMING | (messages.STATUS_TIME_ANCHORED if utc0 is not None else 0)
@@ -324,7 +338,7 @@ def capture(nodes=(1,), duration_s=10.0, seed=0, loss=0.0, utc="2026-11-26T06:00
     everything = []
     for i, node_id in enumerate(nodes):
         node = node_frames(node_id, duration_s, seed=seed, utc=utc, **node_options)
-        everything.extend((s.sent_ms, i, k, s) for k, s in enumerate(node.sent))
+        everything.extend((s.at, i, k, s) for k, s in enumerate(node.sent))
     everything.sort(key=lambda r: (r[0], r[1], r[2]))
     out = bytearray()
     sent = []

@@ -100,17 +100,17 @@ def _odd_frames(node_id, rng):
     t = int(rng.integers(0, 2**32))
     samples = traffic.quiet_accel(int(rng.integers(1, 30)), rng).reshape(-1).tolist()
     enc, tail = codec.encode(samples, 1) if len(samples) > 3 else (0, b"")
-    fixed = struct.pack("<BBBBIIH", 1, 0, 2, 0, 200000, 0, len(samples) // 3)
+    fixed = _accel_head(1, len(samples) // 3)
     kinds = {
         "unknown": lambda: b.unknown(t, 29, b"\x01\x02"),
         "newer_minor": lambda: _frame(b, 1, t, payload.pack("climate", {"temperature_c": 1.5})[1] + b"\xaa\xbb"),
         "short": lambda: _frame(b, 1, t, b"\x01\x02"),
-        "bad_encoding": lambda: _frame(b, 2, t, struct.pack("<BBBBIIH", 7, 0, 2, 0, 200000, 0, 1) + b"\x00" * 6),
-        "raw_wrong_length": lambda: _frame(b, 2, t, struct.pack("<BBBBIIH", 0, 0, 2, 0, 200000, 0, 2) + b"\x01" * 6),
+        "bad_encoding": lambda: _frame(b, 2, t, _accel_head(7, 1) + b"\x00" * 6),
+        "raw_wrong_length": lambda: _frame(b, 2, t, _accel_head(0, 2) + b"\x01" * 6),
         "delta_bad_table": lambda: _frame(b, 2, t, fixed + (tail[:-1] if tail else b"")),
         "delta_padding": lambda: _frame(b, 2, t, fixed + _dirty_padding(tail, len(samples) // 3)),
-        "delta_zero_samples": lambda: _frame(b, 2, t, struct.pack("<BBBBIIH", 1, 0, 2, 0, 200000, 0, 0) + b"\x00" * 6),
-        "raw_zero_samples": lambda: _frame(b, 2, t, struct.pack("<BBBBIIH", 0, 0, 2, 0, 200000, 0, 0)),
+        "delta_zero_samples": lambda: _frame(b, 2, t, _accel_head(1, 0) + b"\x00" * 6),
+        "raw_zero_samples": lambda: _frame(b, 2, t, _accel_head(0, 0)),
         "bad_utf8_log": lambda: _frame(b, 5, t, b"\x01\xff\xfe"),
         "bad_json_reply": lambda: _frame(b, 7, t, b"\x01\x00\x00{nope"),
         "empty_reply": lambda: _frame(b, 7, t, b"\x01\x00\x00"),
@@ -123,6 +123,13 @@ def _odd_frames(node_id, rng):
     for _ in range(int(rng.integers(1, 5))):
         out.append(kinds[names[int(rng.integers(0, len(names)))]]())
     return out
+
+
+def _accel_head(encoding, n):
+    """The fixed part of an accel payload, from the message table's layout."""
+    values = {"encoding": encoding, "range_g": 2, "odr_hz": 200000, "n_samples": n}
+    fields = messages.BY_NAME["accel"][3]
+    return struct.pack(messages.BY_NAME["accel"][2], *[values.get(f[0], 0) for f in fields])
 
 
 def _with_crc(raw):

@@ -157,23 +157,27 @@ def test_restart_drops_the_anchor_until_the_next_time_message(capsys, tmp_path):
     assert "restarts" in out
 
 
-def test_features_frames_stamped_at_their_window_start_keep_the_anchor(capsys, tmp_path):
+def test_accel_and_features_rows_are_stamped_at_their_first_sample(capsys, tmp_path):
     node = TrafficBuilder(5)
     wire = node.time_anchor(1000, UTC0)
-    wire += node.accel_block(10_000, np.zeros((2, 3), int))
-    wire += node.features(1000, window_s=9.0, rms_x_g=0.001)  # window from 1 s to 10 s
+    wire += node.accel_block(10_000, np.zeros((2, 3), int), odr_hz=100.0, age_ms=20)  # sent 20 ms after sample 0
+    wire += node.features(10_000, window_s=9.0, age_ms=9000, rms_x_g=0.001)  # window from 1 s to 10 s
     wire += node.climate(11_000, 20.0, 50.0)
     cap = tmp_path / "f.bin"
     cap.write_bytes(wire)
-    code, _, err = run(capsys, cap, "--out-dir", tmp_path / "o")
+    code, out, err = run(capsys, cap, "--out-dir", tmp_path / "o", "--json")
     assert code == 0, err
+    assert json.loads(out)["nodes"]["5"]["restarts"] == 0
     feats = read_csv(tmp_path / "o" / "features.csv")
-    assert feats[0]["time"] == "2026-11-26T06:12:24.000000Z" and feats[0]["epoch"] == "0"
+    assert (feats[0]["time"], feats[0]["node_time_s"], feats[0]["age_ms"]) == ("2026-11-26T06:12:24.000000Z", "1.0", "9000")
+    accel = read_csv(tmp_path / "o" / "accel.csv")
+    assert [(r["time"][11:], r["node_time_s"]) for r in accel] == [("06:12:32.980000Z", "9.98"), ("06:12:32.990000Z", "9.99")]
+    assert read_csv(tmp_path / "o" / "accel_blocks.csv")[0]["age_ms"] == "20"
     assert read_csv(tmp_path / "o" / "climate.csv")[0]["time"] == "2026-11-26T06:12:34.000000Z"
 
 
 def test_stats_count_injected_losses_and_corruption(capsys, tmp_path):
-    cap = traffic.capture(nodes=(1, 2), duration_s=20, seed=4, features_period_s=0, block_samples=100)
+    cap = traffic.capture(nodes=(1, 2), duration_s=20, seed=4, block_samples=100)
     frames = list(cap.sent)
     keep = []
     dropped = {1: 0, 2: 0}

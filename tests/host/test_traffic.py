@@ -74,8 +74,7 @@ def test_seeded_streams_repeat():
 
 
 def test_capture_frames_are_where_it_says_and_losses_are_gaps():
-    # no features frames: stamped with their window's start, NodeStats takes them for restarts
-    cap = traffic.capture(nodes=(3, 4), duration_s=30, seed=2, loss=0.05, features_period_s=0)
+    cap = traffic.capture(nodes=(3, 4), duration_s=30, seed=2, loss=0.05)
     assert cap.lost, "5% of a few hundred frames"
     for s in cap.sent:
         assert cap.wire[s.start : s.end] == s.wire
@@ -91,7 +90,7 @@ def test_capture_frames_are_where_it_says_and_losses_are_gaps():
         assert stats.nodes[nid].lost == visible
     assert stats.nodes[3].restarts == stats.nodes[4].restarts == 0
     kinds = {s.name for s in cap.sent}
-    assert {"log", "time", "accel", "climate", "status"} <= kinds
+    assert {"log", "time", "accel", "climate", "features", "status"} <= kinds
 
 
 def test_streams_send_time_with_status_and_features_of_the_window():
@@ -106,7 +105,12 @@ def test_streams_send_time_with_status_and_features_of_the_window():
     feats = [s for s in node.sent if s.name == "features"]
     assert len(feats) == 3
     assert all(abs(f.fields["dominant_freq_x_hz"] - 2.1) < 0.2 for f in feats)  # the sway
-    assert all(abs(f.fields["window_s"] - 10.0) < 0.01 for f in feats)
+    assert all(abs(f.fields["window_s"] - 10.0) < 0.01 and f.fields["age_ms"] == 10_000 for f in feats)
+    # frame times never go backwards; blocks are sent when full, their first sample block_ms before
+    times = [s.time_ms for s in node.sent]
+    assert times == sorted(times)
+    blocks = [s for s in node.sent if s.name == "accel"]
+    assert blocks[0].time_ms - blocks[0].fields["age_ms"] == 1000 and blocks[0].fields["age_ms"] == 250
 
 
 def test_corrupt_flips_inserts_and_truncates():
