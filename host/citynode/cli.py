@@ -2,7 +2,6 @@
 
 import argparse
 import importlib
-import os
 import sys
 
 from citynode.errors import CitynodeError
@@ -32,33 +31,42 @@ def _load(name):
     return importlib.import_module("citynode.commands." + module_name)
 
 
-def _available_commands():
-    """Commands whose handler module exists in this install."""
-    here = os.path.join(os.path.dirname(__file__), "commands")
-    return [n for n, (m, _) in COMMANDS.items() if os.path.exists(os.path.join(here, m + ".py"))]
+def build_parser(command=None):
+    """The parser; only the chosen command's module is imported, so one command's
+    missing dependency never breaks the others."""
+    from citynode import __version__
 
-
-def build_parser():
     parser = argparse.ArgumentParser(
         prog="citynode",
         description="Flash, calibrate, monitor and decode citynode sensor nodes.",
+        epilog="Run `citynode COMMAND --help` for a command's options.",
     )
-    from citynode import __version__
-
     parser.add_argument("--version", action="version", version="citynode " + __version__)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _available_commands():
-        handler = _load(name)
-        sub_parser = sub.add_parser(name, help=COMMANDS[name][1], description=COMMANDS[name][1])
-        handler.add_arguments(sub_parser)
-        sub_parser.set_defaults(run=handler.run)
+    for name, (_module, help_text) in COMMANDS.items():
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == command:
+            handler = _load(name)
+            handler.add_arguments(sub_parser)
+            sub_parser.set_defaults(run=handler.run)
     return parser
 
 
+def _chosen_command(argv):
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
 
 
 def main(argv=None):
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = _chosen_command(argv)
+    try:
+        parser = build_parser(command)
+    except ImportError as exc:
+        print("citynode: %s is not available in this install (%s)" % (command, exc), file=sys.stderr)
+        return 1
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
         parser.print_help()
