@@ -74,6 +74,7 @@ def message_line(msg):
             "odr_hz=%g" % fields["odr_hz"],
             "range_g=%d" % fields["range_g"],
             "first_index=%d" % fields["first_index"],
+            "age_ms=%d" % fields["age_ms"],
             "flags=0x%02x" % fields["flags"],
             "encoding=%s" % messages.ENCODING_NAMES.get(fields["encoding"], fields["encoding"]),
             "mean_g=%.4f,%.4f,%.4f" % tuple(mean),
@@ -132,7 +133,7 @@ class NodeView:
         self.latest[msg.name] = (now, msg)
         if msg.name != "accel" or msg["n_samples"] <= 0 or msg["odr_hz"] <= 0:
             return
-        t0 = msg.time_ms / 1000.0
+        t0 = (msg.time_ms - msg["age_ms"]) / 1000.0
         if self.blocks and t0 < self.blocks[-1][0]:
             self.blocks.clear()  # node time went back: a restart (or a wrap); start over
         self.odr_hz, self.range_g = msg["odr_hz"], msg["range_g"]

@@ -6,7 +6,8 @@ numpy, so the demo, the monitor and tests use it without matplotlib;
 
 Times are node time in seconds since the node's first frame in the capture,
 unwrapped across the 2^32 ms wrap; a node restart (its clock going back, SPEC
-§5.3) continues the time axis from the last frame before it.
+§5.3) continues the time axis from the last frame before it. Accel samples and
+feature windows are placed at their first sample (frame time − `age_ms`).
 """
 
 import math
@@ -18,7 +19,6 @@ from citynode_protocol import messages
 AXES = ("x", "y", "z")
 AXIS_COLOURS = {"x": "tab:red", "y": "tab:green", "z": "tab:blue"}
 MIN_PEAK_HZ = 0.2  # below this a "peak" is drift or what is left of gravity, not a vibration
-_SEQ_CARRIES_ON = 256  # a sequence number this far ahead is the same boot of the node
 MIN_PEAK_RATIO = 20.0  # a peak must stand this far above the median PSD (13 dB) to count
 
 
@@ -76,7 +76,7 @@ def series(msgs, node_id):
         if m.node_id != node_id:
             continue
         out.counts[m.name] = out.counts.get(m.name, 0) + 1
-        t = clock.seconds(m.time_ms, m.seq)
+        t = clock.seconds(m.time_ms)
         if m.name == "climate":
             if not m["status"] & messages.CLIMATE_SENSOR_ERROR:
                 climate.append((t, m["temperature_c"], m["relative_humidity_pct"]))
@@ -93,10 +93,10 @@ def series(msgs, node_id):
             next_index = (m["first_index"] + n) & 0xFFFFFFFF
             counts = np.asarray(m["samples"], dtype=np.float64).reshape(n, 3)
             accel.append(counts * (m["range_g"] / 32768.0))
-            accel_t.append(t + np.arange(n) / odr)
+            accel_t.append(t - m["age_ms"] / 1000.0 + np.arange(n) / odr)
             n_total += n
         elif m.name == "features":
-            out.features.append((t, m.fields))
+            out.features.append((t - m["age_ms"] / 1000.0, m.fields))  # the window's start
         elif m.name == "status":
             out.status = m.fields
     if n_total > run_start:
@@ -116,31 +116,25 @@ def series(msgs, node_id):
 class _Clock:
     """Node time_ms (u32, wraps) to seconds on one rising axis.
 
-    A frame may carry an earlier time than the one before it: a features
-    window starts before the frames sent during it. Going back is a restart
-    only when the sequence number does not carry on (a few frames ahead)."""
+    A running node's frame times never go back (SPEC §2.1), so a clock that
+    does is a restart: the axis carries on from the last frame before it."""
 
     def __init__(self):
         self.first = None
-        self.last = None  # the latest time seen
-        self.last_seq = None
+        self.last = None
         self.offset = 0  # ms added to time_ms
         self.restarts = 0
 
-    def seconds(self, time_ms, seq):
+    def seconds(self, time_ms):
         if self.first is None:
             self.first = self.last = time_ms
-        elif time_ms != self.last:
-            back = (self.last - time_ms) & 0xFFFFFFFF
-            if back >= 0x80000000:  # forward
-                if time_ms < self.last:
-                    self.offset += 1 << 32  # across the u32 wrap
-                self.last = time_ms
-            elif not 0 < (seq - self.last_seq) & 0xFFFF <= _SEQ_CARRIES_ON:
-                self.restarts += 1  # the node restarted: carry on from the latest time
-                self.offset += self.last - time_ms
-                self.last = time_ms
-        self.last_seq = seq
+        back = (self.last - time_ms) & 0xFFFFFFFF
+        if back >= 0x80000000 and time_ms < self.last:
+            self.offset += 1 << 32  # forward across the u32 wrap
+        elif 0 < back < 0x80000000:
+            self.restarts += 1
+            self.offset += self.last - time_ms
+        self.last = time_ms
         return (time_ms + self.offset - self.first) / 1000.0
 
 

@@ -63,13 +63,13 @@ def node_stream(node_id=1, freq_hz=FREQ_HZ, climate=True, junk_every=0, seed=1):
         t = (i * BLOCK + np.arange(BLOCK)) / ODR_HZ
         a = np.tile(g, (BLOCK, 1)) + rng.normal(0, 0.0005, (BLOCK, 3))
         a[:, 2] += AMP_G * np.sin(2 * np.pi * freq_hz * t)
-        out += node.accel_block(t_ms, np.rint(a * k).astype(int), odr_hz=ODR_HZ, range_g=RANGE_G,
-                                flags=messages.ACCEL_CALIBRATED)
+        out += node.accel_block(t_ms + 250, np.rint(a * k).astype(int), odr_hz=ODR_HZ, range_g=RANGE_G,
+                                flags=messages.ACCEL_CALIBRATED, age_ms=250)
         if i % 8 == 7:
-            out += node.features(t_ms - 1750, window_s=2.0, n_samples=200, dominant_freq_z_hz=freq_hz,
+            out += node.features(t_ms + 250, age_ms=2000, window_s=2.0, n_samples=200, dominant_freq_z_hz=freq_hz,
                                  rms_z_g=AMP_G / math.sqrt(2), pitch_deg=PITCH_DEG, roll_deg=ROLL_DEG)
             fitted = messages.SENSOR_CLIMATE | messages.SENSOR_ACCEL
-            out += node.status(t_ms, uptime_s=t_ms // 1000, free_heap=50000, app_minor=1, sensors_fitted=fitted,
+            out += node.status(t_ms + 250, uptime_s=t_ms // 1000, free_heap=50000, app_minor=1, sensors_fitted=fitted,
                                sensors_ok=fitted if climate else messages.SENSOR_ACCEL,
                                flags=messages.STATUS_STREAMING)
         if junk_every and i % junk_every == junk_every - 1:
@@ -304,7 +304,7 @@ def test_monitor_prints_a_line_per_message_and_stops_by_itself(capsys):
     features = next(line for line in lines if line.startswith("features "))
     assert "dominant_freq_z_hz=7.3" in features and "pitch_deg=1.5" in features and "roll_deg=-0.8" in features
     accel = next(line for line in lines if line.startswith("accel "))
-    assert "odr_hz=100" in accel and "n_samples=25" in accel
+    assert "odr_hz=100" in accel and "n_samples=25" in accel and "age_ms=250" in accel
 
 
 def test_monitor_live_view_on_a_terminal():
@@ -395,14 +395,14 @@ def test_series_unwraps_node_time_and_splits_runs_at_gaps():
     block = np.zeros((10, 3), dtype=int)
     wire = node.accel_block(0xFFFFFFC0, block, odr_hz=100.0)  # 64 ms before the u32 wrap
     wire += node.accel_block(0x00000024, block, odr_hz=100.0)  # 100 ms later, after it
-    wire += node.accel_block(0x00000088, block, odr_hz=100.0, first_index=30)  # 10 samples lost
-    wire += node.features(0x00000000, window_s=0.3)  # a window's start: earlier, same boot
+    wire += node.accel_block(0x00000088 + 30, block, odr_hz=100.0, first_index=30, age_ms=30)  # 10 samples lost
+    wire += node.features(0x00000088 + 30, age_ms=300, window_s=0.3)  # the window started 300 ms before
     node.restart()
     wire += node.accel_block(0x00000010, block, odr_hz=100.0)  # the node restarted
     s = plotting.series(decode_all(wire)[0], 1)
-    assert s.features[0][0] == pytest.approx(0.064)
+    assert s.features[0][0] == pytest.approx(0.2 + 0.03 - 0.3)
     assert s.accel_t[10] == pytest.approx(0.1) and s.accel_t[20] == pytest.approx(0.2)
-    assert s.restarts == 1 and s.accel_t[30] == pytest.approx(0.2)
+    assert s.restarts == 1 and s.accel_t[30] == pytest.approx(0.23)  # carries on from the last frame
     assert [r[:2] for r in s.runs] == [(0, 20), (20, 30), (30, 40)]
 
 
