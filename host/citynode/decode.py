@@ -340,10 +340,12 @@ class BulkDecoder:
         work = np.zeros(len(a) + 8, np.uint8)  # 8 spare bytes for the u64 reads of _delta_blocks
         work[: len(a)] = a
         cand = np.flatnonzero(fast)
-        p = starts[cand]
-        e = ends[cand]
+        index = np.int32 if len(a) < (1 << 31) - 256 else np.int64
+        p = starts[cand].astype(index)
+        e = ends[cand].astype(index)
         ids = cand
-        deleted = []
+        codes = []  # code positions after the first, to become zeros
+        deleted = []  # code positions after a 0xFF code: no zero there
         overshoot = []
         while len(ids):
             c = a[p]
@@ -354,11 +356,12 @@ class BulkDecoder:
                 if bad.any():
                     overshoot.append(ids[bad])
                 nxt, c, e, ids = nxt[more], c[more], e[more], ids[more]
-            work[nxt] = 0
-            ff = c == 0xFF
-            if ff.any():
-                deleted.append(nxt[ff])
+            codes.append(nxt)
+            if len(c) and c.max() == 0xFF:
+                deleted.append(nxt[c == 0xFF].astype(np.int64))
             p = nxt
+        if codes:
+            work[np.concatenate(codes)] = 0
         if overshoot:
             bad_ids = np.concatenate(overshoot)
             fast[bad_ids] = False
@@ -737,7 +740,7 @@ def _delta_some(dec, doff, dlen, n):
         first = first[clean]
     vals = np.empty((len(u), 3, n), np.int16)
     vals[:, :, 0] = first
-    np.take(_UNZIGZAG, u[:, :, : n - 1], out=vals[:, :, 1:])
+    np.take(_UNZIGZAG, u[:, :, : n - 1], out=vals[:, :, 1:], mode="clip")  # every u16 is in the table: no checks
     # int16 sums wrap modulo 2**16: exactly the protocol's arithmetic
     np.add.accumulate(vals, axis=2, dtype=np.int16, out=vals)
     return np.ascontiguousarray(vals.transpose(0, 2, 1)), ok
