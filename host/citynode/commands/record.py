@@ -192,7 +192,6 @@ class LiveProgress:
 
     def renderable(self, rec):
         from rich.console import Group
-        from rich.progress_bar import ProgressBar
         from rich.text import Text
 
         head = Text("recording %s → %s   " % (self.port, self.output), style="bold")
@@ -204,7 +203,10 @@ class LiveProgress:
         kinds = " · ".join("%s %d" % (k, rec.frames[k]) for k in sorted(rec.frames)) or "none yet"
         parts = [head]
         if self.duration:
-            parts.append(ProgressBar(total=self.duration, completed=min(rec.seconds, self.duration), width=50))
+            done = int(round(50 * min(1.0, rec.seconds / self.duration)))
+            bar = Text("━" * done, style="green")
+            bar.append("━" * (50 - done), style="dim")
+            parts.append(bar)
         parts.append(Text("%d bytes (%.0f B/s)   frames: %s" % (rec.bytes, rate, kinds)))
         parts.append(Text("link: " + link_line(rec.stats)))
         return Group(*parts)
