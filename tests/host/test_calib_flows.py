@@ -20,11 +20,6 @@ OLD = {"id": 5, "date": "2026-01-01", "method": "six-position", "site": {"name":
        "accel": {"bias_g": [0.0, 0.0, 0.0], "scale": [1.0, 1.0, 1.0]}}
 
 
-@pytest.fixture
-def only(monkeypatch):
-    monkeypatch.setattr(cli, "_available_commands", lambda: ["calibrate"])
-
-
 def run(mocker, capsys, fake, *argv, report_dir=None):
     opened = mocker.patch.object(calibrate_cmd, "open_client", return_value=fake)
     args = ["calibrate", *argv, "--port", "/dev/fake"]
@@ -51,7 +46,7 @@ BIAS = (0.05, -0.03, 0.08)
 GAIN = (1.03, 0.97, 1.01)
 
 
-def test_accel_six_positions_recover_bias_and_scale(mocker, capsys, only, tmp_path):
+def test_accel_six_positions_recover_bias_and_scale(mocker, capsys, tmp_path):
     fake = FakeClient(World(six_faces(), bias_g=BIAS, scale=GAIN, noise_g=0.001), calib=OLD)
     code, out, err, _ = run(mocker, capsys, fake, "accel", "--installer", "ann", report_dir=tmp_path)
     assert code == 0, err
@@ -73,7 +68,7 @@ def test_accel_six_positions_recover_bias_and_scale(mocker, capsys, only, tmp_pa
         assert (folder / name).stat().st_size > 1000
 
 
-def test_accel_moved_during_capture_retries_then_gives_up(mocker, capsys, only):
+def test_accel_moved_during_capture_retries_then_gives_up(mocker, capsys):
     shaky = []
     for _ in range(3):  # still long enough to start a capture, then a bump, each time
         shaky += [("still", (0, 0, 1), 1.5), ("shake", (0, 0, 1), 0.5, 0.05), ("turn", 0.3)]
@@ -86,7 +81,7 @@ def test_accel_moved_during_capture_retries_then_gives_up(mocker, capsys, only):
     assert "calib_write" not in fake.commands() and fake.calib == OLD and fake.raw is False
 
 
-def test_accel_one_bump_is_retried_and_succeeds(mocker, capsys, only):
+def test_accel_one_bump_is_retried_and_succeeds(mocker, capsys):
     segs = [("still", (0, 0, 1), 1.5), ("shake", (0, 0, 1), 0.4, 0.05)] + six_faces()
     fake = FakeClient(World(segs, bias_g=BIAS, scale=GAIN), calib=OLD)
     code, out, err, _ = run(mocker, capsys, fake, "accel")
@@ -94,7 +89,7 @@ def test_accel_one_bump_is_retried_and_succeeds(mocker, capsys, only):
     assert "the node moved during the capture" in out and "capture 2 of 3" in out
 
 
-def test_accel_position_taken_twice(mocker, capsys, only):
+def test_accel_position_taken_twice(mocker, capsys):
     segs = [("still", FACES["+z"], 5), ("turn", 1), ("still", FACES["-z"], 5), ("turn", 1),
             ("still", tilted(FACES["+z"], 4), 400)]
     fake = FakeClient(World(segs), calib=OLD)
@@ -106,7 +101,7 @@ def test_accel_position_taken_twice(mocker, capsys, only):
     assert "calib_write" not in fake.commands() and fake.calib == OLD
 
 
-def test_accel_refuses_implausible_result_unless_forced(mocker, capsys, only, tmp_path):
+def test_accel_refuses_implausible_result_unless_forced(mocker, capsys, tmp_path):
     world = World(six_faces(), bias_g=(0.3, 0, 0), scale=(1, 1, 1))
     fake = FakeClient(world, calib=OLD)
     code, out, err, _ = run(mocker, capsys, fake, "accel", report_dir=tmp_path)
@@ -122,7 +117,7 @@ def test_accel_refuses_implausible_result_unless_forced(mocker, capsys, only, tm
     assert abs(fake2.calib["accel"]["bias_g"][0] - 0.3) < 0.002
 
 
-def test_accel_without_accelerometer(mocker, capsys, only):
+def test_accel_without_accelerometer(mocker, capsys):
     fake = FakeClient(parts=("climate",), calib=OLD)
     code, out, err, _ = run(mocker, capsys, fake, "accel")
     line = one_line(err)
@@ -130,14 +125,14 @@ def test_accel_without_accelerometer(mocker, capsys, only):
     assert fake.commands() == ["info"]
 
 
-def test_accel_node_ignoring_raw_mode(mocker, capsys, only):
+def test_accel_node_ignoring_raw_mode(mocker, capsys):
     fake = FakeClient(World(six_faces()), calib=OLD, raw_mode_works=False)
     code, out, err, _ = run(mocker, capsys, fake, "accel")
     assert code == 1 and "does not send raw accelerometer data" in one_line(err)
 
 
 @pytest.mark.parametrize("mode", ["drop", "drop-after", "dead"])
-def test_link_dropped_mid_write(mocker, capsys, only, mode):
+def test_link_dropped_mid_write(mocker, capsys, mode):
     fake = FakeClient(World(six_faces(), bias_g=BIAS, scale=GAIN), calib=OLD, fail={"calib_write": mode})
     code, out, err, _ = run(mocker, capsys, fake, "accel")
     if mode == "drop":
@@ -157,7 +152,7 @@ def test_link_dropped_mid_write(mocker, capsys, only, mode):
         assert "warning: could not turn raw mode off" in out
 
 
-def test_accel_link_silent(mocker, capsys, only):
+def test_accel_link_silent(mocker, capsys):
     fake = FakeClient(World(six_faces()), calib=OLD)
     fake.streaming = False
     mocker.patch.object(fake, "_cmd_stream_start", return_value={"streaming": True})
@@ -168,7 +163,7 @@ def test_accel_link_silent(mocker, capsys, only):
 # -- mount --------------------------------------------------------------------------------
 
 
-def test_mount_stores_rotation_and_zero_tilt(mocker, capsys, only, tmp_path):
+def test_mount_stores_rotation_and_zero_tilt(mocker, capsys, tmp_path):
     g = tilted(FACES["-y"], 2.0)
     fake = FakeClient(World([("still", g, 100)], bias_g=(0.01, 0.02, -0.01), noise_g=0.002), calib={
         "id": 9, "accel": {"bias_g": [0.01, 0.02, -0.01], "scale": [1.0, 1.0, 1.0]}})
@@ -183,7 +178,7 @@ def test_mount_stores_rotation_and_zero_tilt(mocker, capsys, only, tmp_path):
     assert (next(tmp_path.glob("node-7/*-mount-*")) / "gravity.png").exists()
 
 
-def test_mount_wrong_axis_named(mocker, capsys, only):
+def test_mount_wrong_axis_named(mocker, capsys):
     fake = FakeClient(World([("still", FACES["-y"], 100)]), calib=OLD)
     code, out, err, _ = run(mocker, capsys, fake, "mount", "--up", "z", "--along", "x")
     line = one_line(err)
@@ -191,7 +186,7 @@ def test_mount_wrong_axis_named(mocker, capsys, only):
     assert "calib_write" not in fake.commands() and fake.raw is False
 
 
-def test_mount_without_axes_and_no_terminal(mocker, capsys, only):
+def test_mount_without_axes_and_no_terminal(mocker, capsys):
     fake = FakeClient(World([("still", FACES["-y"], 100)]), calib=OLD)
     code, out, err, _ = run(mocker, capsys, fake, "mount")
     assert code == 2 and "stdin is not a terminal, give --up" in one_line(err)
@@ -200,7 +195,7 @@ def test_mount_without_axes_and_no_terminal(mocker, capsys, only):
 # -- climate -------------------------------------------------------------------------------
 
 
-def test_climate_one_point(mocker, capsys, only, tmp_path):
+def test_climate_one_point(mocker, capsys, tmp_path):
     world = World(temperature=21.5, humidity=48.0, t_offset=0.8, rh_gain=1.1, rh_offset=-3.0, climate_noise=0.01)
     fake = FakeClient(world, parts=("climate",), calib=OLD)
     code, out, err, _ = run(mocker, capsys, fake, "climate", "--reference-temperature", "21.5",
@@ -224,7 +219,7 @@ def _step(t_switch, a, b, tau=120.0):
     return lambda t: a if t < t_switch else b + (a - b) * math.exp(-(t - t_switch) / tau)
 
 
-def test_climate_two_salts_fit_gain_and_offset(mocker, capsys, only, tmp_path):
+def test_climate_two_salts_fit_gain_and_offset(mocker, capsys, tmp_path):
     world = World(temperature=25.0, humidity=_step(900, 11.3, 75.3), t_offset=0.3, rh_gain=1.1, rh_offset=-3.0,
                   climate_noise=0.01)
     fake = FakeClient(world, parts=("climate",), calib=None)
@@ -240,7 +235,7 @@ def test_climate_two_salts_fit_gain_and_offset(mocker, capsys, only, tmp_path):
     assert (next(tmp_path.glob("node-7/*-climate-*")) / "residuals.png").exists()
 
 
-def test_climate_implausible_offset_refused_then_forced(mocker, capsys, only):
+def test_climate_implausible_offset_refused_then_forced(mocker, capsys):
     world = World(temperature=21.5, humidity=48.0, t_offset=7.0)
     fake = FakeClient(world, parts=("climate",), calib=OLD)
     code, out, err, _ = run(mocker, capsys, fake, "climate", "--point", "21.5,48", "--stable-window", "20")
@@ -260,21 +255,21 @@ def test_climate_implausible_offset_refused_then_forced(mocker, capsys, only):
     (["--point", "21,48,3"], "expected TEMPERATURE,HUMIDITY"),
     (["--point", "21,48", "--reference-csv", "x.csv"], "not both"),
 ])
-def test_climate_bad_references_refused_before_touching_the_node(mocker, capsys, only, argv, words):
+def test_climate_bad_references_refused_before_touching_the_node(mocker, capsys, argv, words):
     fake = FakeClient(parts=("climate",), calib=OLD)
     code, out, err, opened = run(mocker, capsys, fake, "climate", *argv)
     assert code == 2 and words in one_line(err)
     assert not opened.called and fake.calls == []
 
 
-def test_climate_without_climate_sensor(mocker, capsys, only):
+def test_climate_without_climate_sensor(mocker, capsys):
     fake = FakeClient(parts=("accel",), calib=OLD)
     code, out, err, _ = run(mocker, capsys, fake, "climate", "--point", "21.5,48")
     assert code == 1 and "has no temperature/humidity sensor" in one_line(err)
     assert fake.commands() == ["info"]
 
 
-def test_climate_not_settling(mocker, capsys, only):
+def test_climate_not_settling(mocker, capsys):
     world = World(temperature=lambda t: 20 + 0.01 * t, humidity=48.0)
     fake = FakeClient(world, parts=("climate",), calib=OLD)
     code, out, err, _ = run(mocker, capsys, fake, "climate", "--point", "21.5,48", "--point-timeout", "600")
@@ -294,7 +289,7 @@ def _iso(t):
     return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def test_climate_reference_csv_with_clock_shift(mocker, capsys, only, tmp_path):
+def test_climate_reference_csv_with_clock_shift(mocker, capsys, tmp_path):
     t0 = 1_780_000_000.0
     temp = lambda t: 18 + 6 * math.sin(t / 700.0)  # noqa: E731
     hum = lambda t: 50 + 25 * math.sin(t / 500.0)  # noqa: E731
@@ -313,7 +308,7 @@ def test_climate_reference_csv_with_clock_shift(mocker, capsys, only, tmp_path):
     assert (next((tmp_path / "r").glob("node-7/*-climate-*")) / "series.png").exists()
 
 
-def test_climate_reference_csv_that_does_not_parse(mocker, capsys, only, tmp_path):
+def test_climate_reference_csv_that_does_not_parse(mocker, capsys, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("time,temperature\n2026-06-01 10:00:00,21.0\n2026-06-01 10:01:00,warm\n")
     fake = FakeClient(World(), parts=("climate",), calib=OLD)
@@ -323,7 +318,7 @@ def test_climate_reference_csv_that_does_not_parse(mocker, capsys, only, tmp_pat
     assert "calib_write" not in fake.commands() and fake.calib == OLD and fake.raw is False
 
 
-def test_climate_reference_csv_without_overlap(mocker, capsys, only, tmp_path):
+def test_climate_reference_csv_without_overlap(mocker, capsys, tmp_path):
     rows = [(_iso(1_700_000_000 + 60 * i), 21.0, 48.0) for i in range(60)]  # months earlier
     csv = _csv(tmp_path, rows)
     fake = FakeClient(World(), parts=("climate",), calib=OLD)
@@ -337,7 +332,7 @@ def test_climate_reference_csv_without_overlap(mocker, capsys, only, tmp_path):
 # -- verify, rollback, inventory ------------------------------------------------------------------
 
 
-def test_verify_pass_and_fail(mocker, capsys, only, tmp_path):
+def test_verify_pass_and_fail(mocker, capsys, tmp_path):
     cal = dict(OLD, climate={"t_gain": 1.0, "t_offset_c": -0.8, "rh_gain": 1.0, "rh_offset_pct": 0.0})
     world = World([("still", FACES["+z"], 1000)], temperature=21.5, humidity=48.0, t_offset=0.8)
     fake = FakeClient(world, calib=cal)
@@ -352,7 +347,7 @@ def test_verify_pass_and_fail(mocker, capsys, only, tmp_path):
     assert "gravity |a|" in out
 
 
-def test_rollback(mocker, capsys, only, tmp_path):
+def test_rollback(mocker, capsys, tmp_path):
     fake = FakeClient(calib=dict(OLD, id=6), prev=OLD)
     code, out, err, _ = run(mocker, capsys, fake, "rollback", report_dir=tmp_path)
     assert code == 0 and "calibration id 5" in out and fake.calib["id"] == 5 and fake.prev["id"] == 6
@@ -361,7 +356,7 @@ def test_rollback(mocker, capsys, only, tmp_path):
     assert code == 1 and "no previous calibration" in one_line(err)
 
 
-def test_report_path_goes_into_the_inventory(mocker, capsys, only, tmp_path):
+def test_report_path_goes_into_the_inventory(mocker, capsys, tmp_path):
     from citynode import inventory
 
     inv_path = tmp_path / "inv" / "inventory.sqlite"

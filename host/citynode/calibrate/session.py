@@ -475,6 +475,8 @@ def _collect(session, collector, opts):
             if now - started > 3.0:
                 raise DeviceError("the node does not send raw accelerometer data (raw_mode had no effect)")
             continue
+        if f["odr_hz"] and abs(f["odr_hz"] - collector.odr) > 1e-6:
+            collector.odr = float(f["odr_hz"])  # the part's rate, which may differ from the config's
         if f["flags"] & messages.ACCEL_OVERRUN:
             collector.window = []  # samples were lost: start the window again
         for ev in collector.feed(now, _block_g(m)):
@@ -501,7 +503,6 @@ def capture_still(session, seconds, timeout_s, want, std_g=None, jerk_g=None):
     std_g = accel.STILL_STD_G if std_g is None else std_g
     jerk_g = accel.STILL_JERK_G if jerk_g is None else jerk_g
     odr = float(session.config.get("accel_odr_hz") or 200)
-    need = max(int(seconds * odr), 16)
     buf = []
     start = session.clock()
     reason = "no data"
@@ -517,6 +518,8 @@ def capture_still(session, seconds, timeout_s, want, std_g=None, jerk_g=None):
         if not ok or flags & messages.ACCEL_OVERRUN:
             buf = []
         else:
+            odr = float(f["odr_hz"] or odr)
+            need = max(int(seconds * odr), 16)
             buf.append(_block_g(m))
             a = np.concatenate(buf)
             if len(a) >= need:
@@ -761,28 +764,29 @@ def run_climate(session, opts):
         opts.points = [parse_point("%s,%s" % (t or "-", h or "-"))]
     ui.say("node %s (%s): climate calibration of the %s" % (session.node_id, session.port, part))
     result = session.result = {"kind": "climate", "part": part, "previous": current}
-    session.raw_mode(True)
-    try:
-        with _Period(session, opts.period_s):
+    with _Period(session, opts.period_s):  # kept short until the check afterwards is done
+        session.raw_mode(True)
+        try:
             if opts.reference_csv:
                 t_fit, rh_fit, detail = _climate_series(session, opts)
             else:
                 t_fit, rh_fit, detail = _climate_points(session, opts)
-        result.update(detail)
-        result.update(t_fit=t_fit, rh_fit=rh_fit)
-        for f in (t_fit, rh_fit):
-            if f is not None:
-                ui.say("%s: %s, gain %.5f, offset %+.3f %s, residual %.3f RMS over %d%s" % (
-                    f.quantity, f.method, f.gain, f.offset, climate.UNITS[f.quantity], f.rms, f.n,
-                    ("; " + f.note) if f.note else ""))
-        result["forced"] = refuse_or_warn(climate.check_limits(t_fit, rh_fit), opts.force, ui, "climate calibration")
-        method = "climate: " + "; ".join("%s %s" % (f.quantity, f.method) for f in (t_fit, rh_fit) if f)
-        doc = new_document(session, current, method[:60], _site(session, opts.site, opts.installer, opts.note),
-                           climate_part=climate.node_part(t_fit, rh_fit, cur_part))
-        result["document"] = session.write_calibration(doc, current)
-    finally:
-        _raw_off(session)
-    result["after"] = _climate_after(session, result)
+            result.update(detail)
+            result.update(t_fit=t_fit, rh_fit=rh_fit)
+            for f in (t_fit, rh_fit):
+                if f is not None:
+                    ui.say("%s: %s, gain %.5f, offset %+.3f %s, residual %.3f RMS over %d%s" % (
+                        f.quantity, f.method, f.gain, f.offset, climate.UNITS[f.quantity], f.rms, f.n,
+                        ("; " + f.note) if f.note else ""))
+            result["forced"] = refuse_or_warn(climate.check_limits(t_fit, rh_fit), opts.force, ui,
+                                              "climate calibration")
+            method = "climate: " + "; ".join("%s %s" % (f.quantity, f.method) for f in (t_fit, rh_fit) if f)
+            doc = new_document(session, current, method[:60], _site(session, opts.site, opts.installer, opts.note),
+                               climate_part=climate.node_part(t_fit, rh_fit, cur_part))
+            result["document"] = session.write_calibration(doc, current)
+        finally:
+            _raw_off(session)
+        result["after"] = _climate_after(session, result)
     return result
 
 
