@@ -269,9 +269,8 @@ def _print_table(rows, ours, raw=None):
         cells.append(note)
         body.append(cells)
     widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
-    print("  " + "  ".join(h.ljust(w) if i in (0, len(header) - 1) else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths))))
-    for r in body:
-        print("  " + "  ".join(c.ljust(w) if i in (0, len(header) - 1) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+    for r in [header] + body:
+        print(("  " + "  ".join(c.ljust(w) if i in (0, len(header) - 1) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))).rstrip())
 
 
 if __name__ == "__main__":
