@@ -6,6 +6,7 @@ tested. Both end with a line of link statistics; Ctrl-C ends a monitor
 without --duration normally.
 """
 
+import contextlib
 import sys
 import time
 
@@ -46,33 +47,28 @@ def monitor(port, baudrate=DEFAULT_BAUD, duration=None, window_s=monitor_view.DE
     Returns the decoder's statistics. `link`: an open pyserial object (tests)."""
     out = out or sys.stdout
     state = monitor_view.MonitorState(window_s)
-    with NodeClient(port, baudrate, link=link) as client:
-        title = "citynode monitor  %s" % port
-        deadline = None if duration is None else time.monotonic() + duration
-        live = None
-        if console is not None:
-            from rich.live import Live
+    title = "citynode monitor  %s" % port
+    view = None
+    if console is not None:
+        from rich.live import Live
 
-            live = Live(console=console, auto_refresh=False, screen=False, redirect_stderr=False)
+        view = Live(console=console, auto_refresh=False, redirect_stderr=False)
+    deadline = None if duration is None else time.monotonic() + duration
+    with NodeClient(port, baudrate, link=link) as client, view or contextlib.nullcontext():
         try:
-            if live is not None:
-                live.__enter__()
             while deadline is None or time.monotonic() < deadline:
                 step = REFRESH_S if deadline is None else max(0.0, min(REFRESH_S, deadline - time.monotonic()))
                 for m in client.read_frames(step):
                     state.add(m)
-                    if live is None:
+                    if view is None:
                         print(monitor_view.message_line(m), file=out, flush=True)
-                if live is not None:
-                    live.update(monitor_view.render(state, client.stats, title, console.width), refresh=True)
+                if view is not None:
+                    view.update(monitor_view.render(state, client.stats, title, console.width), refresh=True)
         except KeyboardInterrupt:
-            pass
-        finally:
-            if live is not None:
-                live.__exit__(None, None, None)
-        line = "link: " + monitor_view.link_line(client.stats)
-        if live is not None:
-            console.print(line)
-        else:
-            print(line, file=out, flush=True)
-        return client.stats
+            pass  # how a monitor without --duration ends
+    line = "link: " + monitor_view.link_line(client.stats)
+    if view is not None:
+        console.print(line)
+    else:
+        print(line, file=out, flush=True)
+    return client.stats
