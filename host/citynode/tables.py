@@ -36,6 +36,7 @@ import numpy as np
 from citynode_protocol.messages import LOG_LEVELS, reply_word
 
 FORMATS = ("csv", "jsonl", "parquet")
+WRITE_ROWS = 1 << 16
 EXTENSIONS = {"csv": ".csv", "jsonl": ".jsonl", "parquet": ".parquet"}
 
 _FRONT = (("node_id", "int"), ("time", "time"), ("node_time_s", "float"), ("epoch", "int"), ("seq", "int"))
@@ -314,7 +315,8 @@ class TableSet:
             if writer is None:
                 writer = self.writers[name] = _WRITERS[self.fmt](self.path(name), name)
                 self.rows[name] = 0
-            writer.write(table)
+            for at in range(0, n, WRITE_ROWS):  # text for a bounded number of rows at a time
+                writer.write({k: v[at : at + WRITE_ROWS] for k, v in table.items()})
             self.rows[name] += n
 
     def close(self):
@@ -361,6 +363,10 @@ class StagedDir:
                     self.created.append(folder)
                 name = os.path.basename(self.target)
                 self.path = tempfile.mkdtemp(prefix=".%s.staging-" % name, dir=os.path.dirname(self.target))
+                # mkdtemp makes it private (0700); as the output folder it gets the usual mode
+                umask = os.umask(0)
+                os.umask(umask)
+                os.chmod(self.path, 0o777 & ~umask)
             except OSError:
                 self._remove_created()
                 raise

@@ -334,3 +334,20 @@ def test_frames_of_unknown_types_only_are_a_capture_with_no_tables(capsys, tmp_p
     assert report["tables"] == {} and report["out_dir"] is None
     assert report["nodes"]["3"]["unknown_type"] == 2
     only_the_capture_left(tmp_path, "future.bin")
+
+
+def test_out_dir_gets_the_usual_mode_and_rows_written_in_pieces_are_the_same(capsys, tmp_path, monkeypatch):
+    from citynode import tables
+
+    cap = tmp_path / "c.bin"
+    cap.write_bytes(traffic.capture(nodes=(1, 2), duration_s=12, seed=8).wire)
+    assert run(capsys, cap, "--out-dir", tmp_path / "whole")[0] == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(tmp_path / "whole").st_mode & 0o777 == 0o777 & ~umask
+    monkeypatch.setattr(tables, "WRITE_ROWS", 7)
+    assert run(capsys, cap, "--out-dir", tmp_path / "pieces")[0] == 0
+    names = sorted(os.listdir(tmp_path / "whole"))
+    assert names == sorted(os.listdir(tmp_path / "pieces")) and "features.csv" in names
+    for name in names:
+        assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "pieces" / name).read_bytes(), name

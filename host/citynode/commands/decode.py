@@ -17,7 +17,7 @@ import sys
 from citynode.errors import CitynodeError, UsageError
 from citynode.tables import FORMATS, StagedDir, TableSet, batch_tables, require_format
 
-READ_CHUNK = 8 << 20
+READ_CHUNK = 2 << 20  # bounds the rows (and their text) of one batch
 
 
 def add_arguments(parser):
