@@ -30,7 +30,6 @@ A `Batch` holds the messages of one `feed()`, column-wise by kind, each row
 carrying `order`, its position in the message stream.
 """
 
-import json
 import struct
 import zlib
 
@@ -808,7 +807,3 @@ def decode_messages(data, chunk=DEFAULT_CHUNK):
     """Like `citynode_protocol.decoder.decode_all`: (list of Message, DecoderStats)."""
     batch, stats = decode_bytes(data, chunk)
     return batch.messages(), stats
-
-
-def _json_dumps(obj):  # kept here so tables.py and tests agree on body text
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
