@@ -20,7 +20,27 @@ from citynode.tables import FORMATS, StagedDir, TableSet, batch_tables, require_
 READ_CHUNK = 2 << 20  # bounds the rows (and their text) of one batch
 
 
+EPILOG = """\
+tables: one file per message kind present (climate, accel, accel_blocks,
+features, status, log, time, reply), each starting with
+  node_id      the node
+  time         ISO 8601 UTC (2026-11-26T06:12:24.125000Z) once a TIME message
+               anchored the node's clock since its last restart, else node seconds
+  node_time_s  node clock in seconds, unwrapped across its 2^32 ms wrap (always)
+  epoch        restarts of the node seen so far (node_time_s restarts with it)
+  seq          frame sequence number
+accel has one row per sample, at t0 + i / odr_hz from the block's first sample,
+in g (counts x range_g / 32768). --stats and --json give per-node counters
+(frames, lost, duplicates, restarts, ...) and link totals (CRC failures,
+bytes skipped, ...).
+"""
+
+
 def add_arguments(parser):
+    import argparse
+
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EPILOG
     parser.add_argument("capture", metavar="CAPTURE", help="raw capture file (bytes as received from a node)")
     parser.add_argument(
         "--out-dir",
