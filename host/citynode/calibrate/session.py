@@ -398,6 +398,13 @@ class PositionCollector:
         return []
 
 
+def is_raw_block(flags):
+    """A block in raw-data mode. The node never sets ACCEL_CALIBRATED in raw mode;
+    a calibrated block may carry 0x02 too (the sampler masks its feature flags,
+    where 0x02 is FEATURES_TILT_RELATIVE, into the block's flags), so CALIBRATED wins."""
+    return bool(flags & messages.ACCEL_UNCALIBRATED_MODE) and not flags & messages.ACCEL_CALIBRATED
+
+
 def _block_g(m):
     return accel.counts_to_g(m.fields["samples"], m.fields["range_g"])
 
@@ -471,7 +478,7 @@ def _collect(session, collector, opts):
     for m in session.frames(("accel",), what="accelerometer data"):
         f = m.fields
         now = session.clock()
-        if not f["flags"] & messages.ACCEL_UNCALIBRATED_MODE:
+        if not is_raw_block(f["flags"]):
             if now - started > 3.0:
                 raise DeviceError("the node does not send raw accelerometer data (raw_mode had no effect)")
             continue
@@ -510,11 +517,11 @@ def capture_still(session, seconds, timeout_s, want, std_g=None, jerk_g=None):
         f = m.fields
         flags = f["flags"]
         if want == "raw":
-            ok = flags & messages.ACCEL_UNCALIBRATED_MODE
+            ok = is_raw_block(flags)
         elif want == "calibrated":
-            ok = flags & messages.ACCEL_CALIBRATED and not flags & messages.ACCEL_UNCALIBRATED_MODE
+            ok = flags & messages.ACCEL_CALIBRATED
         else:
-            ok = not flags & messages.ACCEL_UNCALIBRATED_MODE
+            ok = not is_raw_block(flags)
         if not ok or flags & messages.ACCEL_OVERRUN:
             buf = []
         else:
