@@ -37,7 +37,7 @@ SCHEMA = (
     ("climate_period_s", "int", 60, (2, 86400), 0),
     ("accel_odr_hz", "num", 200, (1, 4000), 0),
     ("accel_range_g", "enum", 2, (2, 4, 8, 16), 0),
-    ("accel_block_samples", "int", 100, (8, 600), 0),
+    ("accel_block_samples", "int", 200, (8, 600), 0),
     ("feature_window_s", "int", 10, (1, 60), 0),
     ("mode", "enum", "raw", ("raw", "features"), 0),
     ("accel_encoding", "enum", "auto", ("auto", "raw"), 0),

@@ -36,9 +36,8 @@ import zlib
 import numpy as np
 
 from citynode_protocol import PROTOCOL_VERSION
-from citynode_protocol.cobs import CobsError, chain_ends, decode_into
-from citynode_protocol.decoder import DecoderStats, Message
-from citynode_protocol.frame import CRC_SIZE, HEADER_SIZE, MAX_FRAME, OVERHEAD, FrameError, parse
+from citynode_protocol.decoder import DecoderStats, Message, frame_in_piece
+from citynode_protocol.frame import CRC_SIZE, HEADER_SIZE, MAX_FRAME, OVERHEAD
 from citynode_protocol.messages import ACCEL, BY_TYPE, MESSAGES
 from citynode_protocol.payload import PayloadError, unpack
 
@@ -141,16 +140,11 @@ _TYPE_OF = {entry[1]: entry[0] for entry in MESSAGES}
 def _unpack_reference(msg_type, payload):
     """payload.unpack, or the PayloadError's counter name.
 
-    A reply body nested deeper than Python's recursion limit makes json.loads
-    raise RecursionError, which the reference lets through (reported as a bug);
-    here it counts as what it is, a body that is not usable JSON.
     """
     try:
         return unpack(msg_type, payload)
     except PayloadError as exc:
         return exc.reason
-    except RecursionError:
-        return "bad_length"
 
 
 class _Rows:
@@ -238,6 +232,7 @@ class BulkDecoder:
 
     def __init__(self, max_frame=MAX_FRAME, chunk=DEFAULT_CHUNK):
         self.stats = DecoderStats()
+        self._max_frame = max_frame
         self._max_encoded = max_frame + max_frame // 254 + 1
         self._pending = b""
         self._discarding = False
@@ -332,7 +327,8 @@ class BulkDecoder:
             stats.too_long += k
             stats.bad_frames += k
             stats.bytes_skipped += int(lens[too_long].sum())
-        fast = (lens >= _MIN_ENCODED) & ~too_long
+        # a piece over MAX_FRAME may still decode to at most MAX_FRAME: the reference decides
+        fast = (lens >= _MIN_ENCODED) & (lens <= self._max_frame) & ~too_long
         slow = ~fast & ~too_long
 
         # COBS chains of all candidate pieces in lockstep
@@ -483,43 +479,21 @@ class BulkDecoder:
                 )
 
     def _reference_segment(self, seg):
-        """The reference `Decoder._segment` for one piece, minus accounting.
+        """The reference's search for the frame in one piece, with its accounting.
 
         Returns the raw frame (junk before it counted as skipped) or None after
-        counting the piece as bad. `Decoder._frame` has no side effect before
-        its version check passes, so this replays it exactly.
+        counting the piece as bad.
         """
-        n = len(seg)
-        got = self._reference_frame(seg)
-        if not isinstance(got, str):
-            return got
-        if n > _MIN_ENCODED:
-            for s in chain_ends(seg, n):
-                if s == 0 or n - s < _MIN_ENCODED:
-                    continue
-                if seg[s] < 2 or seg[s + 1] >> 5 != PROTOCOL_VERSION:
-                    continue
-                again = self._reference_frame(seg[s:])
-                if not isinstance(again, str):
-                    self.stats.bytes_skipped += s
-                    self.stats.bad_frames += 1
-                    return again
+        size, junk, reason = frame_in_piece(seg, self._scratch, self._max_frame)
         stats = self.stats
-        setattr(stats, got, getattr(stats, got) + 1)
-        stats.bytes_skipped += n
-        stats.bad_frames += 1
-        return None
-
-    def _reference_frame(self, seg):
-        try:
-            size = decode_into(seg, self._scratch)
-            version = parse(memoryview(self._scratch)[:size])[0]
-        except CobsError:
-            return "cobs_errors"
-        except FrameError as exc:
-            return exc.reason
-        if version != PROTOCOL_VERSION:
-            return "unsupported_version"
+        if not size:
+            setattr(stats, reason, getattr(stats, reason) + 1)
+            stats.bytes_skipped += len(seg)
+            stats.bad_frames += 1
+            return None
+        if junk:
+            stats.bytes_skipped += junk
+            stats.bad_frames += 1
         return bytes(self._scratch[:size])
 
     # -- sequence accounting --------------------------------------------------
@@ -625,7 +599,7 @@ class BulkDecoder:
         n = fields["n_samples"]
         doff = poff + layout.size
         dlen = plen - layout.size
-        raw = (enc == 0) & (dlen == 6 * n)
+        raw = (enc == 0) & (n >= 1) & (dlen == 6 * n)
         delta = (enc == 1) & (n >= 1)
         done = raw.copy()
         found = []  # (indices into sel, (k, 3) samples of those blocks in order)

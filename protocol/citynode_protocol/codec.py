@@ -178,14 +178,14 @@ def decode(encoding, data, n):
 
     Raises ValueError when the data do not match n samples of that encoding.
     """
+    if n < 1:
+        raise ValueError("a block holds at least one sample")
     if encoding == 0:
         if len(data) != 6 * n:
             raise ValueError("raw block of %d samples needs %d bytes, has %d" % (n, 6 * n, len(data)))
         return [_sample(data, i) for i in range(3 * n)]
     if encoding != 1:
         raise ValueError("unknown accel encoding %d" % encoding)
-    if n < 1:
-        raise ValueError("a delta block holds at least one sample")
     g = groups(n)
     table = 6 + (3 * g + 1) // 2
     if len(data) < table:

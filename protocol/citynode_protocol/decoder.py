@@ -7,7 +7,7 @@ was glued behind junk, it is found and kept.
 
 from citynode_protocol import PROTOCOL_VERSION
 from citynode_protocol.cobs import CobsError, chain_ends, decode_into
-from citynode_protocol.frame import MAX_ENCODED, MAX_FRAME, OVERHEAD, FrameError, parse
+from citynode_protocol.frame import MAX_FRAME, OVERHEAD, FrameError, parse
 from citynode_protocol.messages import BY_TYPE
 from citynode_protocol.payload import PayloadError, unpack
 
@@ -160,6 +160,7 @@ class Decoder:
     def __init__(self, report_bad=False, max_frame=MAX_FRAME):
         self.stats = DecoderStats()
         self.report_bad = report_bad
+        self._max_frame = max_frame
         self._max_encoded = max_frame + max_frame // 254 + 1
         self._pending = bytearray()
         self._discarding = False
@@ -218,25 +219,16 @@ class Decoder:
         if n > self._max_encoded:
             self._bad("too_long", n, out)
             return
-        reason = self._frame(seg, out)
-        if reason is None:
+        size, junk, reason = frame_in_piece(seg, self._scratch, self._max_frame)
+        if not size:
+            self._bad(reason, n, out)
             return
-        # A good frame may sit behind junk: try every start whose COBS chain
-        # lands on the end and whose first byte carries our version.
-        if n > _MIN_ENCODED:
-            for s in chain_ends(seg, n):
-                if s == 0 or n - s < _MIN_ENCODED:
-                    continue
-                if seg[s] < 2 or seg[s + 1] >> 5 != PROTOCOL_VERSION:
-                    continue
-                mark = len(out)
-                if self._frame(seg[s:], out) is None:
-                    self.stats.bytes_skipped += s
-                    self.stats.bad_frames += 1
-                    if self.report_bad:
-                        out.insert(mark, BadFrame("junk", s))
-                    return
-        self._bad(reason, n, out)
+        if junk:
+            self.stats.bytes_skipped += junk
+            self.stats.bad_frames += 1
+            if self.report_bad:
+                out.append(BadFrame("junk", junk))
+        self._frame(memoryview(self._scratch)[:size], out)
 
     def _bad(self, reason, size, out):
         stats = self.stats
@@ -246,39 +238,73 @@ class Decoder:
         if self.report_bad:
             out.append(BadFrame(reason, size))
 
-    def _frame(self, seg, out):
-        """Decode one COBS segment; append its message. Returns None or a reason."""
-        try:
-            size = decode_into(seg, self._scratch)
-            version, msg_type, node_id, seq, time_ms, payload = parse(memoryview(self._scratch)[:size])
-        except CobsError:
-            return "cobs_errors"
-        except FrameError as exc:
-            return exc.reason
+    def _frame(self, raw, out):
+        """Account a raw frame that passed its CRC and version; append its message."""
+        _version, msg_type, node_id, seq, time_ms, payload = parse(raw)
         stats = self.stats
-        if version != PROTOCOL_VERSION:
-            return "unsupported_version"
         node = stats.node(node_id)
         if not node.account(seq, time_ms):
             stats.duplicates += 1
-            return None
+            return
         if msg_type not in BY_TYPE:
             stats.unknown_type += 1
             node.unknown_type += 1
-            return None
+            return
         try:
             fields, extra = unpack(msg_type, payload)
         except PayloadError as exc:
             setattr(stats, exc.reason, getattr(stats, exc.reason) + 1)
             if exc.reason == "bad_length":
                 node.bad_length += 1
-            return None
+            return
         if extra:
             stats.newer_minor += 1
             node.newer_minor += 1
         stats.frames += 1
         out.append(Message(msg_type, node_id, seq, time_ms, fields, extra))
-        return None
+
+
+def unstuff(seg, scratch, max_frame=MAX_FRAME):
+    """One COBS piece into scratch: the raw frame's size, or why it is no frame.
+
+    A size means COBS, length, CRC and major version all passed.
+    """
+    try:
+        size = decode_into(seg, scratch)
+        if size > max_frame:
+            return "too_long"
+        version = parse(memoryview(scratch)[:size])[0]
+    except CobsError:
+        return "cobs_errors"
+    except FrameError as exc:
+        return exc.reason
+    if version != PROTOCOL_VERSION:
+        return "unsupported_version"
+    return size
+
+
+def frame_in_piece(seg, scratch, max_frame=MAX_FRAME):
+    """Find the frame in a piece cut at 0x00: (size, junk, reason).
+
+    size > 0: the raw frame is in scratch[:size], behind `junk` bytes of junk.
+    size == 0: no frame; `reason` names the counter for the whole piece. A good
+    frame may sit behind junk: every later start whose COBS chain lands on the
+    end and whose first byte carries our version is tried, in order.
+    """
+    n = len(seg)
+    got = unstuff(seg, scratch, max_frame)
+    if not isinstance(got, str):
+        return got, 0, None
+    if n > _MIN_ENCODED:
+        for s in chain_ends(seg, n):
+            if s == 0 or n - s < _MIN_ENCODED:
+                continue
+            if seg[s] < 2 or seg[s + 1] >> 5 != PROTOCOL_VERSION:
+                continue
+            again = unstuff(seg[s:], scratch, max_frame)
+            if not isinstance(again, str):
+                return again, s, None
+    return 0, 0, got
 
 
 def decode_all(data):

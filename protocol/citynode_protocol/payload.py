@@ -57,8 +57,9 @@ def unpack(msg_type, payload):
         text = _text(rest)
         try:
             out["body"] = json.loads(text) if text else None
-        except ValueError:
-            raise PayloadError("bad_length", "reply body is not JSON")
+        except (ValueError, RuntimeError, MemoryError):
+            # not JSON, or nested beyond the parser's depth (RecursionError)
+            raise PayloadError("bad_length", "reply body is not usable JSON")
     elif tail == "accel":
         n = out["n_samples"]
         try:

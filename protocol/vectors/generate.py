@@ -9,6 +9,7 @@ import json
 import math
 import os
 import random
+import struct
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -154,6 +155,9 @@ def corrupt_cases():
     dup = wire("climate", 4, 7, 100, {}) + wire("climate", 4, 7, 100, {}) + wire("climate", 4, 8, 200, {})
     gap_wrap = wire("climate", 5, 65534, 100, {}) + wire("climate", 5, 2, 200, {})
     bad_cobs = b"\x05\x01\x02\x00"
+    deep_reply = raw_wire(messages.REPLY, 6, 0, 100, b"\x01\x00\x00" + b"[" * 3000)
+    zero_block = raw_wire(messages.ACCEL, 6, 1, 200, struct.pack("<BBBBIIHH", 0, 0, 2, 0, 200000, 0, 0, 0))
+    long_log = raw_wire(messages.LOG, 6, 2, 300, b"\x01" + (b"x" * 99 + b"\x00") * 41)
     return [
         case("bit_flip", good[0] + bytes(flipped) + good[2], "second frame has one flipped bit: dropped, counted, neighbours kept"),
         case("bit_flip_crc", good[0] + bytes(crc_flipped) + good[2], "one flipped payload bit: the CRC catches it"),
@@ -169,6 +173,9 @@ def corrupt_cases():
         case("duplicate", dup, "same sequence twice: second counted as duplicate and dropped"),
         case("seq_gap_over_wrap", gap_wrap, "65534 -> 2: three frames lost across the wrap"),
         case("bad_cobs", bad_cobs, "COBS code runs past the end"),
+        case("deep_json_reply", deep_reply, "a reply body nested 3000 deep: counted as bad length, never raised"),
+        case("zero_sample_block", zero_block, "an accel block claiming 0 samples: bad length"),
+        case("frame_over_max", long_log, "a 4114-byte frame (over MAX_FRAME 4096) that still fits the COBS bound: too long"),
         case("split_delimiters", b"\x00\x00" + good[5] + b"\x00\x00", "empty frames between delimiters are ignored"),
     ]
 

@@ -18,6 +18,7 @@ class Rig:
         values = config.defaults()
         values["node_id"] = 21
         values["accel_odr_hz"] = 200
+        values["accel_block_samples"] = 100
         for key in cfg:
             values[key] = cfg[key]
         self.node = Node(self.board, config.Config(values), None, None, self.cap.out, self.inp)

@@ -42,9 +42,9 @@ def test_node_runs_and_speaks_the_protocol():
         assert abs(climate["temperature_c"] - 21.5) < 0.5
         assert abs(climate["relative_humidity_pct"] - 48.0) < 2
         blocks = [m for m in msgs if m.name == "accel"]
-        assert len(blocks) == 3  # default scenario: ADXL355, 200 Hz -> 250 Hz, 100-sample blocks
+        assert len(blocks) == 1  # default scenario: ADXL355, 200 Hz -> 250 Hz, 200-sample blocks
         for k, m in enumerate(blocks):
-            assert m["first_index"] == 100 * k and m["odr_hz"] == 250.0
+            assert m["first_index"] == 200 * k and m["odr_hz"] == 250.0
             z = m["samples"][2::3]
             g = sum(z) / len(z) * m["range_g"] / 32768
             assert abs(g - 1.0) < 0.02, g
@@ -58,7 +58,7 @@ def test_missing_config_and_sensor_are_reported():
     h.enter_tmpdir("node")
     try:
         n, cap, board = _build({"sensors": {"climate": "none", "accel": "adxl345"}})
-        n.run_for(600)
+        n.run_for(1200)
         msgs = cap.new()
         texts = [m["text"] for m in msgs if m.name == "log"]
         assert any("config fallback" in t for t in texts)

@@ -38,6 +38,7 @@ class Rig:
         self.accel, self.accel_address = probe(self.bus, "accel", "auto")
         self.sampler.set_parts(self.climate, self.accel)
         values = config.defaults()
+        values["accel_block_samples"] = 100  # these tests count in 100-sample blocks
         for key in cfg:
             values[key] = cfg[key]
         self.notes = self.sampler.configure(values, calib, self.board.ms())

@@ -223,10 +223,8 @@ def test_large_capture_in_one_feed_and_in_pieces():
 
 
 def test_a_deeply_nested_reply_body_is_counted_not_raised():
-    # the reference lets json.loads' RecursionError through (reported); the bulk decoder counts it
     node = traffic.TrafficBuilder(1)
     wire = _frame(node, messages.REPLY, 0, b"\x01\x00\x00" + b"[" * 3000)
-    with pytest.raises(RecursionError):
-        Decoder().feed(wire)
+    assert Decoder().feed(wire) == []
     got, stats = decode_messages(wire)
     assert got == [] and stats.bad_length == 1
