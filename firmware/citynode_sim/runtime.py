@@ -63,7 +63,13 @@ class NodeFS:
 
     def __init__(self, root, hidden):
         self._root = os.VfsPosix(root)
-        self._hidden = hidden  # [(prefix like "/.sim/citynode_sim", VfsPosix)]
+        self._hidden = [(prefix, os.VfsPosix(host)) for prefix, host in hidden]
+        # Host folders, for rename: VfsPosix(root).rename builds both paths in one
+        # buffer (old == new, ENOENT) on this Unix port, so rename host paths instead.
+        self._hosts = {id(self._root): root}
+        for (prefix, host), (_, fs) in zip(hidden, self._hidden):
+            self._hosts[id(fs)] = host
+        self._plain = os.VfsPosix()
         self._cwd = "/"
 
     def _abs(self, path):
@@ -132,7 +138,8 @@ class NodeFS:
         fs2, p2 = self._pick(new)
         if fs is not fs2:
             raise OSError(18)  # EXDEV
-        return fs.rename(p, p2)
+        host = self._hosts[id(fs)].rstrip("/")
+        return self._plain.rename(host + p, host + p2)
 
     def statvfs(self, path):
         """A flash partition of _FLASH_BLOCKS blocks of 4 KiB, less what the files take."""
@@ -173,14 +180,14 @@ def _setup():
     if fd:
         _ctl = open(int(fd), "wb")
     root = os.getenv("CITYNODE_ROOT") or os.getcwd()
-    hidden = []
+    hidden = []  # (node path prefix, host folder)
     sim_pkg = os.getenv("CITYNODE_SIM_PKG")
     if sim_pkg:
-        hidden.append(("/.sim/citynode_sim", os.VfsPosix(sim_pkg)))
+        hidden.append(("/.sim/citynode_sim", sim_pkg))
     scenario = os.getenv("CITYNODE_SCENARIO")
     if scenario and scenario.startswith("/") and not scenario.startswith("/.scenario/"):
         cut = scenario.rfind("/")
-        hidden.append(("/.scenario", os.VfsPosix(scenario[:cut] or "/")))
+        hidden.append(("/.scenario", scenario[:cut] or "/"))
         os.putenv("CITYNODE_SCENARIO", "/.scenario/" + scenario[cut + 1 :])
     os.umount("/")
     os.mount(NodeFS(root, hidden), "/")

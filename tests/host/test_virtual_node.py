@@ -78,6 +78,8 @@ def test_mpremote_transport_exec_and_files(vnode):
         assert listing["data.bin"].st_size == len(data)  # board-style 4-tuples
         assert t.exec("import helper; print(helper.VALUE)") == b"7\n"  # /lib is on sys.path
         assert t.eval("__import__('os').getcwd()") == "/"
+        t.exec("import os\nos.rename('data.bin', '/moved.bin')\nos.rename('/moved.bin', 'lib/data.bin')")
+        assert (vnode.root / "lib" / "data.bin").read_bytes() == data
         free = t.eval("__import__('os').statvfs('/')")
         assert free[0] * free[2] == 2 * 1024 * 1024  # a 2 MB flash partition
 
