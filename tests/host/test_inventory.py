@@ -129,8 +129,6 @@ def test_schema_is_what_we_expect(inv):
 
 
 def test_inventory_command(tmp_path, capsys, monkeypatch):
-    # only this command's module is loaded: another command's import cannot break this test
-    monkeypatch.setattr(cli, "_available_commands", lambda: ["inventory"])
     path = tmp_path / "inv.sqlite"
     monkeypatch.setenv("CITYNODE_INVENTORY", str(path))
     assert cli.main(["inventory"]) == 0

@@ -15,14 +15,6 @@ def _info(device, vid=None, pid=None, serial=None, description="n/a"):
     return info
 
 
-@pytest.fixture
-def only(monkeypatch):
-    """Load only the named commands: another command's import cannot break these tests."""
-    def use(*names):
-        monkeypatch.setattr(cli, "_available_commands", lambda: list(names))
-    return use
-
-
 FAKE_PORTS = [
     _info("/dev/ttyS0"),
     _info("/dev/ttyUSB1", 0x1A86, 0x7523, None, "USB Serial"),
@@ -32,9 +24,8 @@ FAKE_PORTS = [
 ]
 
 
-def test_ports_marks_esp32_boards(mocker, only, capsys):
+def test_ports_marks_esp32_boards(mocker, capsys):
     mocker.patch.object(ports.list_ports, "comports", return_value=FAKE_PORTS)
-    only("ports")
     assert cli.main(["ports", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     marked = {p["port"]: p["esp32"] for p in listed}
