@@ -42,6 +42,7 @@ DEFAULT_HEAP = "200k"  # the runtime keeps ~18k; the app and simulator, compiled
 
 _EXIT_FRIENDLY = 64  # runtime.py: soft reboot, friendly REPL next
 _EXIT_RAW = 65  # runtime.py: soft reboot, raw REPL next
+_MIN_HEAP = 96 * 1024  # compiling runtime.py from source peaks at ~88k; it then keeps ~18k
 _CTRL_C = 0x03
 # After a Ctrl-C, the bytes behind it wait until the runtime reports it took the
 # KeyboardInterrupt (or this long, when user code swallowed it): so they are read
@@ -176,8 +177,8 @@ def parse_heap(text):
         value = int(s) * scale
     except ValueError:
         raise UsageError("heap %r: expected bytes, e.g. 100k or 1m" % text)
-    if value < 16 * 1024:
-        raise UsageError("heap %r: too small for the runtime, at least 16k" % text)
+    if value < _MIN_HEAP:
+        raise UsageError("heap %r: too small, the board runtime alone needs %dk to start" % (text, _MIN_HEAP // 1024))
     return value
 
 
@@ -351,7 +352,8 @@ class VirtualNode:
                     raise CitynodeError("virtual node stopped: %s" % self._error)
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise CitynodeError("virtual node did not come up within %.1f s" % timeout)
+                    last = (" (last: %s)" % self.events[-1]) if self.events else ""
+                    raise CitynodeError("virtual node did not come up within %.1f s%s" % (timeout, last))
                 self._cond.wait(left)
         return True
 

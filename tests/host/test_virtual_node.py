@@ -299,3 +299,11 @@ def test_missing_micropython_is_one_line(tmp_path, monkeypatch, capsys):
     assert cli.main(["sim", "--root", str(tmp_path / "flash")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("citynode: no `micropython` executable")
+
+
+def test_heap_sizes():
+    assert virtual_node.parse_heap("200k") == 200 * 1024
+    assert virtual_node.parse_heap("1m") == 1024 * 1024
+    for bad in ("64k", "lots"):
+        with pytest.raises(CitynodeError, match="heap"):
+            virtual_node.parse_heap(bad)
