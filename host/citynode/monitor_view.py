@@ -8,7 +8,6 @@ line of link statistics and a braille plot of each acceleration axis.
 """
 
 import collections
-import datetime
 import time
 
 import numpy as np
@@ -16,6 +15,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from citynode.tables import iso_utc
 from citynode_protocol import messages
 
 AXES = ("x", "y", "z")
@@ -107,11 +107,10 @@ def block_g(msg):
 
 
 def utc_text(utc_ms):
-    try:
-        stamp = datetime.datetime.fromtimestamp(utc_ms / 1000.0, datetime.timezone.utc)
-    except (OverflowError, OSError, ValueError):
+    """UTC as the tables write it (citynode.tables.iso_utc), or "invalid"."""
+    if not 0 <= utc_ms < 1 << 53:
         return "invalid"
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (utc_ms % 1000)
+    return iso_utc([utc_ms * 1000])[0]
 
 
 # -- state -----------------------------------------------------------------------------

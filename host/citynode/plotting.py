@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 
+from citynode.calibrate import mount
 from citynode_protocol import messages
 
 AXES = ("x", "y", "z")
@@ -238,11 +239,8 @@ def strongest_axis(spectrum):
 
 
 def tilt_deg(samples):
-    """(pitch, roll) in degrees from the mean gravity vector, as SPEC §4 features define them."""
-    x, y, z = np.asarray(samples, dtype=np.float64).mean(axis=0)
-    pitch = math.degrees(math.atan2(-x, math.hypot(y, z)))
-    roll = math.degrees(math.atan2(y, z))
-    return pitch, roll
+    """(pitch, roll) in degrees of the mean gravity vector of (n, 3) samples in g (SPEC §4 features)."""
+    return mount.tilt_deg(np.asarray(samples, dtype=np.float64).mean(axis=0))
 
 
 # -- the figure ----------------------------------------------------------------

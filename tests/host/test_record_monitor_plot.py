@@ -358,7 +358,7 @@ def test_message_line_for_every_kind():
     lines = [monitor_view.message_line(m) for m in decode_all(wire)[0]]
     assert lines == [
         'log node=3 seq=0 t=0.010 level=info text="boot \\"ok\\""',
-        "time node=3 seq=1 t=0.020 utc_ms=1795672800000 utc=2026-11-26T06:00:00.000Z",
+        "time node=3 seq=1 t=0.020 utc_ms=1795672800000 utc=2026-11-26T06:00:00.000000Z",
         'reply node=3 seq=2 t=0.030 request_id=7 code=0 body={"site":"deck"}',
     ]
 
