@@ -24,6 +24,7 @@ from rich.console import Console
 
 from citynode import cli, monitor_view, plotting
 from citynode.commands import monitor as monitor_command
+from citynode.demo import gravity
 from citynode.traffic import TrafficBuilder
 from citynode_protocol import messages
 from citynode_protocol.decoder import Decoder, decode_all
@@ -41,18 +42,12 @@ TEMP_C, RH_PCT = 14.2, 71.5
 RANGE_G = 2
 
 
-def gravity(pitch_deg=PITCH_DEG, roll_deg=ROLL_DEG):
-    """The unit gravity vector whose pitch and roll (SPEC §4 features) are the given angles."""
-    p, r = math.radians(pitch_deg), math.radians(roll_deg)
-    return np.array([-math.sin(p), math.cos(p) * math.sin(r), math.cos(p) * math.cos(r)])
-
-
 def node_stream(node_id=1, freq_hz=FREQ_HZ, climate=True, junk_every=0, seed=1):
     """Endless wire chunks of one node: an accel block every 0.25 s of node time,
     climate every second, features and status every 2 s, and (junk_every) REPL text."""
     rng = np.random.default_rng(seed)
     node = TrafficBuilder(node_id)
-    g = gravity()
+    g = np.array(gravity(PITCH_DEG, ROLL_DEG))
     k = 32768.0 / RANGE_G
     i = 0
     while True:

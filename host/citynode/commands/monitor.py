@@ -41,10 +41,10 @@ def run(args):
 
 
 def monitor(port, baudrate=DEFAULT_BAUD, duration=None, window_s=monitor_view.DEFAULT_WINDOW_S,
-            console=None, out=None, link=None):
+            console=None, out=None):
     """Run the monitor; a rich live view on `console`, else lines to `out` (stdout).
 
-    Returns the decoder's statistics. `link`: an open pyserial object (tests)."""
+    Returns the decoder's statistics."""
     out = out or sys.stdout
     state = monitor_view.MonitorState(window_s)
     title = "citynode monitor  %s" % port
@@ -54,7 +54,7 @@ def monitor(port, baudrate=DEFAULT_BAUD, duration=None, window_s=monitor_view.DE
 
         view = Live(console=console, auto_refresh=False, redirect_stderr=False)
     deadline = None if duration is None else time.monotonic() + duration
-    with NodeClient(port, baudrate, link=link) as client, view or contextlib.nullcontext():
+    with NodeClient(port, baudrate) as client, view or contextlib.nullcontext():
         try:
             while deadline is None or time.monotonic() < deadline:
                 step = REFRESH_S if deadline is None else max(0.0, min(REFRESH_S, deadline - time.monotonic()))

@@ -102,14 +102,13 @@ class Recording:
             lost(stats), stats.crc_errors, stats.bytes_skipped)
 
 
-def record(port, output, duration=None, baudrate=DEFAULT_BAUD, progress=None, link=None):
+def record(port, output, duration=None, baudrate=DEFAULT_BAUD, progress=None):
     """Record into `output` for `duration` seconds (None: until Ctrl-C); returns a Recording.
 
-    `progress(rec)` is called every PROGRESS_EVERY_S; `link` is an open
-    pyserial object to use instead of opening `port` (tests)."""
+    `progress(rec)` is called every PROGRESS_EVERY_S."""
     part = output + ".part"
     rec = Recording(port, output)
-    with NodeClient(port, baudrate, link=link) as client:
+    with NodeClient(port, baudrate) as client:
         rec.stats = client.stats
         try:
             f = open(part, "wb")
