@@ -108,6 +108,8 @@ class Sampler:
         """
         notes = []
         self.climate_period_ms = cfg["climate_period_s"] * 1000
+        if self._climate_due - (now + self.climate_period_ms) > 0:
+            self._climate_due = now + self.climate_period_ms  # a shorter period applies at once
         self.mode = cfg["mode"]
         self.encoding = cfg["accel_encoding"]
         self.window_s = cfg["feature_window_s"]

@@ -216,3 +216,15 @@ def test_unsupported_odr_is_adjusted_with_a_note():
     rig = Rig({"sensors": {"accel": "adxl355"}}, accel_odr_hz=200)
     assert rig.sampler.odr_mhz == 250000
     assert rig.notes and "250000" in rig.notes[0]
+
+
+def test_shorter_climate_period_applies_at_once():
+    rig = Rig(ADXL345, climate_period_s=60)
+    rig.run_ms(3000)
+    assert len(rig.cap.named("climate")) == 1  # the reading at boot
+    values = config.defaults()
+    values["accel_block_samples"] = 100
+    values["climate_period_s"] = 2
+    rig.sampler.configure(values, None, rig.board.ms())
+    rig.run_ms(2500)
+    assert len(rig.cap.named("climate")) == 2, "the next reading waited for the old 60 s period"
