@@ -27,7 +27,7 @@ def add_arguments(parser):
     parser.add_argument("--with-app", action="store_true", help="install the current firmware into the root first")
     parser.add_argument(
         "--heap", default=DEFAULT_HEAP, metavar="SIZE",
-        help="MicroPython heap, e.g. 200k (default: %(default)s; the board runtime keeps about 18k of it)",
+        help="MicroPython heap, e.g. 512k (default: %(default)s; the board runtime keeps about 18k of it)",
     )
 
 
