@@ -372,3 +372,5 @@ def test_report_path_goes_into_the_inventory(mocker, capsys, tmp_path):
     assert rec["id"] == fake.calib["id"] and rec["report"].startswith(str(tmp_path / "inv" / "reports" / "node-7"))
     assert (inv_path.parent / "reports").is_dir() and "record of node 7 updated" in out
     assert inv.get(7)["mac"] == "aa:bb"  # the rest of the record is kept
+    if hasattr(inv, "update"):
+        assert len(inv.runs(7)) == 1  # a calibration is not a flash run

@@ -317,3 +317,16 @@ def test_limits_table_is_documented():
     assert limits.check("t_offset_c", 4.9) is None
     assert limits.check("t_offset_c", float("nan")) is not None
     assert isinstance(accel.CalibrationError("x"), CitynodeError)
+
+
+def test_stability_slope_against_noise():
+    rng = np.random.default_rng(3)
+    t = np.arange(0, 10, 2.0)  # five readings of a short window
+    noisy = 21.5 + rng.normal(scale=0.013, size=len(t))
+    # a slope of noise cannot be measured over 8 s: the spread decides
+    assert climate.stability(t, noisy, 8, 0.1, 0.02).stable
+    # a slow, clean creep over a long window is seen
+    t = np.arange(0, 600, 10.0)
+    creeping = 75.0 + 0.3 * t / 60 + rng.normal(scale=0.03, size=len(t))
+    s = climate.stability(t, creeping, 600, 5.0, 0.1)
+    assert not s.stable and s.slope_per_min == pytest.approx(0.3, abs=0.03)

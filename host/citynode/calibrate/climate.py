@@ -204,7 +204,10 @@ def stability(times_s, values, window_s, max_spread, max_slope_per_min=None, min
     """Are the values of the last window_s seconds settled?
 
     Settled: at least min_n readings in the window, max - min within
-    max_spread, and (if given) the least-squares slope within max_slope_per_min.
+    max_spread, and (if given) the least-squares slope within
+    max_slope_per_min, or not told apart from noise (under twice its
+    standard error: a short window of noisy readings cannot measure a small
+    slope, and then the spread alone decides).
     """
     t = np.asarray(times_s, dtype=float)
     v = np.asarray(values, dtype=float)
@@ -215,11 +218,18 @@ def stability(times_s, values, window_s, max_spread, max_slope_per_min=None, min
     n = len(v)
     spread = float(v.max() - v.min())
     slope = 0.0
+    slope_se = float("inf")
     if n >= 2 and t[-1] > t[0]:
-        slope = float(np.polyfit(t - t[0], v, 1)[0]) * 60.0
+        tc = t - t.mean()
+        sxx = float(tc @ tc)
+        slope_s = float(tc @ (v - v.mean())) / sxx
+        slope = slope_s * 60.0
+        if n >= 3:
+            resid = v - v.mean() - slope_s * tc
+            slope_se = math.sqrt(float(resid @ resid) / (n - 2) / sxx) * 60.0
     ok = n >= min_n and spread <= max_spread
     if max_slope_per_min is not None:
-        ok = ok and abs(slope) <= max_slope_per_min
+        ok = ok and abs(slope) <= max(max_slope_per_min, 2.0 * slope_se)
     return Stability(ok, float(v.mean()), spread, slope, n)
 
 

@@ -98,6 +98,7 @@ class NodeSession:
         self.info = {}
         self.config = {}
         self.result = None  # the flow's result so far (for a report on rejection)
+        self.climate_silence_s = 70.0  # longest wait for a climate reading
 
     # identity ---------------------------------------------------------------
     def load_info(self):
@@ -717,7 +718,11 @@ class _Period:
 
     def __enter__(self):
         old = self.session.config.get("climate_period_s")
-        if isinstance(old, int) and old > self.period_s:
+        period = old if isinstance(old, int) else 60
+        # the node keeps the reading already scheduled on the old period: the first
+        # one after a change may take that long
+        self.session.climate_silence_s = period + 10.0
+        if period > self.period_s:
             self.session.client.command("config_set", values={"climate_period_s": self.period_s})
             self.old = old
             self.session.ui.say("climate period set to %d s for the calibration (was %d s)" % (self.period_s, old))
@@ -803,8 +808,8 @@ def _wait_climate_stable(session, opts, readings, label, previous_mean=None, exp
     start = session.clock()
     changed = expect_change is None
     ts, tv, hv = [], [], []
-    for m in session.frames(("climate",), max_silence_s=max(NO_DATA_S, 3 * opts.period_s + 5),
-                            what="climate readings"):
+    for m in session.frames(("climate",), max_silence_s=session.climate_silence_s, what="climate readings"):
+        session.climate_silence_s = max(NO_DATA_S, 3 * opts.period_s + 5)  # readings flow now
         if not readings.add(m, session.wall()):
             continue
         now = session.clock()
@@ -896,8 +901,8 @@ def _climate_series(session, opts):
     readings = ClimateReadings()
     ui.say("recording the node's readings for %.0f s beside the reference logger" % opts.duration_s)
     start = session.clock()
-    for m in session.frames(("climate",), max_silence_s=max(NO_DATA_S, 3 * opts.period_s + 5),
-                            what="climate readings"):
+    for m in session.frames(("climate",), max_silence_s=session.climate_silence_s, what="climate readings"):
+        session.climate_silence_s = max(NO_DATA_S, 3 * opts.period_s + 5)
         readings.add(m, session.wall())
         if session.clock() - start >= opts.duration_s:
             break

@@ -163,12 +163,14 @@ def _file(args, s, port, status, error=None):
     doc = s.result.get("document")
     folder = report.folder_for(root, s.node_id, s.result["kind"], (doc or {}).get("id"))
     report.write(s.result, _node_words(s, port), status, folder, error)
-    inv = None
-    if doc is not None and status in ("written", "rolled back") and not args.report_dir:
-        try:
-            inv = report.record_in_inventory(args.inventory, s.node_id, doc, folder)
-        except CitynodeError as exc:
-            inv = str(exc)
+    if doc is None or status not in ("written", "rolled back"):
+        return folder, "not recorded (nothing was written to the node)"
+    if args.report_dir:
+        return folder, "not recorded (the report was filed with --report-dir)"
+    try:
+        inv = report.record_in_inventory(args.inventory, s.node_id, doc, folder)
+    except CitynodeError as exc:
+        inv = str(exc)
     return folder, inv
 
 
