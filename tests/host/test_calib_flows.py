@@ -374,3 +374,22 @@ def test_report_path_goes_into_the_inventory(mocker, capsys, tmp_path):
     assert inv.get(7)["mac"] == "aa:bb"  # the rest of the record is kept
     if hasattr(inv, "update"):
         assert len(inv.runs(7)) == 1  # a calibration is not a flash run
+
+
+def test_climate_asks_for_the_reference_once_settled_in_a_terminal(mocker, capsys):
+    world = World(temperature=21.5, humidity=48.0, t_offset=0.6)
+    fake = FakeClient(world, parts=("climate",), calib=OLD)
+    mocker.patch("sys.stdin.isatty", return_value=True)
+    answers = iter(["21.5", "120", "21.5", "48"])  # a wrong humidity first: asked again
+    asked = mocker.patch("builtins.input", side_effect=lambda prompt="": next(answers))
+    code, out, err, _ = run(mocker, capsys, fake, "climate", "--stable-window", "20")
+    assert code == 0, err
+    assert "the node has settled at 22.10 degC" in out and "out of range" in out
+    assert asked.call_count == 4 and abs(fake.calib["climate"]["t_offset_c"] + 0.6) < 0.02
+
+
+def test_climate_without_reference_and_no_terminal(mocker, capsys):
+    fake = FakeClient(World(), parts=("climate",), calib=OLD)
+    code, out, err, _ = run(mocker, capsys, fake, "climate")
+    assert code == 2 and "no reference: stdin is not a terminal" in one_line(err)
+    assert "calib_write" not in fake.commands()

@@ -643,8 +643,11 @@ class ClimatePoint:
     temperature_c: float = None  # reference
     humidity_pct: float = None  # reference (or from the salt)
     salt: str = None
+    ask: bool = False  # read off the reference once the node has settled (terminal only)
 
     def label(self):
+        if self.ask:
+            return "beside the reference instrument"
         bits = []
         if self.temperature_c is not None:
             bits.append("%.2f degC" % self.temperature_c)
@@ -771,9 +774,10 @@ def run_climate(session, opts):
     current = session.calib_get()
     cur_part = (current or {}).get("climate")
     if not opts.points and not opts.reference_csv:
-        t = ui.ask("reference temperature in degC (empty: none)", "--reference-temperature or --point")
-        h = ui.ask("reference humidity in %RH, or a salt name (empty: none)", "--reference-humidity or --point")
-        opts.points = [parse_point("%s,%s" % (t or "-", h or "-"))]
+        if not ui.interactive:
+            raise UsageError("no reference: stdin is not a terminal, give --reference-temperature/--reference-humidity, "
+                             "--point or --reference-csv")
+        opts.points = [ClimatePoint(ask=True)]  # the values are asked once the node has settled
     ui.say("node %s (%s): climate calibration of the %s" % (session.node_id, session.port, part))
     result = session.result = {"kind": "climate", "part": part, "previous": current}
     with _Period(session, opts.period_s):  # kept short until the check afterwards is done
@@ -856,6 +860,9 @@ def _climate_points(session, opts):
             if not ui.interactive:
                 expect = _expected_change(opts.points[i - 1], p)
         t, h, sp_t, sp_h, n = _wait_climate_stable(session, opts, readings, label, prev, expect)
+        if p.ask:
+            ui.say("the node has settled at %.2f degC, %.2f %%RH: read the reference now" % (t, h))
+            p = _asked_point(ui)
         ref_h = p.humidity_pct
         if p.salt:
             t_for_salt = p.temperature_c if p.temperature_c is not None else t
@@ -869,6 +876,16 @@ def _climate_points(session, opts):
     t_fit = climate.fit("temperature", *zip(*t_pts)) if t_pts else None
     rh_fit = climate.fit("humidity", *zip(*h_pts)) if h_pts else None
     return t_fit, rh_fit, {"points": taken, "series": readings}
+
+
+def _asked_point(ui):
+    while True:
+        t = ui.ask("reference temperature in degC (empty: none)", "--reference-temperature")
+        h = ui.ask("reference humidity in %RH or a salt name (empty: none)", "--reference-humidity")
+        try:
+            return parse_point("%s,%s" % (t or "-", h or "-"))
+        except UsageError as exc:
+            ui.say(str(exc))
 
 
 def _ref_words(t, h):
@@ -977,6 +994,8 @@ def run_verify(session, opts):
     cid = status.get("calibration_id")
     if doc is not None and cid is not None and cid != doc.get("id"):
         checks.append(("calibration in use", False, "status says id %s, the file says %s" % (cid, doc.get("id"))))
+    elif doc is not None:
+        checks.append(("calibration in use", True, "id %s in the node's status and its file" % doc.get("id")))
     if "climate" in parts:
         checks.extend(_verify_climate(session, opts, doc))
     if "accel" in parts:
