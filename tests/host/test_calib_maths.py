@@ -330,3 +330,49 @@ def test_stability_slope_against_noise():
     creeping = 75.0 + 0.3 * t / 60 + rng.normal(scale=0.03, size=len(t))
     s = climate.stability(t, creeping, 600, 5.0, 0.1)
     assert not s.stable and s.slope_per_min == pytest.approx(0.3, abs=0.03)
+
+
+class _Opts:
+    positions = 6
+    window_s = 1.0
+    capture_s = 2.0
+    max_attempts = 2
+    still_std_g = accel.STILL_STD_G
+    still_jerk_g = accel.STILL_JERK_G
+
+
+def _feed(collector, rng, up, seconds, t0, move=0.0, odr=100):
+    events = []
+    for k in range(int(seconds * 10)):  # blocks of 0.1 s
+        t = t0 + k * 0.1
+        g = np.tile(np.asarray(up, float), (odr // 10, 1))
+        if move:
+            g = g + move * np.sin(np.arange(odr // 10) + 10 * t)[:, None] * [1, 0, 0]
+        events += collector.feed(t, g + rng.normal(scale=0.001, size=g.shape))
+    return events, t0 + seconds
+
+
+def test_collector_finds_faces_ignores_the_same_face_and_names_a_repeat():
+    rng = np.random.default_rng(0)
+    c = accel.PositionCollector(_Opts(), 100)
+    ev, t = _feed(c, rng, [0, 0, 1], 4, 0)
+    assert [e.kind for e in ev] == ["capturing", "taken"] and c.taken[0].face == "+z"
+    ev, t = _feed(c, rng, [0, 0, 1], 3, t)  # still there: waiting silently for the turn
+    assert ev == []
+    ev, t = _feed(c, rng, [0, 0, -1], 4, t)
+    assert [e.kind for e in ev] == ["capturing", "taken"]
+    ev, t = _feed(c, rng, [0, 0, 1], 0.5, t, move=0.05)  # picked up ...
+    ev, t = _feed(c, rng, [0, 0.05, 1], 4, t)  # ... and put back on the first face
+    assert [e.kind for e in ev] == ["repeat"] and "position 1 again" in ev[0].text
+    ev, t = _feed(c, rng, [0.7071, 0, 0.7071], 3, t)  # resting on an edge
+    assert [e.kind for e in ev] == ["still-tilted"]
+
+
+def test_collector_gives_up_after_disturbed_captures():
+    rng = np.random.default_rng(1)
+    c = accel.PositionCollector(_Opts(), 100)
+    t = 0.0
+    with pytest.raises(accel.CalibrationError, match="moved during the capture of position 1 .* 2 times"):
+        for _ in range(3):
+            ev, t = _feed(c, rng, [1, 0, 0], 1.5, t)
+            ev, t = _feed(c, rng, [1, 0, 0], 0.5, t, move=0.05)

@@ -88,3 +88,14 @@ def test_climate_one_point(tmp_path):
         ctx.__exit__(None, None, None)
     made = list((reports / "node-1").glob("*-climate-*"))
     assert len(made) == 1 and (made[0] / "before_after.png").exists()
+
+
+@pytest.mark.timeout(60)
+def test_node_without_climate_sensor(tmp_path):
+    scenario = dict(SCENARIO, faults={"climate": "absent"})
+    with virtual_node(tmp_path, scenario=scenario, with_app=True, heap=HEAP) as node:
+        code, out, err = run_done("calibrate", "climate", "--port", node.port, "--point", "21.5,48")
+        assert code == 1 and err.count("\n") == 1
+        assert "has no temperature/humidity sensor (it reports: accel adxl355); nothing was changed" in err
+        with NodeClient(node.port) as c:
+            assert c.command("calib_get")["calib"] is None

@@ -382,6 +382,140 @@ def check_limits(fit):
     return out
 
 
+@dataclass
+class Event:
+    kind: str  # still-tilted, repeat, capturing, moved, taken
+    face: str = None
+    text: str = ""
+    position: Position = None
+
+
+class PositionCollector:
+    """Finds still orientations in a stream of samples and captures each new one.
+
+    feed(t, samples_g) -> events. The first six positions must be the six faces
+    (each axis up and down, within FACE_MAX_TILT_DEG); further ones (for a
+    residual that means something) any orientation far enough from the others.
+    A capture in which the node moves is thrown away; after max_attempts moved
+    captures of one face, CalibrationError.
+    """
+
+    def __init__(self, opts, odr_hz):
+        self.opts = opts
+        self.odr = float(odr_hz)
+        self.taken = []
+        self.window = []  # list of (t, N x 3)
+        self.capture = None
+        self.capture_face = None
+        self.attempts = {}
+        self.moved_since_taken = True
+        self.announced = None
+        self.timeline = []  # (t, mean x, y, z, state) per block, for the report
+        self.last_event_t = None
+
+    @property
+    def done(self):
+        return len(self.taken) >= self.opts.positions
+
+    def remaining_faces(self):
+        got = {p.face for p in self.taken[:6]}
+        return [f for f in FACES if f not in got]
+
+    def _window_samples(self):
+        return np.concatenate([w for _, w in self.window]) if self.window else np.zeros((0, 3))
+
+    def feed(self, t, samples_g):
+        samples_g = np.asarray(samples_g, dtype=float).reshape(-1, 3)
+        events = []
+        if len(samples_g) == 0:
+            return events
+        state = "capture" if self.capture is not None else "wait"
+        self.timeline.append((t, *samples_g.mean(axis=0), state))
+        self.window.append((t, samples_g))
+        need = max(int(self.opts.window_s * self.odr), 8)
+        while len(self.window) > 1 and sum(len(w) for _, w in self.window[1:]) >= need:
+            self.window.pop(0)
+        if self.capture is not None:
+            self.capture.append(samples_g)
+            events.extend(self._check_capture())
+            return events
+        win = self._window_samples()
+        if len(win) < need:
+            return events
+        st = stillness(win, self.opts.still_std_g, self.opts.still_jerk_g)
+        if not st.still:
+            self.moved_since_taken = True
+            self.announced = None
+            return events
+        pos = make_position(win)
+        six = len(self.taken) < 6
+        if six and (pos.face is None or pos.tilt_deg > FACE_MAX_TILT_DEG):
+            return self._once(events, Event("still-tilted", pos.face, "still, but tilted %.0f degrees from the "
+                                            "nearest face (%s): rest it flat on one face" % (pos.tilt_deg, pos.face)))
+        rep = same_as(pos, self.taken, max(6, self.opts.positions), by_face=six)
+        if rep is not None:
+            if rep == len(self.taken) - 1 and not self.moved_since_taken:
+                return events  # still where the last one was taken: waiting for the turn
+            other = self.taken[rep]
+            return self._once(events, Event(
+                "repeat", pos.face, "position taken twice: this is position %d again (%s); turn to %s"
+                % (rep + 1, FACE_WORDS.get(other.face, other.face), self._todo_words())))
+        self.capture = [win]
+        self.capture_face = pos.face
+        self.announced = None
+        events.append(Event("capturing", pos.face, "still on %s: capturing, hold still for %.0f s"
+                            % (FACE_WORDS.get(pos.face, pos.face), self.opts.capture_s)))
+        return events
+
+    def _todo_words(self):
+        left = self.remaining_faces()
+        if len(self.taken) < 6 and left:
+            return "one of: " + ", ".join(FACE_WORDS[f] for f in left)
+        return "a new orientation (tilted between faces)"
+
+    def _once(self, events, event):
+        # said once per still period; a tilted node between two faces may flip its nearest face
+        key = (event.kind, event.face if event.kind == "repeat" else None)
+        if self.announced != key:
+            self.announced = key
+            events.append(event)
+        return events
+
+    def _check_capture(self):
+        cap = np.concatenate(self.capture)
+        chunks = max(2, int(round(len(cap) / max(self.odr * 0.25, 1))))
+        st = stillness(cap, self.opts.still_std_g, self.opts.still_jerk_g, chunks=min(chunks, 64))
+        parts = np.array([p.mean(axis=0) for p in np.array_split(cap, min(chunks, 64))])
+        drift = float(np.max(np.linalg.norm(parts - parts[0], axis=1)))
+        reason = st.reason
+        if st.still and drift > 2 * self.opts.still_jerk_g:
+            reason = "moving: the reading drifted by %.1f mg during the capture" % (1000 * drift)
+        if reason:
+            face = self.capture_face
+            self.capture = None
+            self.window = []
+            self.moved_since_taken = True
+            n = self.attempts.get(face, 0) + 1
+            self.attempts[face] = n
+            where = FACE_WORDS.get(face, face)
+            if n >= self.opts.max_attempts:
+                raise CalibrationError(
+                    "the node moved during the capture of position %d (%s) %d times (%s); put it on a steady "
+                    "surface and start again; nothing was changed" % (len(self.taken) + 1, where, n, reason))
+            return [Event("moved", face, "the node moved during the capture (%s): hold it still on %s; "
+                                         "capture %d of %d" % (reason, where, n + 1, self.opts.max_attempts))]
+        if len(cap) >= int(self.opts.capture_s * self.odr):
+            pos = make_position(cap)
+            self.taken.append(pos)
+            self.capture = None
+            self.moved_since_taken = False
+            self.announced = None
+            return [Event("taken", pos.face, "position %d/%d taken: %s (|a| %.4f g raw, %d samples)"
+                          % (len(self.taken), self.opts.positions, FACE_WORDS.get(pos.face, pos.face),
+                             float(np.linalg.norm(pos.mean_g)), pos.n), pos)]
+        return []
+
+
 def counts_to_g(samples, range_g):
     """Flat x, y, z counts (+-32768 = +-range_g) to an N x 3 array in g."""
     a = np.asarray(samples, dtype=float).reshape(-1, 3)
