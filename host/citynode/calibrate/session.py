@@ -225,6 +225,14 @@ def _site(session, site_arg, installer=None, note=None):
     return site
 
 
+MAX_DOCUMENT = 1024  # the node's limit on the canonical text (citynode_fw/calibration.py MAX_DOC)
+
+
+def canonical_length(doc):
+    """Length of the node's canonical JSON (keys sorted, no spaces; json.dumps of each scalar)."""
+    return len(json.dumps(doc, sort_keys=True, separators=(",", ":")))
+
+
 def new_document(session, current, method, site, climate_part=None, accel_part=None):
     """A full calibration document: the parts not calibrated now are kept from current."""
     doc = {"id": session.new_id(current), "date": utc_date(), "method": method, "site": site}
@@ -235,6 +243,10 @@ def new_document(session, current, method, site, climate_part=None, accel_part=N
         doc["climate"] = c
     if a is not None:
         doc["accel"] = a
+    n = canonical_length(doc)
+    if n > MAX_DOCUMENT:
+        raise UsageError("the calibration record would be %d bytes, the node keeps at most %d: shorten --site, "
+                         "--installer or --note" % (n, MAX_DOCUMENT))
     return doc
 
 
