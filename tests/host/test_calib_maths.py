@@ -169,7 +169,8 @@ def test_two_close_points_give_offset_only_with_a_note():
 
 
 def test_salt_interpolates_and_refuses_unknown_or_far_temperatures():
-    assert climate.salt_rh("mgcl2", 20.0) == pytest.approx(33.05)
+    assert climate.salt_rh("mgcl2", 20.0) == pytest.approx(33.1)
+    assert climate.salt_rh("NaBr", 22.5) == pytest.approx(58.35)
     with pytest.raises(UsageError, match="unknown salt"):
         climate.salt_rh("sugar", 25)
     with pytest.raises(UsageError, match="tabulated"):

@@ -37,16 +37,17 @@ from citynode.errors import UsageError
 MIN_SPAN = {"temperature": 5.0, "humidity": 20.0}
 UNITS = {"temperature": "degC", "humidity": "%RH"}
 
-# Padfield / Greenspan 1977, equilibrium %RH at 5, 15, 25 degC
-SALT_TEMPS_C = (5.0, 15.0, 25.0)
+# Padfield / Greenspan 1977, equilibrium %RH at 5, 10, 15, 20, 25 degC
+# (https://padfield.org/tim/cfys/satslt/satsalt.html, "Properties of selected saturated salt solutions")
+SALT_TEMPS_C = (5.0, 10.0, 15.0, 20.0, 25.0)
 SALTS = {
-    "licl": ("LiCl", (11.3, 11.3, 11.3)),
-    "mgcl2": ("MgCl2", (33.6, 33.3, 32.8)),
-    "k2co3": ("K2CO3", (43.1, 43.1, 43.2)),
-    "nabr": ("NaBr", (63.5, 60.7, 57.6)),
-    "nacl": ("NaCl", (75.7, 75.6, 75.3)),
-    "kcl": ("KCl", (87.7, 85.9, 84.3)),
-    "k2so4": ("K2SO4", (98.5, 97.9, 97.3)),
+    "licl": ("LiCl", (11.3, 11.3, 11.3, 11.3, 11.3)),
+    "mgcl2": ("MgCl2", (33.6, 33.5, 33.3, 33.1, 32.8)),
+    "k2co3": ("K2CO3", (43.1, 43.1, 43.1, 43.2, 43.2)),
+    "nabr": ("NaBr", (63.5, 62.2, 60.7, 59.1, 57.6)),
+    "nacl": ("NaCl", (75.7, 75.7, 75.6, 75.7, 75.3)),
+    "kcl": ("KCl", (87.7, 86.8, 85.9, 85.1, 84.3)),
+    "k2so4": ("K2SO4", (98.5, 98.2, 97.9, 97.6, 97.3)),
 }
 SALT_EXTRAPOLATE_C = 5.0  # allowed outside 5..25 degC, holding the end value
 
