@@ -157,19 +157,23 @@ class Sampler:
         acal = calib.accel if calib is not None else None
         if acal is not None:
             acal.prepare(self.range_g)
-        flags = 0
+        # ACCEL and FEATURES flags are separate bit sets: 0x02 means raw-data
+        # mode in one and tilt-relative-to-mount in the other
+        accel_flags = 0
+        feature_flags = 0
         tilt = (0.0, 0.0)
         if self.raw_mode:
-            flags = messages.ACCEL_UNCALIBRATED_MODE
+            accel_flags = messages.ACCEL_UNCALIBRATED_MODE
         elif acal is not None:
-            flags = messages.ACCEL_CALIBRATED
+            accel_flags = messages.ACCEL_CALIBRATED
+            feature_flags = messages.ACCEL_CALIBRATED
             if acal.relative:
-                flags |= messages.FEATURES_TILT_RELATIVE
+                feature_flags |= messages.FEATURES_TILT_RELATIVE
                 tilt = acal.tilt_zero
-        self._cal_flags = flags & (messages.ACCEL_CALIBRATED | messages.ACCEL_UNCALIBRATED_MODE)
-        self._feature_flags = flags
+        self._cal_flags = accel_flags
+        self._feature_flags = feature_flags
         self._tilt = tilt
-        self.features.set_flags(flags, tilt)
+        self.features.set_flags(feature_flags, tilt)
 
     def set_calibration(self, calib, now):
         """A new calibration from now on; a running stream restarts its window."""

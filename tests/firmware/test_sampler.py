@@ -228,3 +228,18 @@ def test_shorter_climate_period_applies_at_once():
     rig.sampler.configure(values, None, rig.board.ms())
     rig.run_ms(2500)
     assert len(rig.cap.named("climate")) == 2, "the next reading waited for the old 60 s period"
+
+
+def test_mounted_calibration_flags_blocks_calibrated_only():
+    # 0x02 is raw-data mode on ACCEL and tilt-relative on FEATURES: never mixed
+    h.enter_tmpdir("smp")
+    try:
+        doc = {"id": 3, "accel": {"bias_g": [0.0, 0.0, 0.0], "rotation": [[1, 0, 0], [0, 1, 0], [0, 0, 1]], "tilt_zero_deg": [1.0, -2.0]}}
+        rig = Rig(ADXL345, calib=calibration.Calibration(doc), accel_odr_hz=100, feature_window_s=1)
+        rig.run_ms(2600)
+        blocks = rig.cap.named("accel")
+        assert blocks and all(m["flags"] == messages.ACCEL_CALIBRATED for m in blocks)
+        feats = rig.cap.named("features")
+        assert feats and all(f["flags"] == messages.ACCEL_CALIBRATED | messages.FEATURES_TILT_RELATIVE for f in feats)
+    finally:
+        h.leave_tmpdir()
