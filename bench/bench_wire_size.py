@@ -21,11 +21,11 @@ Peers, each measured here on the same values:
   no integrity).
 
 Ours is the whole frame on the wire: COBS, the 0x00 delimiter, header (node id,
-sequence, time), payload and CRC-32, for blocks of 50, 100 (the firmware's
-default), 200 and 400 samples. Targets (pass/fail printed): a climate record
-<= 20 bytes; quiet acceleration <= 0.45 x the bytes of raw int16, for one
-second in one frame (the exit status follows that case; every block size is
-printed); loud acceleration never more than the raw-int16 frames (raw plus
+sequence, time), payload and CRC-32, for blocks of 50, 100, 200 (the
+firmware's default) and 400 samples. Targets (pass/fail printed): a climate
+record <= 20 bytes; quiet acceleration <= 0.45 x the bytes of raw int16, for one
+second in one frame (the exit status follows that case, which is also the
+firmware's default block; every block size is printed); loud acceleration never more than the raw-int16 frames (raw plus
 the frame's own overhead) at every block size.
 """
 
@@ -50,7 +50,15 @@ ODR = 200
 CLIMATE_TARGET = 20
 QUIET_TARGET = 0.45
 BLOCK_SIZES = (50, 100, 200, 400)
-FIRMWARE_BLOCK = 100  # firmware/citynode_fw/config.py: accel_block_samples default
+def _firmware_block():
+    """accel_block_samples' default, read from the firmware's config table."""
+    import re
+
+    text = (REPO / "firmware" / "citynode_fw" / "config.py").read_text()
+    return int(re.search(r'\("accel_block_samples", "int", (\d+),', text).group(1))
+
+
+FIRMWARE_BLOCK = _firmware_block()
 TARGET_BLOCK = 200  # the target is for one second in one frame (200 samples at 200 Hz)
 
 
@@ -229,7 +237,14 @@ def main(argv=None):
                 passed = ratio <= QUIET_TARGET
                 results.append(
                     "quiet acceleration, blocks of %3d: %4.0f bytes/s = %.3f x raw int16 (%d) <= %.2f: %s"
-                    % (per_frame, sizes[per_frame], ratio, raw_int16, QUIET_TARGET, "PASS" if passed else "FAIL")
+                    % (
+                        per_frame,
+                        sizes[per_frame],
+                        ratio,
+                        raw_int16,
+                        QUIET_TARGET,
+                        ("PASS" if passed else "FAIL") if per_frame == TARGET_BLOCK else ("within" if passed else "over") + " (not the target's block size)",
+                    )
                 )
                 if per_frame == TARGET_BLOCK:
                     ok &= passed
