@@ -36,6 +36,7 @@ and their temp and backup files are safe (`_check_node_path` enforces it).
 import ast
 import base64
 import binascii
+import contextlib
 import hashlib
 import os
 import re
@@ -54,7 +55,7 @@ INCOMING = STATE_DIR + "/incoming"
 TEMP_SUFFIX = ".new"
 SOURCE_ONLY = ("boot.py", "main.py")  # the board runs these by name
 PROTECTED = ("config.json", "calib.json")  # the node's own; never written or removed
-CHUNK = 3072  # raw bytes per raw-paste exec (4 KB of base64)
+CHUNK = 2048  # raw bytes per raw-paste exec (2.7 KB of base64: small blocks for a fragmented heap)
 MANIFEST_FORMAT = 1
 
 _ARCHES = (None, "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp",
@@ -99,15 +100,16 @@ def _f():
  try:s=os.statvfs('/');return s[0]*s[3]
  except Exception:return -1
 def _q():
- for b in (15,14,13,12):
+ for b in range(15,8,-1):
   try:
-   x=bytearray(1<<b);y=bytearray(24576);del x,y;gc.collect();return b
+   x=bytearray(1<<b);y=bytearray(8192);del x,y;gc.collect();return b
   except MemoryError:gc.collect()
  return 0
 os.chdir('/');gc.collect()
 """
 # facts: .mpy version, MicroPython version, platform, sha256?, deflate?, free flash,
-# the largest deflate window (bits) that fits beside 24 KB of working room, digest
+# the largest deflate window (bits) that fits beside 8 KB of working room (the heap
+# may be fragmented: contiguous blocks are what count), digest
 _FACTS = ("print(repr((getattr(sys.implementation,'_mpy',None),tuple(sys.implementation.version[:3]),"
           "sys.platform,_H is not None,_Z is not None,_f(),_q(),_s(%r) if _H else None)))")
 _LIB = r"""
@@ -532,11 +534,11 @@ def deploy(transport, build=None, full=False, progress=None, source_only=False):
         return DeployResult(build, False, [], [], 0, 0, time.monotonic() - started, facts)
 
     progress("compare")
-    if facts["window_bits"] < 13:
+    if facts["window_bits"] < 12:
         # little heap left (the interrupted app holds it): a soft reset frees it
         fresh_raw_repl(transport)
         facts.update(probe(transport, roots))
-        if facts["window_bits"] < 12:
+        if facts["window_bits"] < 9:
             raise DeviceError("not enough free RAM on the node for a deploy, even after a soft reset")
     bits = facts["window_bits"]
     _exec(transport, _LIB, what="compare")
@@ -622,9 +624,51 @@ def _empty_dir_candidates(removed, expected):
     return sorted(dirs, key=lambda d: (-d.count("/"), d))
 
 
-def deploy_port(port, full=False, progress=None, source_only=False, baudrate=115200):
-    """Deploy to the node on `port`: interrupt its app, deploy, soft-reset it so the app runs again."""
+_PROMPTS = (b">>> ", b"raw REPL; CTRL-B to exit\r\n>")
+
+
+def wake_repl(port, baudrate=115200, attempts=4):
+    """Ctrl-C until the MicroPython prompt shows, with bounded waits; one clear line if it never does.
+
+    A node that is booting (right after esptool, a deploy or a reboot) may swallow the first
+    Ctrl-C or the Ctrl-A of raw_repl's own sequence; waking it first makes that sequence meet an
+    idle prompt. Ctrl-B also gets a node out of a raw REPL another tool left it in.
+    """
     from citynode import serial_link
 
+    ser = serial_link.open_serial(port, baudrate)
+    seen = b""
+    try:
+        for attempt in range(attempts):
+            ser.write(b"\r\x03" if attempt % 2 == 0 else b"\r\x02\r\x03")
+            ser.flush()
+            deadline = time.monotonic() + 0.3 * (attempt + 1)
+            while time.monotonic() < deadline:
+                try:
+                    data = ser.read(max(1, ser.in_waiting))
+                except OSError as exc:
+                    raise TransportError("link to %s lost: %s" % (port, exc))
+                seen = (seen + data)[-512:]
+                if seen.endswith(_PROMPTS):
+                    return
+    finally:
+        ser.close()
+    raise TransportError("could not enter raw REPL on %s: no MicroPython prompt after Ctrl-C%s (is it a "
+                         "MicroPython board? unplug and replug it, close other programs on the port)"
+                         % (port, "" if seen else ", no bytes at all"))
+
+
+@contextlib.contextmanager
+def raw_repl(port, baudrate=115200):
+    """serial_link.raw_repl, after waking the prompt: the app stops, and runs again on exit."""
+    from citynode import serial_link
+
+    wake_repl(port, baudrate)
     with serial_link.raw_repl(port, baudrate=baudrate) as transport:
+        yield transport
+
+
+def deploy_port(port, full=False, progress=None, source_only=False, baudrate=115200):
+    """Deploy to the node on `port`: interrupt its app, deploy, soft-reset it so the app runs again."""
+    with raw_repl(port, baudrate=baudrate) as transport:
         return deploy(transport, full=full, progress=progress, source_only=source_only)

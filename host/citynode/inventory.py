@@ -218,6 +218,21 @@ class Inventory:
             db.execute("INSERT INTO runs (%s) VALUES (%s)" % (names, marks), [rec.get(f) for f in FIELDS])
         return self._run(fn)
 
+    def update(self, node_id, **fields):
+        """Change some fields of a record (not logged as a run): keeps site and config hash in step
+        when `citynode config set` changes the node. False when the id is not recorded."""
+        bad = set(fields) - (set(FIELDS) - {"node_id"})
+        if bad:
+            raise ValueError("unknown inventory fields: %s" % ", ".join(sorted(bad)))
+        if not fields:
+            return False
+
+        def fn(db):
+            sets = ", ".join("%s = ?" % f for f in fields)
+            cur = db.execute("UPDATE nodes SET %s WHERE node_id = ?" % sets, list(fields.values()) + [int(node_id)])
+            return cur.rowcount > 0
+        return self._run(fn)
+
     def remove(self, node_id):
         """Forget node_id (the run log keeps its history). False when it was not there."""
         def fn(db):

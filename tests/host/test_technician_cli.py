@@ -42,3 +42,287 @@ def test_ports_marks_esp32_boards(mocker, capsys):
     assert "F4:12:FA:00:11:22" in table and "CH340" in table
     assert cli.main(["ports", "--esp32"]) == 0
     assert "ttyS0" not in capsys.readouterr().out
+
+
+# -- against virtual nodes ----------------------------------------------------------------
+
+import hashlib  # noqa: E402
+import os  # noqa: E402
+import sqlite3  # noqa: E402
+
+from citynode import deploy, serial_link  # noqa: E402
+from citynode.inventory import Inventory  # noqa: E402
+from vnode_fixtures import virtual_node  # noqa: E402
+
+NODE_HEAP = "1m"  # the app and the simulator, as the other end-to-end tests run them
+SCENARIO = {"temperature_c": 21.5, "relative_humidity_pct": 48.0, "noise_g": 0.0005, "seed": 5}
+CALIB = {"id": 100, "date": "2026-01-01", "method": "climate: reference", "site": {"name": "lab"},
+         "climate": {"t_gain": 1.0, "t_offset_c": -0.2, "rh_gain": 1.0, "rh_offset_pct": 0.5}}
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, tmp_path_factory, monkeypatch):
+    """Each test its own inventory; one mpy cache for the session."""
+    monkeypatch.setenv("CITYNODE_INVENTORY", str(tmp_path / "inventory.sqlite"))
+    monkeypatch.setenv("CITYNODE_MPY_CACHE", str(tmp_path_factory.getbasetemp() / "mpy-cache"))
+    monkeypatch.delenv("CITYNODE_WIFI_PASSWORD", raising=False)
+    monkeypatch.delenv("CITYNODE_PORT", raising=False)
+
+
+def node(tmp_path, name="n0", scenario=SCENARIO):
+    return virtual_node(tmp_path / name, scenario=scenario, heap=NODE_HEAP)
+
+
+def run(capsys, *argv):
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line(err):
+    """The error: one line `citynode: ...`, the last on stderr (plain progress lines may precede it
+    when stderr is not a terminal), and never a traceback."""
+    lines = err.splitlines()
+    assert lines and lines[-1].startswith("citynode: "), err
+    assert "Traceback" not in err and all(not ln.startswith("citynode: ") for ln in lines[:-1]), err
+    return lines[-1]
+
+
+def test_flash_app_only_deploys_provisions_verifies_and_records(tmp_path, capsys):
+    with node(tmp_path) as n:
+        code, out, err = run(capsys, "flash", "--app-only", "--port", n.port, "--node-id", "17",
+                             "--site", "Bridge 7", "--set", "climate_period_s=30", "--plain")
+        assert code == 0, err
+        assert "node 17 PASS" in out and "self-test" in out
+        rec = Inventory().get(17)
+        with serial_link.NodeClient(n.port) as client:
+            info = client.command("info")
+        # the record says what the node says
+        assert rec["result"] == "pass" and rec["site"] == "Bridge 7" and rec["port"] == n.port
+        assert rec["app_hash"] == info["app_hash"] and rec["app_version"] == info["app_version"] == "0.1.0"
+        assert rec["micropython"] == info["micropython"]
+        from citynode.provision import config_hash
+
+        assert rec["config_hash"] == config_hash(info["config"])
+        assert rec["calibration"] == "uncalibrated"
+        assert info["node_id"] == 17 and info["config"]["site"] == "Bridge 7"
+        assert info["config"]["climate_period_s"] == 30
+        # an empty root was a fresh board: it now holds the app, the manifest and the config
+        assert (n.root / deploy.MANIFEST).is_file() and (n.root / "config.json").is_file()
+
+        # the same node id again: refused, nothing touched
+        before = (n.root / "config.json").read_bytes()
+        code, out, err = run(capsys, "flash", "--app-only", "--port", n.port, "--node-id", "17", "--plain")
+        assert code != 0 and "node id 17 is already in the inventory" in one_line(err) and "--force" in err
+        assert (n.root / "config.json").read_bytes() == before
+        assert len(Inventory().runs(17)) == 1
+
+        # --force replaces it
+        code, out, err = run(capsys, "flash", "--app-only", "--port", n.port, "--node-id", "17", "--force",
+                             "--site", "Bridge 8", "--plain")
+        assert code == 0, err
+        assert Inventory().get(17)["site"] == "Bridge 8" and len(Inventory().runs(17)) == 2
+
+
+def test_duplicate_id_never_touches_the_other_board(tmp_path, capsys):
+    with node(tmp_path, "a") as a, node(tmp_path, "b") as b:
+        assert run(capsys, "flash", "--app-only", "--port", a.port, "--node-id", "5", "--plain")[0] == 0
+        code, out, err = run(capsys, "flash", "--app-only", "--port", b.port, "--node-id", "5", "--plain")
+        assert code != 0 and "already in the inventory" in one_line(err)
+        assert list(b.root.iterdir()) == []  # a fresh board stays fresh
+        assert [r["node_id"] for r in Inventory().nodes()] == [5]
+        assert Inventory().get(5)["port"] == a.port
+
+
+def test_no_sensor_found_fails_verify_and_is_recorded_as_failed(tmp_path, capsys):
+    scenario = dict(SCENARIO, faults={"climate": "absent", "accel": "none"})
+    with node(tmp_path, scenario=scenario) as n:
+        code, out, err = run(capsys, "flash", "--app-only", "--port", n.port, "--node-id", "9", "--plain")
+        assert code != 0
+        assert "no climate sensor found" in one_line(err)
+        rec = Inventory().get(9)
+        assert rec["result"] == "fail" and "no climate sensor found" in rec["detail"]
+        with serial_link.NodeClient(n.port) as client:
+            assert client.command("info")["node_id"] == 9  # inventory and node agree
+
+
+def test_secrets_are_never_echoed_or_stored(tmp_path, capsys, monkeypatch):
+    secret = "correct-horse-battery-staple"
+    pw_file = tmp_path / "wifi.txt"
+    pw_file.write_text(secret + "\n")
+    with node(tmp_path) as n:
+        code, out, err = run(capsys, "flash", "--app-only", "--port", n.port, "--node-id", "3",
+                             "--wifi-ssid", "citynet", "--wifi-password-file", str(pw_file), "--plain")
+        assert code == 0, err
+        assert secret not in out + err
+        assert secret.encode() not in (tmp_path / "inventory.sqlite").read_bytes()
+        code, out, err = run(capsys, "config", "get", "--port", n.port, "wifi_password")
+        assert out.strip() == '"***"' and secret not in out
+        code, out, err = run(capsys, "info", "--port", n.port, "--json")
+        assert code == 0 and secret not in out
+        # the node does hold it
+        assert secret.encode() in (n.root / "config.json").read_bytes()
+        # never on the command line
+        code, out, err = run(capsys, "config", "set", "--port", n.port, "wifi_password", "hunter2")
+        assert code == 2 and "secret" in one_line(err) and "hunter2" not in err
+        code, out, err = run(capsys, "flash", "--app-only", "--port", n.port, "--node-id", "3", "--force",
+                             "--set", "wifi_password=hunter2")
+        assert code == 2 and "hunter2" not in err
+        # from standard input
+        monkeypatch.setattr("sys.stdin", __import__("io").StringIO("new-secret-value\n"))
+        code, out, err = run(capsys, "config", "set", "--port", n.port, "wifi_password", "-")
+        assert code == 0 and "***" in out and "new-secret-value" not in out + err
+        assert b"new-secret-value" in (n.root / "config.json").read_bytes()
+
+
+def test_info_and_config_get_set(tmp_path, capsys):
+    with node(tmp_path) as n:
+        assert run(capsys, "flash", "--app-only", "--port", n.port, "--node-id", "21", "--site", "Pier",
+                   "--plain")[0] == 0
+        code, out, err = run(capsys, "info", "--port", n.port, "--json")
+        info = json.loads(out)
+        assert info["node_id"] == 21 and info["site"] == "Pier" and info["micropython"] == "1.29.0"
+        assert info["app_hash"] == Inventory().get(21)["app_hash"] and info["calibration"] is None
+        assert {s["kind"] for s in info["sensors"]} == {"climate", "accel"}
+        assert info["inventory"]["result"] == "pass"
+        code, out, err = run(capsys, "info", "--port", n.port)
+        assert "node id" in out and "sensors" in out and "climate" in out
+        code, out, err = run(capsys, "config", "get", "--port", n.port, "site")
+        assert out.strip() == '"Pier"'
+        code, out, err = run(capsys, "config", "set", "--port", n.port, "site", "Quay 3")
+        assert code == 0 and 'site = "Quay 3"' in out
+        assert run(capsys, "config", "get", "--port", n.port, "site")[1].strip() == '"Quay 3"'
+        assert Inventory().get(21)["site"] == "Quay 3"  # the inventory follows
+        code, out, err = run(capsys, "config", "set", "--port", n.port, "climate_period_s", "1")
+        assert code == 2 and "outside 2..86400" in one_line(err)
+        code, out, err = run(capsys, "config", "set", "--port", n.port, "no_such_key", "1")
+        assert code == 2 and "unknown config key" in one_line(err)
+        code, out, err = run(capsys, "config", "set", "--port", n.port, "i2c_freq", "100000")
+        assert code == 0 and "after a reboot" in out
+        code, out, err = run(capsys, "config", "set", "--port", n.port, "node_id", "4")
+        assert code == 2 and "--force" in one_line(err)
+
+
+def test_backup_and_restore_with_hashes(tmp_path, capsys):
+    with node(tmp_path) as n:
+        assert run(capsys, "flash", "--app-only", "--port", n.port, "--node-id", "31", "--site", "Dock",
+                   "--plain")[0] == 0
+        with serial_link.NodeClient(n.port) as client:
+            client.command("calib_write", calib=CALIB)
+        saved = tmp_path / "backup-31"
+        code, out, err = run(capsys, "backup", "--port", n.port, "-o", str(saved))
+        assert code == 0, err
+        manifest = json.loads((saved / "manifest.json").read_text())
+        assert set(manifest["files"]) == {"config.json", "calib.json"}
+        for name, meta in manifest["files"].items():
+            data = (saved / name).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == meta["sha256"] and meta["status"] == "ok"
+            assert data == (n.root / name).read_bytes()
+            assert os.stat(saved / name).st_mode & 0o077 == 0  # owner only: the config holds secrets
+        assert manifest["node"] == {"node_id": 31, "site": "Dock", "calibration_id": 100}
+
+        # the node drifts: another site, another calibration
+        assert run(capsys, "config", "set", "--port", n.port, "site", "Elsewhere")[0] == 0
+        with serial_link.NodeClient(n.port) as client:
+            client.command("calib_write", calib=dict(CALIB, id=101))
+        code, out, err = run(capsys, "restore", "--port", n.port, str(saved))
+        assert code == 0, err
+        with serial_link.NodeClient(n.port) as client:
+            info = client.command("info")
+        assert info["site"] == "Dock" and info["calibration"]["id"] == 100 and info["config_fallback"] is None
+        assert (n.root / "config.json").read_bytes() == (saved / "config.json").read_bytes()
+        assert Inventory().get(31)["site"] == "Dock"
+
+        # a damaged backup is refused before the node is touched
+        (saved / "calib.json").write_bytes((saved / "calib.json").read_bytes().replace(b"100", b"666"))
+        before = (n.root / "calib.json").read_bytes()
+        code, out, err = run(capsys, "restore", "--port", n.port, str(saved))
+        assert code == 2 and "does not match its SHA-256" in one_line(err)
+        assert (n.root / "calib.json").read_bytes() == before
+        # backup into a folder that is not empty: refused
+        code, out, err = run(capsys, "backup", "--port", n.port, "-o", str(saved))
+        assert code == 2 and "not empty" in one_line(err)
+
+
+def test_bad_ports_are_one_line(tmp_path, capsys):
+    code, out, err = run(capsys, "flash", "--app-only", "--port", str(tmp_path / "ttyUSB7"), "--node-id", "1")
+    assert code != 0 and "no such port" in one_line(err)
+    code, out, err = run(capsys, "info", "--port", str(tmp_path / "ttyUSB7"))
+    assert code != 0 and "no such port" in one_line(err)
+    with node(tmp_path) as n:
+        with serial_link.open_serial(n.port):
+            code, out, err = run(capsys, "flash", "--app-only", "--port", n.port, "--node-id", "1")
+            assert code != 0 and "busy" in one_line(err)
+            code, out, err = run(capsys, "backup", "--port", n.port, "-o", str(tmp_path / "b"))
+            assert code != 0 and "busy" in one_line(err)
+    assert Inventory().nodes() == []
+
+
+def test_a_port_where_nothing_answers_info(tmp_path, capsys):
+    master, slave = os.openpty()  # a serial port with nothing behind it
+    try:
+        code, out, err = run(capsys, "info", "--port", os.ttyname(slave))
+        assert code != 0 and "did not answer" in one_line(err)
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_a_port_where_nothing_answers_flash(tmp_path):
+    """Run as a process with a deadline: a hang is a failure, not a stuck test run."""
+    import subprocess
+    import sys
+
+    master, slave = os.openpty()  # a serial port with nothing behind it
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(repo, "host"), os.path.join(repo, "protocol")]))
+    try:
+        proc = subprocess.run([sys.executable, "-m", "citynode", "flash", "--app-only", "--port",
+                               os.ttyname(slave), "--node-id", "2"], env=env, capture_output=True, text=True,
+                              timeout=25)
+    except subprocess.TimeoutExpired:
+        pytest.fail("citynode flash hung on a port where nothing answers")
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert proc.returncode != 0 and "could not enter raw REPL" in one_line(proc.stderr)
+    assert "no bytes at all" in proc.stderr
+    assert Inventory().nodes() == []
+
+
+def test_flash_refuses_a_truncated_image_before_touching_anything(tmp_path, capsys, mocker):
+    from test_flash_esptool import image_for
+
+    from citynode import flash
+
+    opened = mocker.patch.object(flash, "open_port")
+    image = tmp_path / "fw.bin"
+    image.write_bytes(image_for("ESP32")[:50000])
+    code, out, err = run(capsys, "flash", "--port", "/dev/ttyUSB0", "--firmware", str(image), "--node-id", "1")
+    assert code == 2 and "truncated" in one_line(err)
+    opened.assert_not_called()
+    code, out, err = run(capsys, "flash", "--port", "/dev/ttyUSB0", "--node-id", "1")
+    assert code == 2 and "--firmware" in one_line(err)
+    assert not (tmp_path / "inventory.sqlite").exists() or Inventory().nodes() == []
+
+
+def test_full_flash_path_with_the_fake_loader_then_a_virtual_node(tmp_path, capsys, mocker):
+    """The esptool step (fake loader) followed by deploy/provision/verify/record on a virtual node:
+    the MAC and chip from esptool land in the inventory."""
+    from test_flash_esptool import FakeLoader, image_for
+
+    from citynode import flash
+
+    fake = FakeLoader(chip_name="ESP32-S3", mac=(0x34, 0x85, 0x18, 0xAA, 0xBB, 0xCC))
+    mocker.patch.object(flash, "detect_chip", return_value=fake)
+    mocker.patch.object(flash, "open_port", return_value=mocker.MagicMock())
+    image = tmp_path / "s3.bin"
+    image.write_bytes(image_for("ESP32-S3"))
+    with node(tmp_path) as n:
+        code, out, err = run(capsys, "flash", "--port", n.port, "--firmware", str(image), "--node-id", "44",
+                             "--site", "Lab", "--plain")
+        assert code == 0, err
+    rec = Inventory().get(44)
+    assert rec["mac"] == "34:85:18:aa:bb:cc" and rec["chip"] == "ESP32-S3" and rec["result"] == "pass"
+    assert "erase_flash" in fake.names and bytes(fake.flash[: len(image.read_bytes())]) == image.read_bytes()
+    assert sqlite3.connect(str(tmp_path / "inventory.sqlite")).execute("select count(*) from runs").fetchone()[0] == 1

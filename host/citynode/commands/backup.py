@@ -1,0 +1,28 @@
+"""`citynode backup --port P -o DIR`: save the node's config and calibration, with hashes."""
+
+from citynode.commands.deploy import add_port_argument
+from citynode.errors import UsageError
+
+
+def add_arguments(parser):
+    add_port_argument(parser, many=False)
+    parser.add_argument("-o", "--output", required=True, metavar="DIR", help="new folder for the backup")
+
+
+def run(args):
+    from citynode import deploy, provision
+
+    if not args.port:
+        raise UsageError("--port is required (or set CITYNODE_PORT); `citynode ports` lists them")
+    with deploy.raw_repl(args.port) as transport:
+        files = provision.read_node_files(transport)
+    if "config.json" not in files and "calib.json" not in files:
+        raise UsageError("the node on %s has no config.json and no calib.json: nothing to back up" % args.port)
+    manifest = provision.save_backup(args.output, files, provision.node_identity(files))
+    for name, meta in sorted(manifest["files"].items()):
+        note = "" if meta["status"] == "ok" else "  WARNING: the node would not load it (%s)" % meta["status"]
+        print("%-16s %6d bytes  sha256 %s%s" % (name, meta["size"], meta["sha256"][:16], note))
+    ident = manifest["node"]
+    print("node %s backed up to %s (files readable by you only: the config holds secrets)"
+          % (ident.get("node_id"), args.output))
+    return 0

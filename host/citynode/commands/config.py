@@ -1,0 +1,97 @@
+"""`citynode config get|set --port P KEY [VALUE]`: read or change a node's config.
+
+Secrets are never shown (the node answers "***") and never taken from the
+command line: `config set --port P wifi_password -` reads the value from
+standard input without echo.
+"""
+
+import getpass
+import json
+import sys
+
+from citynode.commands.deploy import add_port_argument
+from citynode.errors import UsageError
+
+
+def add_arguments(parser):
+    from citynode import inventory
+
+    sub = parser.add_subparsers(dest="action", metavar="ACTION")
+    get = sub.add_parser("get", help="print the config, or one key")
+    add_port_argument(get, many=False)
+    get.add_argument("key", nargs="?")
+    get.add_argument("--json", action="store_true")
+    put = sub.add_parser("set", help="set one key (a secret: give - and type it)")
+    add_port_argument(put, many=False)
+    put.add_argument("key")
+    put.add_argument("value", help="the value; for a secret, - reads it from standard input")
+    put.add_argument("--reboot", action="store_true", help="reboot the node if the key needs it")
+    inventory.add_argument(put)
+    parser.set_defaults(action=None)
+
+
+def run(args):
+    if args.action is None:
+        raise UsageError("config get|set: say which (`citynode config get --port P`)")
+    if not args.port:
+        raise UsageError("--port is required (or set CITYNODE_PORT); `citynode ports` lists them")
+    if args.action == "get":
+        return _get(args)
+    return _set(args)
+
+
+def _get(args):
+    from citynode import serial_link
+
+    with serial_link.NodeClient(args.port) as client:
+        kw = {"key": args.key} if args.key else {}
+        cfg = client.command("config_get", **kw).get("config") or {}
+    if args.json:
+        print(json.dumps(cfg, indent=2, sort_keys=True))
+    elif args.key:
+        print(json.dumps(cfg.get(args.key)))
+    else:
+        for key, value in sorted(cfg.items()):
+            print("%-22s %s" % (key, json.dumps(value)))
+    return 0
+
+
+def _read_secret(key):
+    if sys.stdin.isatty():
+        return getpass.getpass("%s: " % key)
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def _set(args):
+    from citynode import provision, serial_link
+    from citynode.errors import DeviceError
+
+    key = args.key
+    secret = key in provision.secret_keys()
+    if key == "node_id":
+        raise UsageError("node_id is set by `citynode flash --app-only --port P --node-id N --force`, "
+                         "so that the inventory follows")
+    if secret:
+        if args.value != "-":
+            raise UsageError("%s is secret: give - as the value and type it (it never goes on the command "
+                             "line, where the shell history would keep it)" % key)
+        value = provision.check_value(key, _read_secret(key))
+    else:
+        value = provision.parse_value(key, args.value)
+    with serial_link.NodeClient(args.port) as client:
+        try:
+            reply = client.command("config_set", values={key: value})
+        except DeviceError as exc:
+            raise DeviceError(provision.scrub(str(exc), {key: value}), exc.code)
+        restart = reply.get("restart_required") or []
+        rebooted = False
+        if restart and args.reboot:
+            client.command("reboot")
+            rebooted = True
+    shown = provision.MASK if secret else json.dumps(value)
+    if restart and not rebooted:
+        print("%s = %s saved; takes effect after a reboot (add --reboot)" % (key, shown))
+    else:
+        print("%s = %s%s" % (key, shown, " saved; node rebooting" if rebooted else " applied"))
+    provision.sync_inventory(args.port, args.inventory)
+    return 0

@@ -1,0 +1,94 @@
+"""`citynode info --port P [--json]`: a node's identity, versions, config and health."""
+
+import json
+
+from citynode.commands.deploy import add_port_argument
+from citynode.errors import UsageError
+
+
+def add_arguments(parser):
+    from citynode import inventory
+
+    add_port_argument(parser, many=False)
+    parser.add_argument("--json", action="store_true", help="print the node's answer as JSON")
+    inventory.add_argument(parser)
+
+
+def _mac(uid):
+    from citynode.commands.flash import _mac_from_uid
+
+    return _mac_from_uid(uid)
+
+
+def gather(port, inventory_path=None):
+    from citynode import serial_link
+    from citynode.inventory import Inventory
+    from citynode.provision import config_hash
+
+    with serial_link.NodeClient(port) as client:
+        info = client.command("info")
+    cal = info.get("calibration")
+    out = {
+        "port": port,
+        "node_id": info.get("node_id"),
+        "site": info.get("site"),
+        "mac": _mac(info.get("uid")),
+        "uid": info.get("uid"),
+        "micropython": info.get("micropython"),
+        "platform": info.get("platform"),
+        "app_version": info.get("app_version"),
+        "app_hash": info.get("app_hash"),
+        "config": info.get("config"),
+        "config_hash": config_hash(info["config"]) if isinstance(info.get("config"), dict) else None,
+        "config_fallback": info.get("config_fallback"),
+        "calibration": cal,
+        "calibration_fallback": info.get("calibration_fallback"),
+        "sensors": info.get("sensors") or [],
+        "last_errors": info.get("last_errors") or [],
+        "counters": info.get("counters") or {},
+        "reset_cause": info.get("reset_cause"),
+    }
+    rec = None
+    if isinstance(out["node_id"], int):
+        rec = Inventory(inventory_path).get(out["node_id"])
+    out["inventory"] = rec
+    return out
+
+
+def run(args):
+    if not args.port:
+        raise UsageError("--port is required (or set CITYNODE_PORT); `citynode ports` lists them")
+    info = gather(args.port, args.inventory)
+    if args.json:
+        print(json.dumps(info, indent=2, sort_keys=True))
+        return 0
+    cal = info["calibration"]
+    rows = [
+        ("node id", info["node_id"]),
+        ("site", info["site"] or "-"),
+        ("MAC", info["mac"] or "unknown (uid %s)" % info["uid"]),
+        ("MicroPython", "%s (%s)" % (info["micropython"], info["platform"])),
+        ("app", "%s (hash %s)" % (info["app_version"], info["app_hash"])),
+        ("config", "hash %s%s" % (info["config_hash"], "" if not info["config_fallback"]
+                                  else ", RUNNING ON DEFAULTS: %s" % info["config_fallback"])),
+        ("calibration", ("id %s, %s" % (cal.get("id"), cal.get("date") or "no date")) if cal else
+         "none" + (" (%s)" % info["calibration_fallback"] if info["calibration_fallback"] else "")),
+        ("sensors", ", ".join("%s %s at %s" % (s.get("kind"), s.get("part"), s.get("address"))
+                              for s in info["sensors"]) or "NONE FOUND"),
+        ("last errors", "; ".join(info["last_errors"]) or "none"),
+        ("reset cause", info["reset_cause"]),
+    ]
+    rec = info["inventory"]
+    if rec:
+        same = rec.get("app_hash") == info["app_hash"] and rec.get("config_hash") == info["config_hash"]
+        rows.append(("inventory", "%s %s%s" % (rec.get("result"), rec.get("recorded_at"),
+                                               "" if same else " (app or config changed since)")))
+    else:
+        rows.append(("inventory", "not recorded"))
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print("%-*s  %s" % (width, k, v))
+    print("%-*s" % (width, "config:"))
+    for key, value in sorted((info["config"] or {}).items()):
+        print("  %-22s %s" % (key, json.dumps(value)))
+    return 0
