@@ -53,6 +53,8 @@ class Job:
         self.checks = []
         self.recorded = False
         self.seconds = 0.0
+        self.started = None  # monotonic times, to show the ports ran side by side
+        self.ended = None
 
     def as_dict(self):
         return {
@@ -60,7 +62,7 @@ class Job:
             "failed_at": None if self.ok else self.stage, "detail": self.words, "mac": self.mac, "chip": self.chip,
             "micropython": self.micropython, "app_version": self.app_version, "app_hash": self.app_hash,
             "calibration": self.calibration, "recorded": self.recorded, "seconds": round(self.seconds, 2),
-            "checks": self.checks,
+            "started": self.started, "ended": self.ended, "checks": self.checks,
         }
 
 
@@ -116,6 +118,7 @@ def run_job(job, args, image, values, inv, progress):
     from citynode.inventory import DuplicateNode
 
     started = time.monotonic()
+    job.started = started
     provisioned = False
     try:
         job.stage = "inventory"
@@ -182,7 +185,8 @@ def run_job(job, args, image, values, inv, progress):
     except Exception as exc:  # a bug must not take the other ports down
         job.ok = False
         job.words = "internal error: %s: %s" % (type(exc).__name__, exc)
-    job.seconds = time.monotonic() - started
+    job.ended = time.monotonic()
+    job.seconds = job.ended - started
     return job
 
 
@@ -276,11 +280,15 @@ def _print_table(jobs, inv):
     from rich.table import Table
 
     table = Table(title="citynode flash: %d node%s" % (len(jobs), "" if len(jobs) == 1 else "s"))
-    for col in ("port", "node id", "result", "chip", "MAC", "app", "time", "detail"):
-        table.add_column(col)
+    for col in ("port", "node id", "result", "chip", "MAC", "app", "time"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("detail")
     for j in jobs:
         table.add_row(j.port, str(j.node_id), "[green]PASS" if j.ok else "[red]FAIL", j.chip or "-",
                       j.mac or "-", "%s (%s)" % (j.app_version, j.app_hash) if j.app_hash else "-",
                       "%.1f s" % j.seconds, "recorded" if j.ok else "%s: %s" % (j.stage, j.words))
-    Console(width=max(100, Console().width)).print(table)
+    console = Console()
+    if not console.is_terminal:  # a log file or a pipe: room for the whole table
+        console = Console(width=200)
+    console.print(table)
     print("inventory: %s" % inv.path)
