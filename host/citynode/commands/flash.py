@@ -195,14 +195,18 @@ def _deploy_after_boot(port, progress, fresh_board):
     from citynode import deploy
     from citynode.errors import TransportError
 
-    attempts = 4 if fresh_board else 1
+    # A fresh MicroPython formats its filesystem on the first boot (seconds), and a native-USB
+    # board's port goes away and comes back with the reset: wait for it, bounded.
+    attempts = 8 if fresh_board else 1
     for attempt in range(attempts):
         try:
             if attempt:
                 progress("boot")
             return deploy.deploy_port(port, progress=progress)
         except TransportError as exc:
-            if attempt + 1 >= attempts or "raw REPL" not in str(exc):
+            words = str(exc)
+            booting = "raw REPL" in words or "no such port" in words or "lost" in words
+            if attempt + 1 >= attempts or not booting:
                 raise
             time.sleep(1.0)
 
