@@ -1,7 +1,7 @@
 """Deploy the app to a virtual node throttled to 115200 baud: `citynode deploy` against
 `mpremote fs cp -r` of the same sources, full and with nothing changed, in the same run.
 
-    python bench/bench_deploy.py [--reps N] [--baud B]
+    python bench/bench_deploy.py [--reps N] [--baud B] [--quick]
 
 Both tools run as the commands a technician types (a fresh process each time),
 against a fresh virtual node (an empty flash) for the full copy, then again with
@@ -109,11 +109,15 @@ def one_round(baud, work, staged, tops, env):
     return res
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--baud", type=int, default=115200)
-    args = parser.parse_args()
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke test: one round at 1 Mbaud (the ratios are not the targets' then)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.reps, args.baud = 1, 1000000
     work = Path(tempfile.mkdtemp(prefix="bench-deploy-"))
     try:
         staged = work / "staged"
@@ -144,7 +148,11 @@ def main():
         print("citynode sent %d bytes on the wire for %d bytes of source (%.2f)"
               % (wire, source_bytes, wire / source_bytes))
         ok = full_ratio <= FULL_TARGET and same_ratio <= NOCHANGE_TARGET
-        print("targets: %s" % ("met" if ok else "MISSED"))
+        if args.baud != 115200:
+            print("targets: not judged (they are for 115200 baud)")
+        else:
+            print("targets: %s" % ("met" if ok else "MISSED"))
+        return {"full_ratio": full_ratio, "nochange_ratio": same_ratio, "met": ok}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

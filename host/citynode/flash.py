@@ -311,28 +311,11 @@ def detect_chip(port, baud):
 
 
 def open_port(port):
-    """The serial port, opened the way every citynode command opens one."""
-    try:
-        from citynode.serial_link import open_serial
-    except ImportError:  # serial_link not there yet: same rules, local copy
-        open_serial = _open_serial
+    """The serial port, opened the way every citynode command opens one (one-line errors:
+    no such port, busy, permission); esptool drives it from there."""
+    from citynode.serial_link import open_serial
+
     return open_serial(port, baudrate=115200, timeout=1)
-
-
-def _open_serial(port, baudrate=115200, timeout=1):
-    import serial
-
-    try:
-        return serial.serial_for_url(port, baudrate=baudrate, timeout=timeout, exclusive=True)
-    except serial.SerialException as exc:
-        text = str(exc)
-        if "No such file" in text or "Errno 2]" in text:
-            raise TransportError("%s: no such port (is the board plugged in? `citynode ports` lists them)" % port)
-        if "Permission denied" in text or "Errno 13]" in text:
-            raise TransportError("%s: permission denied (add yourself to the dialout group, then log in again)" % port)
-        if "lock" in text.lower() or "busy" in text.lower() or "Errno 16]" in text or "Errno 11]" in text:
-            raise TransportError("%s: port busy: another program has it open (close it and retry)" % port)
-        raise TransportError("%s: cannot open: %s" % (port, text))
 
 
 class FlashResult:

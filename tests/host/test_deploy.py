@@ -276,3 +276,18 @@ def test_out_of_memory_while_unpacking_is_retried_after_a_soft_reset(tmp_path, m
         assert failed and result.changed
         assert_exactly_the_app(node.root, result.build)
         assert_node_files_untouched(node.root)
+
+
+def test_bench_deploy_quick(capsys):
+    """bench/bench_deploy.py runs (one round, fast link) and prints its table."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "bench_deploy.py"
+    spec = importlib.util.spec_from_file_location("bench_deploy", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    result = bench.main(["--quick"])
+    out = capsys.readouterr().out
+    assert "citynode deploy" in out and "mpremote fs cp -r" in out and "ratio citynode/mpremote" in out
+    assert 0 < result["full_ratio"] < 1 and 0 < result["nochange_ratio"] < 1
