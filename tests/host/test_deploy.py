@@ -77,7 +77,9 @@ def test_fresh_board_gets_the_compiled_app(tmp_path):
     with virtual_node(tmp_path) as node:
         seed_node_files(node.root)
         progress = Recorder()
-        result = deploy.deploy_port(node.port, progress=progress)
+        with deploy.raw_repl(node.port) as t:
+            result = deploy.deploy(t, progress=progress)
+            assert t.use_raw_paste  # mpremote drops it if the node refuses raw-paste mode: it did not
         assert result.changed and result.build.compiled and result.build.mpy == "6.3"
         assert_exactly_the_app(node.root, result.build)
         assert_node_files_untouched(node.root)
