@@ -113,7 +113,7 @@ def test_flash_app_only_deploys_provisions_verifies_and_records(tmp_path, capsys
         # the same node id again: refused, nothing touched
         before = (n.root / "config.json").read_bytes()
         code, out, err = run(capsys, "flash", "--app-only", "--port", n.port, "--node-id", "17", "--plain")
-        assert code != 0 and "node id 17 is already in the inventory" in one_line(err) and "--force" in err
+        assert code == 3 and "node id 17 is already in the inventory" in one_line(err) and "--force" in err
         assert (n.root / "config.json").read_bytes() == before
         assert len(Inventory().runs(17)) == 1
 

@@ -53,6 +53,7 @@ class Job:
         self.checks = []
         self.recorded = False
         self.seconds = 0.0
+        self.exit_code = 1  # when it failed: 3 for a node id already in the inventory
         self.started = None  # monotonic times, to show the ports ran side by side
         self.ended = None
 
@@ -170,6 +171,7 @@ def run_job(job, args, image, values, inv, progress):
     except DuplicateNode as exc:
         job.ok = False
         job.words = str(exc)
+        job.exit_code = exc.exit_code
     except CitynodeError as exc:
         job.ok = False
         job.words = str(exc)
@@ -262,8 +264,10 @@ def run(args):
         _print_table(jobs, inv)
     if failed:
         if len(jobs) == 1:
-            raise CitynodeError("%s: node %d failed at %s: %s" % (failed[0].port, failed[0].node_id,
-                                                                  failed[0].stage, failed[0].words))
+            error = CitynodeError("%s: node %d failed at %s: %s" % (failed[0].port, failed[0].node_id,
+                                                                    failed[0].stage, failed[0].words))
+            error.exit_code = failed[0].exit_code
+            raise error
         raise CitynodeError("%d of %d nodes failed: %s" % (
             len(failed), len(jobs), ", ".join("%s (%s)" % (j.port, j.stage) for j in failed)))
     return 0
