@@ -36,7 +36,6 @@ and their temp and backup files are safe (`_check_node_path` enforces it).
 import ast
 import base64
 import binascii
-import contextlib
 import hashlib
 import os
 import re
@@ -47,6 +46,7 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from citynode import serial_link
 from citynode.errors import CitynodeError, DeviceError, TransportError
 
 STATE_DIR = ".citynode"
@@ -624,51 +624,7 @@ def _empty_dir_candidates(removed, expected):
     return sorted(dirs, key=lambda d: (-d.count("/"), d))
 
 
-_PROMPTS = (b">>> ", b"raw REPL; CTRL-B to exit\r\n>")
-
-
-def wake_repl(port, baudrate=115200, attempts=4):
-    """Ctrl-C until the MicroPython prompt shows, with bounded waits; one clear line if it never does.
-
-    A node that is booting (right after esptool, a deploy or a reboot) may swallow the first
-    Ctrl-C or the Ctrl-A of raw_repl's own sequence; waking it first makes that sequence meet an
-    idle prompt. Ctrl-B also gets a node out of a raw REPL another tool left it in.
-    """
-    from citynode import serial_link
-
-    ser = serial_link.open_serial(port, baudrate)
-    seen = b""
-    try:
-        for attempt in range(attempts):
-            ser.write(b"\r\x03" if attempt % 2 == 0 else b"\r\x02\r\x03")
-            ser.flush()
-            deadline = time.monotonic() + 0.3 * (attempt + 1)
-            while time.monotonic() < deadline:
-                try:
-                    data = ser.read(max(1, ser.in_waiting))
-                except OSError as exc:
-                    raise TransportError("link to %s lost: %s" % (port, exc))
-                seen = (seen + data)[-512:]
-                if seen.endswith(_PROMPTS):
-                    return
-    finally:
-        ser.close()
-    raise TransportError("could not enter raw REPL on %s: no MicroPython prompt after Ctrl-C%s (is it a "
-                         "MicroPython board? unplug and replug it, close other programs on the port)"
-                         % (port, "" if seen else ", no bytes at all"))
-
-
-@contextlib.contextmanager
-def raw_repl(port, baudrate=115200):
-    """serial_link.raw_repl, after waking the prompt: the app stops, and runs again on exit."""
-    from citynode import serial_link
-
-    wake_repl(port, baudrate)
-    with serial_link.raw_repl(port, baudrate=baudrate) as transport:
-        yield transport
-
-
 def deploy_port(port, full=False, progress=None, source_only=False, baudrate=115200):
     """Deploy to the node on `port`: interrupt its app, deploy, soft-reset it so the app runs again."""
-    with raw_repl(port, baudrate=baudrate) as transport:
+    with serial_link.raw_repl(port, baudrate=baudrate) as transport:
         return deploy(transport, full=full, progress=progress, source_only=source_only)

@@ -195,18 +195,55 @@ class NodeClient:
         self._write(b"\x04")
 
 
+_PROMPTS = (b">>> ", b"raw REPL; CTRL-B to exit\r\n>")
+
+
+def wake_repl(port, baudrate=DEFAULT_BAUD, attempts=4):
+    """Ctrl-C until the MicroPython prompt shows, with bounded waits; one clear line if it never does.
+
+    A node that is booting (right after esptool, a deploy or a reboot) may swallow
+    the first Ctrl-C or the Ctrl-A of mpremote's own sequence; waking it first
+    makes that sequence meet an idle prompt. Ctrl-B also gets a node out of a raw
+    REPL another tool left it in.
+    """
+    ser = open_serial(port, baudrate)
+    seen = b""
+    try:
+        for attempt in range(attempts):
+            ser.write(b"\r\x03" if attempt % 2 == 0 else b"\r\x02\r\x03")
+            ser.flush()
+            deadline = time.monotonic() + 0.3 * (attempt + 1)
+            while time.monotonic() < deadline:
+                try:
+                    data = ser.read(max(1, ser.in_waiting))
+                except (serial.SerialException, OSError) as exc:
+                    raise TransportError("link to %s lost: %s" % (port, exc)) from None
+                seen = (seen + data)[-512:]
+                if seen.endswith(_PROMPTS):
+                    return
+    finally:
+        ser.close()
+    raise TransportError(
+        "could not enter raw REPL on %s: no MicroPython prompt after Ctrl-C%s (is it a "
+        "MicroPython board? unplug and replug it, close other programs on the port)"
+        % (port, "" if seen else ", no bytes at all")
+    )
+
+
 @contextlib.contextmanager
 def raw_repl(port, baudrate=DEFAULT_BAUD, restart_app=True, timeout=10):
     """Interrupt whatever runs, yield an mpremote SerialTransport in raw REPL.
 
     On exit the node is soft-reset so its app starts again (unless restart_app
-    is False).
+    is False). Every read has a timeout: a node that never answers ends in a
+    TransportError, not a hang.
     """
     from mpremote.transport import TransportError as MpremoteTransportError
     from mpremote.transport_serial import SerialTransport
 
+    wake_repl(port, baudrate)
     try:
-        transport = SerialTransport(port, baudrate=baudrate)
+        transport = SerialTransport(port, baudrate=baudrate, timeout=1)
     except MpremoteTransportError:
         # mpremote hides the reason: open the port ourselves to get it
         open_serial(port, baudrate).close()

@@ -77,7 +77,7 @@ def test_fresh_board_gets_the_compiled_app(tmp_path):
     with virtual_node(tmp_path) as node:
         seed_node_files(node.root)
         progress = Recorder()
-        with deploy.raw_repl(node.port) as t:
+        with serial_link.raw_repl(node.port) as t:
             result = deploy.deploy(t, progress=progress)
             assert t.use_raw_paste  # mpremote drops it if the node refuses raw-paste mode: it did not
         assert result.changed and result.build.compiled and result.build.mpy == "6.3"
@@ -96,7 +96,7 @@ def test_fresh_board_gets_the_compiled_app(tmp_path):
         sends = [e for e in progress.events if e[0] == "send"]
         assert sends[-1][1] == sends[-1][2]
         # the compiled modules load on the node's MicroPython
-        with deploy.raw_repl(node.port) as t:
+        with serial_link.raw_repl(node.port) as t:
             out = t.exec("import citynode_protocol.armour as a, citynode_fw.config as c;"
                          "print(a.MAX_LINE, c.PATH)")
         assert out.split() == [b"2048", b"config.json"]
@@ -105,7 +105,7 @@ def test_fresh_board_gets_the_compiled_app(tmp_path):
 def test_no_change_redeploy_is_one_round_trip(tmp_path):
     with virtual_node(tmp_path) as node:
         first = deploy.deploy_port(node.port)
-        with deploy.raw_repl(node.port) as t:
+        with serial_link.raw_repl(node.port) as t:
             calls = []
             real = t.exec_raw
 
@@ -224,7 +224,7 @@ def test_fingerprint_matches_the_firmwares_app_hash(tmp_path):
     """The host's app hash is what citynode_fw.version computes on the node."""
     with virtual_node(tmp_path) as node:
         result = deploy.deploy_port(node.port)
-        with deploy.raw_repl(node.port) as t:
+        with serial_link.raw_repl(node.port) as t:
             out = t.exec("from citynode_fw import version;print(version.compute_hash())")
         assert out.strip().decode() == result.app_hash
 

@@ -6,7 +6,7 @@ frame whose bytes were not touched, whatever is done to the stream around it.
 
 import struct
 
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from citynode_protocol import codec, frame, messages, payload

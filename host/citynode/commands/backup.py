@@ -10,11 +10,11 @@ def add_arguments(parser):
 
 
 def run(args):
-    from citynode import deploy, provision
+    from citynode import provision, serial_link
 
     if not args.port:
         raise UsageError("--port is required (or set CITYNODE_PORT); `citynode ports` lists them")
-    with deploy.raw_repl(args.port) as transport:
+    with serial_link.raw_repl(args.port) as transport:
         files = provision.read_node_files(transport)
     if "config.json" not in files and "calib.json" not in files:
         raise UsageError("the node on %s has no config.json and no calib.json: nothing to back up" % args.port)

@@ -4,6 +4,7 @@ import json
 import os
 import sys
 import threading
+import time
 
 from citynode import deploy
 from citynode.errors import UsageError

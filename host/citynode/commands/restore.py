@@ -18,13 +18,13 @@ def add_arguments(parser):
 
 
 def run(args):
-    from citynode import deploy, provision
+    from citynode import provision, serial_link
 
     if not args.port:
         raise UsageError("--port is required (or set CITYNODE_PORT); `citynode ports` lists them")
     manifest, files = provision.load_backup(args.folder)  # refuses a damaged backup before touching the node
     ident = provision.node_identity(files)
-    with deploy.raw_repl(args.port) as transport:
+    with serial_link.raw_repl(args.port) as transport:
         before = provision.node_identity(provision.read_node_files(transport))
         provision.write_node_files(transport, files)
     client, info = provision.wait_for_app(args.port)
