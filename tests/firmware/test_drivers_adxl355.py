@@ -1,75 +1,34 @@
 # ADXL355 driver against the simulated part (citynode_sim), under MicroPython.
+# The accelerometer contract's cases are in driver_cases.py; this file gives
+# them the ADXL355's numbers and adds what only this part has.
 
-import gc
-import struct
-import time
+import driver_cases as cases
+from driver_cases import QUIET, bus, near, raises, rig, unpack
 
 from citynode_fw.drivers.adxl355 import ADXL355
 from citynode_fw.drivers.errors import SensorError, SensorIdentityError
-from citynode_sim.board import make_i2c
-from citynode_sim.clock import ManualClock
-from citynode_sim.scenario import Scenario
 
-PART = "adxl355"
-QUIET = {"vibration": [], "noise_g": 0.0}
-
-
-def rig(data=None, odr_mhz=250000, range_g=2, clock=True):
-    d = {"sensors": {"accel": PART}}
-    d.update(data or {})
-    clk = ManualClock() if clock else None
-    i2c = make_i2c(Scenario(data=d), clk.ticks_us if clk else None)
-    drv = ADXL355(i2c)
-    drv.configure(odr_mhz, range_g)
-    return drv, clk, i2c
-
-
-def raises(exc_type, fn, *args):
-    try:
-        fn(*args)
-    except exc_type as e:
-        return e
-    raise AssertionError("%s not raised" % exc_type.__name__)
-
-
-def unpack(buf, n):
-    return [struct.unpack_from("<hhh", buf, 6 * k) for k in range(n)]
-
-
-def near(a, b, tol):
-    return abs(a - b) <= tol
+# 20-bit samples scaled by 8/125 and rounded: within a count of the truth.
+PART = cases.Accel(ADXL355, 0x1D, 250000, lambda rng: (1, 1, 1))
 
 
 def test_identity_registers_are_checked():
-    drv, _, _ = rig()
-    assert drv.PART == PART and drv.address == 0x1D
-    e = raises(SensorIdentityError, ADXL355, make_i2c(Scenario(data={"faults": {"accel": "bad_id"}})))
-    assert "adxl355 at 0x1d" in str(e) and "PARTID" in str(e) and "0xe9" in str(e), str(e)
-    e = raises(SensorError, ADXL355, make_i2c(Scenario(data={"faults": {"accel": "absent"}})))
-    assert e.errno == 19 and "adxl355 at 0x1d" in str(e), str(e)
-    e = raises(SensorIdentityError, ADXL355, make_i2c(Scenario(data={"sensors": {"accel": "adxl345"}})), 0x53)
+    cases.identity_is_checked(PART, ["PARTID", "0xe9"], {"faults": {"accel": "absent"}})
+    e = raises(SensorIdentityError, ADXL355, bus({"sensors": {"accel": "adxl345"}}), 0x53)
     assert "DEVID_AD reads 0xe5" in str(e), str(e)
 
 
 def test_tables():
-    assert ADXL355.FIFO_DEPTH == 32
-    assert ADXL355.RANGES_G == (2, 4, 8)
-    for hz in (125, 250, 500, 1000, 4000):
-        assert hz * 1000 in ADXL355.ODRS_MHZ
+    cases.tables(PART, (2, 4, 8), (125, 250, 500, 1000, 4000))
     assert ADXL355.ODRS_MHZ[-1] == 3906
 
 
 def test_configure_rejects_unsupported_rate_and_range():
-    drv, _, _ = rig()
-    e = raises(ValueError, drv.configure, 100000, 2)  # 100 Hz: not a 4000/2^k rate
-    assert "100000" in str(e), str(e)
-    e = raises(ValueError, drv.configure, 250000, 16)
-    assert "16" in str(e), str(e)
-    assert drv.odr_mhz == 250000 and drv.range_g == 2  # unchanged
+    cases.configure_rejects(PART, (100000,), 16)  # 100 Hz: not a 4000/2^k rate
 
 
 def test_configure_reaches_the_registers():
-    drv, _, i2c = rig()
+    drv, _, i2c = rig(PART)
     sim = i2c.device(0x1D)
     for odr in ADXL355.ODRS_MHZ:
         drv.configure(odr, 2)
@@ -80,73 +39,29 @@ def test_configure_reaches_the_registers():
 
 
 def test_fifo_fills_at_the_output_data_rate():
-    drv, clk, _ = rig(odr_mhz=250000)
-    buf = bytearray(6 * 32)
-    drv.start()
-    clk.advance_ms(100)
-    assert near(drv.fifo_level(), 25, 1)
-    assert near(drv.read_fifo_into(buf, 32), 25, 1)
-    assert drv.fifo_level() == 0
-    clk.advance_ms(36)
-    assert near(drv.read_fifo_into(buf, 32), 9, 1)
-    assert drv.overruns == 0
+    cases.fifo_fills_at_the_output_data_rate(PART, 250000, 100, 36)
 
 
 def test_fifo_fills_in_real_time():
-    drv, _, _ = rig(odr_mhz=500000, clock=False)
-    buf = bytearray(6 * 32)
-    t0 = time.ticks_us()
-    drv.start()
-    t1 = time.ticks_us()
-    time.sleep_ms(40)
-    t2 = time.ticks_us()
-    n = drv.read_fifo_into(buf, 32)
-    t3 = time.ticks_us()
-    lo = time.ticks_diff(t2, t1) * 500 // 1000000 - 1
-    hi = time.ticks_diff(t3, t0) * 500 // 1000000 + 1
-    assert lo <= n <= hi, (lo, n, hi)
+    cases.fifo_fills_in_real_time(PART, 500000)
 
 
 def test_gravity_is_scaled_to_the_range():
-    for rng in ADXL355.RANGES_G:
-        drv, clk, _ = rig(QUIET, range_g=rng)
-        buf = bytearray(6 * 32)
-        drv.start()
-        clk.advance_ms(40)
-        n = drv.read_fifo_into(buf, 32)
-        assert n == 10
-        for x, y, z in unpack(buf, n):
-            assert near(x, 0, 1) and near(y, 0, 1) and near(z, 32768 // rng, 1), (rng, x, y, z)
+    cases.gravity_is_scaled_to_the_range(PART)
 
 
 def test_tilted_gravity():
-    drv, clk, _ = rig({"vibration": [], "noise_g": 0.0, "gravity": [0.6, 0.0, -0.8]}, range_g=4)
-    buf = bytearray(6 * 32)
-    drv.start()
-    clk.advance_ms(20)
-    for x, y, z in unpack(buf, drv.read_fifo_into(buf, 32)):
-        assert near(x, 4915, 1) and near(y, 0, 1) and near(z, -6554, 1), (x, y, z)
+    cases.tilted_gravity(PART, [0.6, 0.0, -0.8], 4, (4915, 0, -6554), (1, 1, 1))
 
 
 def test_default_scenario_has_noise_and_vibration_around_1g():
-    drv, clk, _ = rig(odr_mhz=125000)
-    buf = bytearray(6 * 32)
-    drv.start()
-    zs = []
-    for _ in range(10):
-        clk.advance_ms(200)
-        n = drv.read_fifo_into(buf, 32)
-        zs.extend([s[2] for s in unpack(buf, n)])
-    mean = sum(zs) / len(zs)
-    sd = (sum([(z - mean) ** 2 for z in zs]) / len(zs)) ** 0.5
-    assert near(mean, 16384, 30), mean
     # 2 mg at 3.2 Hz (23 counts rms) and 0.5 mg noise (8 counts rms)
-    assert 15 < sd < 40, sd
+    cases.default_scenario_is_around_1g(PART, 125000, 200, 30, (15, 40))
 
 
 def test_sensor_error_bias_and_scale():
     data = {"vibration": [], "noise_g": 0.0, "sensor_error": {"accel_bias_g": [0.01, -0.02, 0.0], "accel_scale": [1.0, 1.0, 1.02]}}
-    drv, clk, _ = rig(data)
+    drv, clk, _ = rig(PART, data)
     buf = bytearray(6 * 32)
     drv.start()
     clk.advance_ms(20)
@@ -155,24 +70,11 @@ def test_sensor_error_bias_and_scale():
 
 
 def test_overrun_is_counted_when_the_fifo_is_left_unread():
-    drv, clk, i2c = rig(QUIET)
-    buf = bytearray(6 * 32)
-    drv.start()
-    clk.advance_ms(1000)  # 250 samples into a 32-sample FIFO
-    assert drv.fifo_level() == 32
-    assert drv.read_fifo_into(buf, 32) == 32
-    assert drv.overruns == 1
-    for x, y, z in unpack(buf, 32):
-        assert near(z, 16384, 1)
-    assert drv.read_fifo_into(buf, 32) == 0
-    clk.advance_ms(40)
-    assert drv.read_fifo_into(buf, 32) == 10
-    assert drv.overruns == 1
-    assert i2c.device(0x1D).samples == 260
+    cases.overrun_is_counted_when_the_fifo_is_left_unread(PART)
 
 
 def test_resyncs_on_the_x_marker_after_a_partial_read():
-    drv, clk, i2c = rig(QUIET)
+    drv, clk, i2c = rig(PART, QUIET)
     buf = bytearray(6 * 32)
     drv.start()
     clk.advance_ms(40)  # 10 samples = 30 entries
@@ -191,52 +93,18 @@ def test_resyncs_on_the_x_marker_after_a_partial_read():
 
 
 def test_max_samples_and_buffer_size_limit_the_read():
-    drv, clk, _ = rig(QUIET)
-    drv.start()
-    clk.advance_ms(80)  # 20 samples
-    assert drv.read_fifo_into(bytearray(6 * 32), 5) == 5
-    assert drv.read_fifo_into(bytearray(6 * 3), 32) == 3
-    assert drv.fifo_level() == 12
+    cases.max_samples_and_buffer_size_limit_the_read(PART)
 
 
 def test_stop_and_start():
-    drv, clk, _ = rig(QUIET)
-    buf = bytearray(6 * 32)
-    drv.start()
-    clk.advance_ms(40)
-    drv.stop()
-    clk.advance_ms(40)
-    assert drv.fifo_level() == 10  # nothing new while stopped
-    drv.start()  # starts from an empty FIFO
-    assert drv.fifo_level() == 0
-    clk.advance_ms(20)
-    assert drv.read_fifo_into(buf, 32) == 5
+    cases.stop_and_start(PART)
 
 
 def test_reading_allocates_nothing():
-    drv, clk, _ = rig(odr_mhz=500000)  # default scenario: vibration and noise on
-    buf = bytearray(6 * 32)
-    drv.start()
-    clk.advance_ms(40)
-    drv.read_fifo_into(buf, 32)  # warm-up
-    drv.fifo_level()
-    gc.collect()
-    total = 0
-    got = 0
-    for _ in range(30):
-        clk.advance_ms(50)
-        before = gc.mem_alloc()
-        drv.fifo_level()
-        got += drv.read_fifo_into(buf, 32)
-        total += gc.mem_alloc() - before
-    assert got == 750, got
-    assert total == 0, total
+    cases.reading_allocates_nothing(PART, 500000, 50)
 
 
 def test_refuses_the_other_accelerometers():
     # ADXL345 and ADXL355 share 0x1D and 0x53; the board layer relies on the IDs.
-    i2c = make_i2c(Scenario(data={"sensors": {"accel": "adxl345"}}))
-    e = raises(SensorIdentityError, ADXL355, i2c, 0x53)
-    assert "adxl355 at 0x53: DEVID_AD reads 0xe5" in str(e), str(e)
-    i2c = make_i2c(Scenario(data={"sensors": {"accel": "lis3dh"}}))
-    raises(SensorError, ADXL355, i2c, 0x1D)
+    cases.refuses_part(PART, "adxl345", 0x53, "adxl355 at 0x53: DEVID_AD reads 0xe5")
+    raises(SensorError, ADXL355, bus({"sensors": {"accel": "lis3dh"}}), 0x1D)

@@ -2,25 +2,14 @@
 
 import gc
 
+from driver_cases import bus, raises
+
 from citynode_fw.drivers import sensirion, sht3x, sht4x
 from citynode_fw.drivers.errors import SensorCRCError, SensorError, SensorIdentityError
 from citynode_sim import sensirion as sim_sensirion
 from citynode_sim.board import make_i2c
 from citynode_sim.clock import ManualClock
 from citynode_sim.scenario import Scenario
-
-
-def bus(data=None, clock=None):
-    return make_i2c(Scenario(data=data or {}), clock)
-
-
-def raises(exc_type, fn, *args):
-    """The exception fn(*args) raised, checked to be exc_type."""
-    try:
-        fn(*args)
-    except exc_type as e:
-        return e
-    raise AssertionError("%s not raised" % exc_type.__name__)
 
 
 # -- CRC and conversions --------------------------------------------------------
