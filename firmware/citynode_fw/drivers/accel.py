@@ -34,6 +34,7 @@ class Accelerometer:
         self._i2c = i2c
         self.address = address
         self._b1 = bytearray(1)
+        self._sample = bytearray(6)  # one sample's data registers (_read_samples)
         self.odr_mhz = 0
         self.range_g = 0
         self.running = False
@@ -113,6 +114,21 @@ class Accelerometer:
 
     def read_fifo_into(self, buf, max_samples):
         raise NotImplementedError
+
+    def _read_samples(self, reg, buf, n, num, den):
+        """n samples into buf, each one 6-byte burst from reg (x, y, z as
+        little-endian int16 registers), every axis as raw * num / den rounded.
+        For parts whose FIFO pops a whole sample per burst. No allocation."""
+        s = self._sample
+        half = den >> 1
+        for k in range(n):
+            self._read_into(reg, s)
+            o = 6 * k
+            for a in (0, 2, 4):
+                v = s[a] | (s[a + 1] << 8)
+                if v & 0x8000:
+                    v -= 0x10000
+                put_i16(buf, o + a, (v * num + half) // den)
 
     def _limit(self, buf, max_samples, available):
         n = len(buf) // 6

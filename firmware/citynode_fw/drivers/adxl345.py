@@ -18,7 +18,7 @@
 
 from micropython import const
 
-from citynode_fw.drivers.accel import Accelerometer, put_i16
+from citynode_fw.drivers.accel import Accelerometer
 
 ADDRESSES = (0x53, 0x1D)
 
@@ -49,8 +49,7 @@ class ADXL345(Accelerometer):
 
     def __init__(self, i2c, address=0x53):
         Accelerometer.__init__(self, i2c, address)
-        self._sample = bytearray(6)
-        self._shift = 6
+        self._num = 64  # output per count: 1 << (6 - range code)
         self._expect_id("DEVID", self._read_u8(_DEVID), _DEVID_VALUE)
         self._write_u8(_INT_ENABLE, 0)
         self.configure(self.DEFAULT_ODR_MHZ, self.DEFAULT_RANGE_G)
@@ -63,7 +62,7 @@ class ADXL345(Accelerometer):
         self._write_u8(_BW_RATE, _RATE_CODE0 + odr)
         self._write_u8(_DATA_FORMAT, _FULL_RES | rng)
         self._flush()
-        self._shift = 6 - rng
+        self._num = 64 >> rng
         self.odr_mhz = odr_mhz
         self.range_g = range_g
 
@@ -88,15 +87,6 @@ class ADXL345(Accelerometer):
         if self._read_u8(_INT_SOURCE) & _OVERRUN:
             self._ovr = True
         n = self._limit(buf, max_samples, self._read_u8(_FIFO_STATUS) & 0x3F)
-        s = self._sample
-        shift = self._shift
-        for k in range(n):
-            self._read_into(_DATAX0, s)
-            o = 6 * k
-            for a in (0, 2, 4):
-                v = s[a] | (s[a + 1] << 8)
-                if v & 0x8000:
-                    v -= 0x10000
-                put_i16(buf, o + a, v << shift)
+        self._read_samples(_DATAX0, buf, n, self._num, 1)
         self._count_overrun()
         return n

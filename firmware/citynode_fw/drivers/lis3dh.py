@@ -18,7 +18,7 @@
 
 from micropython import const
 
-from citynode_fw.drivers.accel import Accelerometer, put_i16
+from citynode_fw.drivers.accel import Accelerometer
 
 ADDRESSES = (0x18, 0x19)
 
@@ -59,7 +59,6 @@ class LIS3DH(Accelerometer):
 
     def __init__(self, i2c, address=0x18):
         Accelerometer.__init__(self, i2c, address)
-        self._sample = bytearray(6)
         self._num = 128
         self._odr_code = 0
         self._expect_id("WHO_AM_I", self._read_u8(_WHO_AM_I), _WHO_AM_I_VALUE)
@@ -102,15 +101,6 @@ class LIS3DH(Accelerometer):
         if src & _OVRN:
             self._ovr = True
         n = self._limit(buf, max_samples, _level(src))
-        s = self._sample
-        num = self._num
-        for k in range(n):
-            self._read_into(_OUT_X_L_INC, s)
-            o = 6 * k
-            for a in (0, 2, 4):
-                v = s[a] | (s[a + 1] << 8)
-                if v & 0x8000:
-                    v -= 0x10000
-                put_i16(buf, o + a, (v * num + 62) // 125)
+        self._read_samples(_OUT_X_L_INC, buf, n, self._num, 125)
         self._count_overrun()
         return n
