@@ -86,6 +86,82 @@ class SimAccel(RegisterDevice):
         raise NotImplementedError
 
 
+class SimSampleFifo(SimAccel):
+    """A part whose FIFO holds whole samples: 6 bytes, x, y, z as little-endian
+    int16 counts (the ADXL345, the LIS3DH). A read from the first data register
+    pops the oldest into the data registers (_pop). The part says how its FIFO
+    is set (_fifo_mode: 0 bypass, the data registers hold the newest sample;
+    1 FIFO, collecting stops when full; 2 or 3 stream, the oldest is dropped)
+    and how a value becomes counts (_counts)."""
+
+    FULL_IS_OVERRUN = False  # True: the overrun flag comes up when the FIFO fills, not when a sample is lost
+
+    def __init__(self, scenario, clock=None):
+        SimAccel.__init__(self, scenario, clock)
+        self._fifo = bytearray(6 * self.FIFO_SAMPLES)
+        self._head = 0
+        self._count = 0
+        self._out = bytearray(6)  # the data registers
+        self._overrun = False
+        self._ready = False
+
+    def _fifo_mode(self):
+        raise NotImplementedError
+
+    def _counts(self, ug):
+        """ug to the int16 the data registers hold."""
+        raise NotImplementedError
+
+    def _empty(self):
+        self._head = 0
+        self._count = 0
+        self._overrun = False
+
+    def _sample(self, x, y, z):
+        mode = self._fifo_mode()
+        if mode == 0:  # bypass: the data registers hold the newest sample
+            d = self._out
+            i = 0
+        else:
+            depth = self.FIFO_SAMPLES
+            if self._count == depth:
+                if mode == 1:  # FIFO mode: stop collecting when full
+                    return
+                self._head = (self._head + 1) % depth  # stream: drop the oldest
+                self._count -= 1
+                self._overrun = True
+            d = self._fifo
+            i = 6 * ((self._head + self._count) % depth)
+            self._count += 1
+            if self._count == depth and self.FULL_IS_OVERRUN:
+                self._overrun = True
+        self._put(d, i, x)
+        self._put(d, i + 2, y)
+        self._put(d, i + 4, z)
+        self._ready = True
+
+    def _put(self, d, i, ug):
+        c = self._counts(ug)
+        d[i] = c & 0xFF
+        d[i + 1] = (c >> 8) & 0xFF
+
+    def _lost(self, n):
+        if self._fifo_mode():
+            self._overrun = True
+
+    def _pop(self):
+        if not self._fifo_mode() or not self._count:
+            return
+        i = 6 * self._head
+        out = self._out
+        f = self._fifo
+        for j in range(6):
+            out[j] = f[i + j]
+        self._head = (self._head + 1) % self.FIFO_SAMPLES
+        self._count -= 1
+        self._overrun = False
+
+
 def counts(ug, num, den, lo, hi):
     """ug to sensor counts at num/den counts per g, rounded half up, clipped to lo..hi."""
     d = 2000000 * den

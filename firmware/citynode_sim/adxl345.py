@@ -9,7 +9,7 @@
 # DATAX0 pops one FIFO entry into the data registers.
 # Not modelled: taps, activity, free fall, offsets, low power, SPI.
 
-from citynode_sim.accel import SimAccel, counts
+from citynode_sim.accel import SimSampleFifo, counts
 
 _DEVID = 0x00
 _BW_RATE = 0x2C
@@ -20,34 +20,27 @@ _DATAX0 = 0x32
 _FIFO_CTL = 0x38
 _FIFO_STATUS = 0x39
 
-_DEPTH = 32
 
-
-class ADXL345(SimAccel):
+class ADXL345(SimSampleFifo):
     PART = "adxl345"
     ADDRESS = 0x53
-    FIFO_SAMPLES = _DEPTH
+    FIFO_SAMPLES = 32
     SEED = 345
+    FULL_IS_OVERRUN = True  # INT_SOURCE overrun comes up as the FIFO fills
 
     def __init__(self, scenario, clock=None):
-        SimAccel.__init__(self, scenario, clock)
+        SimSampleFifo.__init__(self, scenario, clock)
         self.regs = bytearray(0x40)
         self.regs[_DEVID] = 0xE5
         self.regs[_BW_RATE] = 0x0A
-        self._fifo = bytearray(6 * _DEPTH)
-        self._head = 0
-        self._count = 0
-        self._out = bytearray(6)  # DATAX0..DATAZ1
-        self._overrun = False
-        self._ready = False
         self._per_g = 256
         self._lo = -512
         self._hi = 511
         self._left = 0  # JUSTIFY shift
         self._set_rate(100000)
 
-    def _mode(self):
-        return self.regs[_FIFO_CTL] >> 6
+    def _fifo_mode(self):
+        return self.regs[_FIFO_CTL] >> 6  # trigger mode (3) is taken as stream
 
     def _format(self):
         f = self.regs[_DATA_FORMAT]
@@ -62,46 +55,8 @@ class ADXL345(SimAccel):
         self._lo = -(1 << (bits - 1))
         self._left = 16 - bits if f & 0x04 else 0
 
-    def _sample(self, x, y, z):
-        if self._mode() == 0:  # bypass: the data registers hold the newest sample
-            d = self._out
-            i = 0
-        else:
-            if self._count == _DEPTH:
-                if self._mode() == 1:  # FIFO mode: stop collecting when full
-                    return
-                self._head = (self._head + 1) % _DEPTH  # stream: drop the oldest
-                self._count -= 1
-            d = self._fifo
-            i = 6 * ((self._head + self._count) % _DEPTH)
-            self._count += 1
-            if self._count == _DEPTH:
-                self._overrun = True
-        self._put(d, i, x)
-        self._put(d, i + 2, y)
-        self._put(d, i + 4, z)
-        self._ready = True
-
-    def _put(self, d, i, ug):
-        c = counts(ug, self._per_g, 1, self._lo, self._hi) << self._left
-        d[i] = c & 0xFF
-        d[i + 1] = (c >> 8) & 0xFF
-
-    def _lost(self, n):
-        if self._mode() != 0:
-            self._overrun = True
-
-    def _pop(self):
-        if self._mode() == 0 or not self._count:
-            return
-        i = 6 * self._head
-        out = self._out
-        f = self._fifo
-        for j in range(6):
-            out[j] = f[i + j]
-        self._head = (self._head + 1) % _DEPTH
-        self._count -= 1
-        self._overrun = False
+    def _counts(self, ug):
+        return counts(ug, self._per_g, 1, self._lo, self._hi) << self._left
 
     def _reg(self, r):
         if r == _DEVID:
@@ -112,7 +67,7 @@ class ADXL345(SimAccel):
             v = 0
             if self._ready or self._count:
                 v |= 0x80
-            if self._mode() and self._count >= (self.regs[_FIFO_CTL] & 0x1F):
+            if self._fifo_mode() and self._count >= (self.regs[_FIFO_CTL] & 0x1F):
                 v |= 0x02
             if self._overrun:
                 v |= 0x01
@@ -147,6 +102,4 @@ class ADXL345(SimAccel):
         elif r == _DATA_FORMAT:
             self._format()
         elif r == _FIFO_CTL and not v >> 6:
-            self._head = 0  # bypass empties the FIFO
-            self._count = 0
-            self._overrun = False
+            self._empty()  # bypass empties the FIFO

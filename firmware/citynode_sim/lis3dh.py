@@ -10,7 +10,7 @@
 # FIFO sample. Register auto-increment only with bit 7 of the sub-address.
 # Not modelled: interrupts, click, ADC, temperature, self test, SPI.
 
-from citynode_sim.accel import SimAccel, counts
+from citynode_sim.accel import SimSampleFifo, counts
 
 _WHO_AM_I = 0x0F
 _CTRL_REG1 = 0x20
@@ -21,35 +21,26 @@ _OUT_X_L = 0x28
 _FIFO_CTRL_REG = 0x2E
 _FIFO_SRC_REG = 0x2F
 
-_DEPTH = 32
 _ODR_MHZ = (0, 1000, 10000, 25000, 50000, 100000, 200000, 400000, 1600000, 1344000)
 _MG_PER_DIGIT = {12: (1, 2, 4, 12), 10: (4, 8, 16, 48), 8: (16, 32, 64, 192)}
 
 
-class LIS3DH(SimAccel):
+class LIS3DH(SimSampleFifo):
     PART = "lis3dh"
     ADDRESS = 0x18
-    FIFO_SAMPLES = _DEPTH
+    FIFO_SAMPLES = 32
     SEED = 3
 
     def __init__(self, scenario, clock=None):
-        SimAccel.__init__(self, scenario, clock)
+        SimSampleFifo.__init__(self, scenario, clock)
         self.regs = bytearray(0x40)
-        self._fifo = bytearray(6 * _DEPTH)
-        self._head = 0
-        self._count = 0
-        self._out = bytearray(6)
-        self._overrun = False
-        self._ready = False
         self._boot()
 
     def _boot(self):
         for r in range(len(self.regs)):
             self.regs[r] = 0
         self.regs[_CTRL_REG1] = 0x07
-        self._head = 0
-        self._count = 0
-        self._overrun = False
+        self._empty()
         self._update()
 
     def _update(self):
@@ -77,48 +68,13 @@ class LIS3DH(SimAccel):
         else:
             self._set_running(False)
 
-    def _fifo_on(self):
-        return self.regs[_CTRL_REG5] & 0x40 and self.regs[_FIFO_CTRL_REG] >> 6
+    def _fifo_mode(self):
+        if not self.regs[_CTRL_REG5] & 0x40:  # FIFO_EN
+            return 0
+        return self.regs[_FIFO_CTRL_REG] >> 6  # stream-to-FIFO (3) is taken as stream
 
-    def _sample(self, x, y, z):
-        if self._fifo_on():
-            if self._count == _DEPTH:
-                if self.regs[_FIFO_CTRL_REG] >> 6 == 1:  # FIFO mode: stop when full
-                    return
-                self._head = (self._head + 1) % _DEPTH
-                self._count -= 1
-                self._overrun = True
-            d = self._fifo
-            i = 6 * ((self._head + self._count) % _DEPTH)
-            self._count += 1
-        else:
-            d = self._out
-            i = 0
-        self._put(d, i, x)
-        self._put(d, i + 2, y)
-        self._put(d, i + 4, z)
-        self._ready = True
-
-    def _put(self, d, i, ug):
-        c = counts(ug, 1000, self._mg, self._lo, self._hi) << (16 - self._bits)
-        d[i] = c & 0xFF
-        d[i + 1] = (c >> 8) & 0xFF
-
-    def _lost(self, n):
-        if self._fifo_on():
-            self._overrun = True
-
-    def _pop(self):
-        if not self._fifo_on() or not self._count:
-            return
-        i = 6 * self._head
-        out = self._out
-        f = self._fifo
-        for j in range(6):
-            out[j] = f[i + j]
-        self._head = (self._head + 1) % _DEPTH
-        self._count -= 1
-        self._overrun = False
+    def _counts(self, ug):
+        return counts(ug, 1000, self._mg, self._lo, self._hi) << (16 - self._bits)
 
     def _reg(self, r):
         if r == _WHO_AM_I:
@@ -165,6 +121,4 @@ class LIS3DH(SimAccel):
         elif r in (_CTRL_REG1, _CTRL_REG4):
             self._update()
         elif r == _FIFO_CTRL_REG and not v >> 6:
-            self._head = 0  # bypass empties the FIFO
-            self._count = 0
-            self._overrun = False
+            self._empty()  # bypass empties the FIFO
