@@ -46,9 +46,13 @@ class SimSensirion:
     PART = "sensirion"
     ADDRESS = 0x44
     SEED = 0
+    SERIAL_BASE = 0  # the serial number is this | the scenario's seed
+    RH_LO = 0.0  # %RH at tick 0
+    RH_SPAN = 100.0  # %RH from tick 0 to tick 65535
 
     def __init__(self, scenario, clock=None, variant=None):
         self.variant = variant or self.PART
+        self.serial = self.SERIAL_BASE | (scenario.data["seed"] & 0xFFFF)
         self._clock = clock or time.ticks_us
         self._data = scenario.data
         self._noise = Motion(scenario.data["seed"] * 7919 + self.SEED)
@@ -73,6 +77,20 @@ class SimSensirion:
         t += n.gauss() * _T_SD_MILLI / (1000.0 * 16384)
         rh += n.gauss() * _RH_SD_MILLI / (1000.0 * 16384)
         return t, rh
+
+    def measurement(self):
+        """(temperature, humidity) as 16-bit ticks, measured now."""
+        t, rh = self.truth()
+        return ticks16(t, -45.0, 175.0), ticks16(rh, self.RH_LO, self.RH_SPAN)
+
+    def _measure(self, after_us):
+        """A measurement command: the result can be read after_us from now."""
+        self.measurements += 1
+        st, srh = self.measurement()
+        self._reply_later(words(st, srh), after_us, self.bad_crc)
+
+    def _reply_serial(self):
+        self._reply_later(words(self.serial >> 16, self.serial & 0xFFFF), 0, self.bad_id)
 
     def _reply_later(self, data, after_us, corrupt=False):
         r = self._reply

@@ -8,7 +8,7 @@
 # with no result waiting NACKs; a result is read once. An unknown or periodic-
 # mode command sets status bit 1 (command not processed) and is ignored.
 
-from citynode_sim.sensirion import SimSensirion, ticks16, words
+from citynode_sim.sensirion import SimSensirion, words
 
 _SINGLE_SHOT = {
     0x2400: 15000,
@@ -24,15 +24,11 @@ class SHT3x(SimSensirion):
     PART = "sht3x"
     ADDRESS = 0x44
     SEED = 30
+    SERIAL_BASE = 0x1A2B0000
 
     def __init__(self, scenario, clock=None, variant="sht35"):
         SimSensirion.__init__(self, scenario, clock, variant)
         self.status = 0x8010
-        self.serial = 0x1A2B0000 | (scenario.data["seed"] & 0xFFFF)
-
-    def measurement(self):
-        t, rh = self.truth()
-        return ticks16(t, -45.0, 175.0), ticks16(rh, 0.0, 100.0)
 
     def command(self, cmd):
         if len(cmd) < 2:
@@ -41,13 +37,11 @@ class SHT3x(SimSensirion):
         if c != 0xF32D:
             self.status &= ~0x0002  # bit 1: the last command (before this status read) was refused
         if c in _SINGLE_SHOT:
-            self.measurements += 1
-            st, srh = self.measurement()
-            self._reply_later(words(st, srh), _SINGLE_SHOT[c], self.bad_crc)
+            self._measure(_SINGLE_SHOT[c])
         elif c == 0xF32D:
             self._reply_later(words(self.status), 0, self.bad_id)
         elif c == 0x3780:
-            self._reply_later(words(self.serial >> 16, self.serial & 0xFFFF), 0, self.bad_id)
+            self._reply_serial()
         elif c == 0x3041:
             self.status &= ~0x8C10
         elif c == 0x306D:

@@ -6,7 +6,7 @@
 # number (0x89), soft reset (0x94). Reads NACK while measuring and when no
 # result waits; an unknown command byte is NACKed.
 
-from citynode_sim.sensirion import ENODEV, SimSensirion, ticks16, words
+from citynode_sim.sensirion import ENODEV, SimSensirion
 
 _MEASURE = {
     0xFD: 8300,
@@ -25,25 +25,21 @@ class SHT4x(SimSensirion):
     PART = "sht4x"
     ADDRESS = 0x44
     SEED = 40
+    SERIAL_BASE = 0x0F1E0000
+    RH_LO = -6.0  # the SHT4x scale runs from -6 to 119 %RH (the driver crops it)
+    RH_SPAN = 125.0
 
     def __init__(self, scenario, clock=None, variant="sht45"):
         SimSensirion.__init__(self, scenario, clock, variant)
-        self.serial = 0x0F1E0000 | (scenario.data["seed"] & 0xFFFF)
-
-    def measurement(self):
-        t, rh = self.truth()
-        return ticks16(t, -45.0, 175.0), ticks16(rh, -6.0, 125.0)
 
     def command(self, cmd):
         if not cmd:
             return
         c = cmd[0]
         if c in _MEASURE:
-            self.measurements += 1
-            st, srh = self.measurement()
-            self._reply_later(words(st, srh), _MEASURE[c], self.bad_crc)
+            self._measure(_MEASURE[c])
         elif c == 0x89:
-            self._reply_later(words(self.serial >> 16, self.serial & 0xFFFF), 0, self.bad_id)
+            self._reply_serial()
         elif c == 0x94:
             self._len = 0
         else:
