@@ -131,11 +131,12 @@ class Features:
         self._dsum = array.array("i", bytes(12))  # decimation: the window's sum of decimated points
         self._snap = array.array("i", bytes(4 * 3 * _SNAP))  # the closed window's sums for the moments
         self._mean8 = array.array("i", bytes(12))  # mean of the last window, 1/256 counts
-        # the decimated samples: two buffers of three axes, 12 kB. Made from a
-        # range, which MicroPython sizes at once (from bytes it would copy a
-        # 12 kB temporary); the contents do not matter: a window writes points
-        # 0..m-1 before its spectra read them, and the spectra zero the rest
-        self._dec = array.array("h", range(2 * 3 * NFFT))
+        # the decimated samples: two buffers (6 kB each) of three axes, one
+        # filling while the spectra run in the other. Made from a range, which
+        # MicroPython sizes at once (from bytes it would copy a temporary); the
+        # contents do not matter: a window writes points 0..m-1 before its
+        # spectra read them, and the spectra zero the rest
+        self._decs = (array.array("h", range(3 * NFFT)), array.array("h", range(3 * NFFT)))
         self._spectrum = fft.Spectrum()
         atan = array.array("i", bytes(4 * _CORDIC))  # atan(2^-i) in micro-degrees
         for i in range(_CORDIC):
@@ -277,8 +278,7 @@ class Features:
         a0 = dacc[0]
         a1 = dacc[1]
         a2 = dacc[2]
-        dec = self._dec
-        base = (self.windows & 1) * 3 * NFFT
+        dec = self._decs[self.windows & 1]
         decim = self.decim
         dc = self._dcount
         dn = self._dn
@@ -340,13 +340,13 @@ class Features:
                 if dn < NFFT:
                     dsum = self._dsum
                     v = a0 // decim
-                    dec[base + dn] = v
+                    dec[dn] = v
                     dsum[0] += v
                     v = a1 // decim
-                    dec[base + NFFT + dn] = v
+                    dec[NFFT + dn] = v
                     dsum[1] += v
                     v = a2 // decim
-                    dec[base + 2 * NFFT + dn] = v
+                    dec[2 * NFFT + dn] = v
                     dsum[2] += v
                     dn += 1
                 a0 = 0
@@ -412,7 +412,7 @@ class Features:
         self.result_flags = self.flags
         self.result_ms = self.window_ms
         self.first_index = next_first
-        self._spectrum.start(self._dec, (self.windows & 1) * 3 * NFFT, self._dn, self._dsum, self._max, self._min)
+        self._spectrum.start(self._decs[self.windows & 1], self._dn, self._dsum, self._max, self._min)
         self._job = _MOMENTS_DUE
         self.windows += 1
         self.ready = False

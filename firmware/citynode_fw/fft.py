@@ -4,8 +4,8 @@ For citynode_fw.features. Integers only, every intermediate below 2**30 in
 magnitude (a small int on a 32-bit ESP32: nothing is boxed, nothing allocates),
 preallocated arrays, no generators: the state between steps is a few ints.
 
-Input: three axes of m <= NFFT = 1024 decimated int16 samples, each in its own
-1024-entry region of one array('h'). Each region is transformed in place and
+Input: three axes of m <= NFFT = 1024 decimated int16 samples, in the three
+1024-entry regions of one array('h') of 3 * NFFT. Each region is transformed in place and
 read as 512 complex values x[2n] + i*x[2n+1]: a 1024-point real FFT through a
 512-point complex FFT and the split step, so |X[k]|^2 is formed only for the
 bins searched, and each axis has its own scaling.
@@ -82,7 +82,6 @@ class Spectrum:
         # the state between steps: every attribute made here, so that none is
         # added later (a growing instance dict would allocate)
         self._buf = None
-        self._base = 0
         self._m = 0
         self._hstep = 0
         self._n = 0  # fill: complex point, and its bit reversal in _j
@@ -99,12 +98,11 @@ class Spectrum:
         self._phase = 0
         self.done = False
 
-    def start(self, buf, base, m, dsum, vmax, vmin):
-        """Begin the spectra of buf[base : base + 3 * NFFT] (three axes, m points
-        each); dsum, vmax, vmin: per axis, the sum of the m points and bounds of
-        every point (the window's sample extremes do)."""
+    def start(self, buf, m, dsum, vmax, vmin):
+        """Begin the spectra of buf (three axes of NFFT, m points each); dsum,
+        vmax, vmin: per axis, the sum of the m points and bounds of every point
+        (the window's sample extremes do)."""
         self._buf = buf
-        self._base = base
         self._m = m
         self._hstep = ((1 << 25) + (m - 1) // 2) // (m - 1)  # half the Hann phase per point: Q16 1024ths of a turn
         for a in range(3):
@@ -166,7 +164,6 @@ class Spectrum:
         """Window points i and m-1-i (one Hann value serves both) of all three axes, in place."""
         buf = self._buf
         q = self._q
-        base = self._base
         m = self._m
         hstep = self._hstep
         mul = self._mul
@@ -189,8 +186,8 @@ class Spectrum:
             h = q[t]
             h += ((q[t + 1] - h) * (p & 0xFFFF)) >> 16
             h = (h * h + 8192) >> 14
-            o = base + i
-            r = base + m - 1 - i  # == o at the middle point of an odd m: written twice, same value
+            o = i
+            r = m - 1 - i  # == o at the middle point of an odd m: written twice, same value
             # 16 x - mean16 (within +-bound) scaled into +-2^13, times h
             a = (((buf[o] * 16 - mu0) * mul0 >> sr0) * h + 8192) >> 14
             b = (((buf[r] * 16 - mu0) * mul0 >> sr0) * h + 8192) >> 14
@@ -219,8 +216,8 @@ class Spectrum:
     def _zero(self, left):
         """Zero padding: points m..NFFT-1 of the three axes."""
         buf = self._buf
-        o = self._base + self._n
-        end = self._base + NFFT
+        o = self._n
+        end = NFFT
         if (end - o) & 1:  # odd m: one point alone, then pairs
             buf[o] = 0
             buf[o + NFFT] = 0
@@ -235,7 +232,7 @@ class Spectrum:
             buf[o + 2 * NFFT + 1] = 0
             o += 2
             left -= 1
-        self._n = o - self._base
+        self._n = o
         if o >= end:
             self._n = 0
             self._j = 0
@@ -245,13 +242,12 @@ class Spectrum:
     def _reverse(self, left):
         """The three axes' complex points into bit-reversed order (swaps only)."""
         buf = self._buf
-        base = self._base
         n = self._n
         j = self._j
         while left >= 2 and n < _HALF:
             if n < j:
-                o = base + n + n
-                r = base + j + j
+                o = n + n
+                r = j + j
                 a = 0
                 while a < 3:
                     v = buf[o]
@@ -280,7 +276,7 @@ class Spectrum:
     # -- 2. FFT --------------------------------------------------------------------------
 
     def _begin_fft(self):
-        self._off = self._base + self._axis * NFFT
+        self._off = self._axis * NFFT
         self._span = 1  # complex points between a butterfly's inputs
         self._k = 0
         self._j = 0
