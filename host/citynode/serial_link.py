@@ -266,8 +266,17 @@ def raw_repl(port, baudrate=DEFAULT_BAUD, restart_app=True, timeout=10):
                     transport.serial.flush()
         except (serial.SerialException, OSError):
             pass
-        with contextlib.suppress(Exception):
-            transport.close()
+        close_transport(transport)
+
+
+def close_transport(transport):
+    """Close an mpremote transport for sure: its close() can raise while clearing
+    RTS/DTR (on a pty that hung up, say) before it closes the port, and a port
+    left open keeps its exclusive lock, so the next open says busy."""
+    with contextlib.suppress(Exception):
+        transport.close()
+    with contextlib.suppress(Exception):
+        transport.serial.close()
 
 
 def exec_on_node(transport, code, timeout=10):

@@ -269,7 +269,7 @@ def run(args):
             error.exit_code = failed[0].exit_code
             raise error
         raise CitynodeError("%d of %d nodes failed: %s" % (
-            len(failed), len(jobs), ", ".join("%s (%s)" % (j.port, j.stage) for j in failed)))
+            len(failed), len(jobs), "; ".join("%s at %s: %s" % (j.port, j.stage, j.words) for j in failed)))
     return 0
 
 
