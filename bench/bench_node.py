@@ -63,7 +63,7 @@ PACKAGES = ((REPO / "firmware", "citynode_fw"), (REPO / "firmware", "citynode_si
 
 HEAP_TARGET = 100 * 1024
 HEAP_TRY = "100k"
-ALLOC_HEAP = "64M"  # gc is off over whole feature windows there: the spectra make megabytes of garbage
+ALLOC_HEAP = "64M"  # gc is off over whole feature windows there: room for anything a window allocates
 TIMEOUT = 300
 _RESULT = re.compile(r"^RESULT (\w+)((?: \w+=\S*)*)$")
 
@@ -183,9 +183,8 @@ def bench_alloc(runner, quick):
     node_climate = c["bytes"] - c["sim_bytes"]
     print()
     print("   events, not blocks (gc off over them; the garbage is collected as usual):")
-    print("   - a feature window closing (%d samples: moments, two 1024-point FFTs in steps, FEATURES frame):"
+    print("   - a feature window closing (%d samples: moments, a fixed-point FFT per axis in steps, FEATURES frame):"
           " %d bytes a window, %.0f a sample averaged" % (w["window_samples"], w["bytes"] // w["windows"], w["bytes"] / w["windows"] / w["window_samples"]))
-    print("     (floats are boxed heap objects in MicroPython: the spectra's arithmetic makes them)")
     print("   - a climate reading (start, read, calibrate, CLIMATE frame): %d bytes a reading for the node,"
           " the simulated SHT45 %d more" % (node_climate // c["readings"], c["sim_bytes"] // c["readings"]))
     print()
@@ -353,7 +352,7 @@ def print_cpu(cpu, runner, samples, reps, heap):
     stage_rows = []
     for label, key in (("calibration (integer 3x3 + bias, in place)", "calibration"),
                        ("features: accumulate (moments, decimation)", "features"),
-                       ("features: spectra (two 1024-point FFTs a window, amortised)", "spectra"),
+                       ("features: spectra (fixed-point FFT per axis a window, amortised)", "spectra"),
                        ("encode (delta-bitpack, raw when smaller)", "encode"),
                        ("frame (header, CRC-32, COBS) + write", "frame")):
         us = st[key + "_us"] / n
