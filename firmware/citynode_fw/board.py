@@ -93,7 +93,9 @@ class Board:
 
     def reset_cause(self):
         if SIM:
-            return "power-on"
+            from citynode_sim.board import reset_cause  # type: ignore[import-not-found]
+
+            return reset_cause()
         cause = machine.reset_cause()
         for name, word in _CAUSES:
             if getattr(machine, name, None) == cause:

@@ -85,3 +85,10 @@ def make_i2c(scenario=None, clock=None):
     if scenario is None:
         scenario = load()
     return Board(scenario, clock).i2c
+
+
+def reset_cause():
+    """The virtual node's reset cause, as the supervisor saw the interpreter start."""
+    import os
+
+    return os.getenv("CITYNODE_RESET_CAUSE") or "power-on"

@@ -404,6 +404,8 @@ class VirtualNode:
         # The node's own sys.path is set by the runtime once the flash is mounted;
         # keep the user's ~/.micropython/lib out of the interpreter's start.
         env["MICROPYPATH"] = ".frozen"
+        # what machine.reset_cause() would say: a soft reset after the first boot
+        env["CITYNODE_RESET_CAUSE"] = "soft" if self._boots else "power-on"
         if self.scenario_path is not None:
             env["CITYNODE_SCENARIO"] = str(self.scenario_path.resolve())
         else:

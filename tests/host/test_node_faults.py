@@ -72,3 +72,13 @@ def test_accelerometer_gone_is_reported_and_climate_goes_on(tmp_path):
     assert len(climate) >= 3, "climate readings stopped"
     assert status and not status[-1]["sensors_ok"] & 0x02
     assert status[-1]["sensor_errors"] + status[-1]["timeouts"] >= 1
+
+
+def test_reset_cause_after_a_soft_reboot(tmp_path):
+    with virtual_node(tmp_path, scenario={}, with_app=True) as node:
+        with NodeClient(node.port) as client:
+            assert client.command("info")["reset_cause"] == "power-on"
+        provision(node, {"site": "pier 4"})  # config_set, then reboot
+        with NodeClient(node.port) as client:
+            info = client.command("info")
+    assert info["reset_cause"] == "soft" and info["site"] == "pier 4"
