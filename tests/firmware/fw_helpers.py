@@ -5,7 +5,6 @@ serial input and a decoder for what the node wrote."""
 import gc
 import io
 import os
-import time
 
 from citynode_protocol import armour
 from citynode_protocol.decoder import Decoder
@@ -28,10 +27,16 @@ def enter_tmpdir(tag):
     global _home
     if _home is None:
         _home = os.getcwd()
-    path = "/tmp/citynode_fw_%s_%d" % (tag, time.ticks_us() & 0xFFFFFFF)
-    os.mkdir(path)
-    os.chdir(path)
-    return path
+    for _ in range(20):
+        # random names: parallel runs and folders left by an aborted run never collide
+        path = "/tmp/citynode_fw_%s_%s" % (tag, "".join("%02x" % b for b in os.urandom(6)))
+        try:
+            os.mkdir(path)
+        except OSError:
+            continue
+        os.chdir(path)
+        return path
+    raise OSError("could not make a fresh folder under /tmp")
 
 
 def leave_tmpdir():
