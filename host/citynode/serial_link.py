@@ -25,17 +25,29 @@ _BACKLOG = 20000
 _REPL_MARKERS = (b">>> ", b"raw REPL", b"Traceback (most recent call last)")
 
 
+# A port we just closed can look busy for a moment: a process forked by another
+# thread (a compiler, a virtual node's interpreter) holds a copy of our
+# descriptor, and so our lock, until it execs. Retry that briefly.
+BUSY_RETRY_S = 1.0
+
+
 def open_serial(port, baudrate=DEFAULT_BAUD, timeout=_READ_SLICE_S, exclusive=True):
     """Open a port or URL; turn the usual failures into one clear line."""
     kwargs = {"baudrate": baudrate, "timeout": timeout, "write_timeout": 10}
     if not port.startswith(("loop://", "socket://", "rfc2217://", "spy://")):
         kwargs["exclusive"] = exclusive
-    try:
-        return serial.serial_for_url(port, **kwargs)
-    except serial.SerialException as exc:
-        raise TransportError(describe_open_error(port, exc)) from None
-    except (OSError, ValueError) as exc:
-        raise TransportError("cannot open %s: %s" % (port, exc)) from None
+    deadline = time.monotonic() + BUSY_RETRY_S
+    while True:
+        try:
+            return serial.serial_for_url(port, **kwargs)
+        except serial.SerialException as exc:
+            words = describe_open_error(port, exc)
+            if " is busy" in words and time.monotonic() < deadline:
+                time.sleep(0.05)
+                continue
+            raise TransportError(words) from None
+        except (OSError, ValueError) as exc:
+            raise TransportError("cannot open %s: %s" % (port, exc)) from None
 
 
 def describe_open_error(port, exc):
@@ -242,12 +254,18 @@ def raw_repl(port, baudrate=DEFAULT_BAUD, restart_app=True, timeout=10):
     from mpremote.transport_serial import SerialTransport
 
     wake_repl(port, baudrate)
-    try:
-        transport = SerialTransport(port, baudrate=baudrate, timeout=1)
-    except MpremoteTransportError:
-        # mpremote hides the reason: open the port ourselves to get it
-        open_serial(port, baudrate).close()
-        raise TransportError("cannot open %s" % port) from None
+    deadline = time.monotonic() + BUSY_RETRY_S
+    while True:
+        try:
+            transport = SerialTransport(port, baudrate=baudrate, timeout=1)
+            break
+        except MpremoteTransportError:
+            if time.monotonic() < deadline:
+                time.sleep(0.05)  # a forked process may hold our lock for a moment (see BUSY_RETRY_S)
+                continue
+            # mpremote hides the reason: open the port ourselves to get it
+            open_serial(port, baudrate).close()
+            raise TransportError("cannot open %s" % port) from None
     try:
         try:
             transport.enter_raw_repl(soft_reset=False, timeout_overall=timeout)
