@@ -1,6 +1,7 @@
 """What bench/bench_node.py's MicroPython programs share: parameters from the
-environment, a board on a manual clock, the simulated parts on a simulated bus,
-a null serial port that counts frames, and result lines for the CPython side.
+environment, a board on a manual clock and the simulated parts on a simulated
+bus (citynode_sim.harness, as the firmware tests have them), a null serial port
+that counts frames, and result lines for the CPython side.
 
 Kept apart from tests/firmware/fw_helpers.py on purpose: that one brings the
 protocol decoder and io.BytesIO in, which would be counted as the node's heap.
@@ -8,7 +9,6 @@ Nothing here allocates per call in the paths the node uses (ms, sleep_ms, feed,
 write).
 """
 
-import gc
 import os
 
 ENV = "NODEBENCH"
@@ -47,47 +47,6 @@ def result(name, **values):
     for k in sorted(values):
         parts.append("%s=%s" % (k, values[k]))
     print(" ".join(parts))
-
-
-class Board:
-    """citynode_fw.board.Board's surface on a manual clock: sleeping moves time."""
-
-    def __init__(self, clock, i2c):
-        self.clock = clock
-        self.i2c = i2c
-
-    def make_i2c(self, cfg):
-        return self.i2c
-
-    def ms(self):
-        return self.clock.t // 1000
-
-    def sleep_ms(self, ms):
-        self.clock.advance_ms(ms if ms > 0 else 1)
-
-    def feed(self):
-        pass
-
-    def start_watchdog(self, seconds):
-        return False
-
-    def relax_watchdog(self):
-        pass
-
-    def free_heap(self):
-        return gc.mem_free()
-
-    def supply_mv(self):
-        return 0
-
-    def reset_cause(self):
-        return "power-on"
-
-    def unique_id(self):
-        return "bench"
-
-    def reset(self):
-        pass
 
 
 class NullOut:
@@ -134,20 +93,15 @@ class Stdin:
 
 
 def sim(data=None):
-    """(clock, bus, board) with the scenario's ADXL345 and SHT45 on the bus.
+    """(clock, bus, board) with the scenario's parts on the bus (SCENARIO: an
+    ADXL345 and an SHT45).
 
     The simulator is imported here, so a program that does not call this has
     none of it on its heap.
     """
-    from citynode_sim.adxl345 import ADXL345 as SimADXL345
-    from citynode_sim.bus import SimI2C
     from citynode_sim.clock import ManualClock
-    from citynode_sim.scenario import Scenario
-    from citynode_sim.sht4x import SHT4x as SimSHT4x
+    from citynode_sim.harness import FakeBoard, sim_bus
 
     clock = ManualClock()
-    scenario = Scenario(data=data or SCENARIO)
-    bus = SimI2C()
-    bus.attach(0x44, SimSHT4x(scenario, clock.ticks_us, "sht45"))
-    bus.attach(SimADXL345.ADDRESS, SimADXL345(scenario, clock.ticks_us))
-    return clock, bus, Board(clock, bus)
+    bus, _scenario = sim_bus(clock, data or SCENARIO)
+    return clock, bus, FakeBoard(clock, bus, uid="bench")

@@ -1,23 +1,15 @@
 """Shared by the citynode_fw tests: a temp folder to play the node's flash, a
-board on a manual clock, the simulated sensors on a simulated bus, a scripted
-serial input and a decoder for what the node wrote."""
+board on a manual clock, the simulated sensors on a simulated bus (both from
+citynode_sim.harness, which the benchmarks use too), a scripted serial input
+and a decoder for what the node wrote."""
 
-import gc
 import io
 import os
 
 from citynode_protocol import armour
 from citynode_protocol.decoder import Decoder
-from citynode_sim.adxl345 import ADXL345 as SimADXL345
-from citynode_sim.adxl355 import ADXL355 as SimADXL355
-from citynode_sim.bus import SimI2C
-from citynode_sim.clock import ManualClock
-from citynode_sim.lis3dh import LIS3DH as SimLIS3DH
-from citynode_sim.scenario import Scenario
-from citynode_sim.sht3x import SHT3x as SimSHT3x
-from citynode_sim.sht4x import SHT4x as SimSHT4x
-
-_ACCELS = {"adxl345": SimADXL345, "adxl355": SimADXL355, "lis3dh": SimLIS3DH}
+from citynode_sim.clock import ManualClock  # noqa: F401 (the tests' clock, h.ManualClock)
+from citynode_sim.harness import FakeBoard, sim_bus  # noqa: F401 (shared with bench/mp)
 
 _home = None
 
@@ -46,66 +38,6 @@ def leave_tmpdir():
     if _home is not None:
         os.chdir(_home)
     os.rmdir(path)
-
-
-class FakeBoard:
-    """citynode_fw.board.Board's surface on a manual clock: sleeping moves time."""
-
-    def __init__(self, clock=None, i2c=None):
-        self.clock = clock or ManualClock()
-        self.i2c = i2c
-        self.resets = 0
-        self.fed = 0
-
-    def make_i2c(self, cfg):
-        return self.i2c
-
-    def ms(self):
-        return self.clock.t // 1000
-
-    def sleep_ms(self, ms):
-        self.clock.advance_ms(ms if ms > 0 else 1)
-
-    def feed(self):
-        self.fed += 1
-
-    def start_watchdog(self, seconds):
-        return False
-
-    def relax_watchdog(self):
-        pass
-
-    def free_heap(self):
-        return gc.mem_free()
-
-    def supply_mv(self):
-        return 0
-
-    def reset_cause(self):
-        return "power-on"
-
-    def unique_id(self):
-        return "fake"
-
-    def reset(self):
-        self.resets += 1
-
-
-def sim_bus(clock, data=None):
-    """(SimI2C, Scenario) with the scenario's parts attached at their addresses."""
-    scenario = Scenario(data=data or {})
-    bus = SimI2C()
-    parts = scenario.data["sensors"]
-    climate = parts["climate"]
-    if climate.startswith("sht3"):
-        bus.attach(0x44, SimSHT3x(scenario, clock.ticks_us, climate))
-    elif climate.startswith("sht4"):
-        bus.attach(0x44, SimSHT4x(scenario, clock.ticks_us, climate))
-    accel = parts["accel"]
-    if accel in _ACCELS:
-        cls = _ACCELS[accel]
-        bus.attach(cls.ADDRESS, cls(scenario, clock.ticks_us))
-    return bus, scenario
 
 
 class ScriptedInput:
