@@ -1,16 +1,16 @@
 """Host commands: one table, name -> handler(node, args) -> (code, body dict).
 
-Every handler checks its arguments and answers with messages.OK and a body, or
+Every handler checks its arguments and answers with wire.OK and a body, or
 an ERR_* code and {"error": "short message"}. The link turns that into a REPLY
 frame for the request id.
 """
 
 import sys
 
-from citynode_protocol import messages
+from citynode_protocol import wire
 from citynode_fw import calibration, version
 
-OK = messages.OK
+OK = wire.OK
 
 
 def _err(code, text):
@@ -19,7 +19,7 @@ def _err(code, text):
 
 def _no_args(args):
     if args:
-        return _err(messages.ERR_BAD_ARGUMENT, "takes no arguments, got %s" % ", ".join(sorted(args)))
+        return _err(wire.ERR_BAD_ARGUMENT, "takes no arguments, got %s" % ", ".join(sorted(args)))
     return None
 
 
@@ -60,17 +60,17 @@ def cmd_config_get(node, args):
     key = args.get("key")
     if key is None:
         if args:
-            return _err(messages.ERR_BAD_ARGUMENT, "only 'key' is accepted")
+            return _err(wire.ERR_BAD_ARGUMENT, "only 'key' is accepted")
         return OK, {"config": node.config.masked()}
     if key not in node.config.values:
-        return _err(messages.ERR_BAD_ARGUMENT, "unknown config key %r" % key)
+        return _err(wire.ERR_BAD_ARGUMENT, "unknown config key %r" % key)
     return OK, {"config": node.config.masked(key)}
 
 
 def cmd_config_set(node, args):
     values = args.get("values")
     if not isinstance(values, dict) or not values or len(args) != 1:
-        return _err(messages.ERR_BAD_ARGUMENT, "expects {'values': {key: value, ...}}")
+        return _err(wire.ERR_BAD_ARGUMENT, "expects {'values': {key: value, ...}}")
     return node.set_config(values)
 
 
@@ -79,9 +79,9 @@ def cmd_stream_start(node, args):
     if bad:
         return bad
     if node.sampler.accel is None:
-        return _err(messages.ERR_NO_SENSOR, "no accelerometer fitted")
+        return _err(wire.ERR_NO_SENSOR, "no accelerometer fitted")
     if not node.sampler.streaming and not node.sampler.start_stream(node.now()):
-        return _err(messages.ERR_NO_SENSOR, "accelerometer did not start")
+        return _err(wire.ERR_NO_SENSOR, "accelerometer did not start")
     return OK, {"streaming": True}
 
 
@@ -96,7 +96,7 @@ def cmd_stream_stop(node, args):
 def cmd_raw_mode(node, args):
     on = _flag(args, "on")
     if on is None or len(args) != 1:
-        return _err(messages.ERR_BAD_ARGUMENT, "expects {'on': true|false}")
+        return _err(wire.ERR_BAD_ARGUMENT, "expects {'on': true|false}")
     node.sampler.set_raw_mode(on, node.now())
     return OK, {"raw_mode": on}
 
@@ -112,13 +112,13 @@ def cmd_calib_get(node, args):
 def cmd_calib_write(node, args):
     doc = args.get("calib")
     if not isinstance(doc, dict) or len(args) != 1:
-        return _err(messages.ERR_BAD_ARGUMENT, "expects {'calib': {...}}")
+        return _err(wire.ERR_BAD_ARGUMENT, "expects {'calib': {...}}")
     try:
         cal = calibration.save(doc, node.calib_path, node.calib_prev_path)
     except ValueError as exc:
-        return _err(messages.ERR_BAD_ARGUMENT, str(exc))
+        return _err(wire.ERR_BAD_ARGUMENT, str(exc))
     except OSError as exc:
-        return _err(messages.ERR_STORAGE, "calibration not saved: %s" % exc)
+        return _err(wire.ERR_STORAGE, "calibration not saved: %s" % exc)
     node.use_calibration(cal)
     return OK, {"id": cal.id}
 
@@ -130,9 +130,9 @@ def cmd_calib_rollback(node, args):
     try:
         cal = calibration.rollback(node.calib_path, node.calib_prev_path)
     except ValueError as exc:
-        return _err(messages.ERR_BAD_ARGUMENT, str(exc))
+        return _err(wire.ERR_BAD_ARGUMENT, str(exc))
     except OSError as exc:
-        return _err(messages.ERR_STORAGE, "rollback not saved: %s" % exc)
+        return _err(wire.ERR_STORAGE, "rollback not saved: %s" % exc)
     node.use_calibration(cal)
     return OK, {"id": cal.id}
 
@@ -152,7 +152,7 @@ def cmd_selftest(node, args):
 def cmd_set_time(node, args):
     utc = args.get("utc_ms")
     if isinstance(utc, bool) or not isinstance(utc, int) or not 0 < utc < (1 << 63) or len(args) != 1:
-        return _err(messages.ERR_BAD_ARGUMENT, "expects {'utc_ms': milliseconds since 1970}")
+        return _err(wire.ERR_BAD_ARGUMENT, "expects {'utc_ms': milliseconds since 1970}")
     node.set_time(utc)
     return OK, {"utc_ms": utc, "node_ms": node.now() & 0xFFFFFFFF}
 
@@ -194,8 +194,8 @@ def run(node, command, args):
     """(code, body) for one decoded command; never raises for a bad request."""
     handler = COMMANDS.get(command)
     if handler is None:
-        return _err(messages.ERR_UNKNOWN_COMMAND, "unknown command %r" % command)
+        return _err(wire.ERR_UNKNOWN_COMMAND, "unknown command %r" % command)
     try:
         return handler(node, args)
     except Exception as exc:  # a handler bug must not stop the node
-        return _err(messages.ERR_INTERNAL, "%s: %s" % (type(exc).__name__, exc))
+        return _err(wire.ERR_INTERNAL, "%s: %s" % (type(exc).__name__, exc))

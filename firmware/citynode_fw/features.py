@@ -44,14 +44,14 @@ import math
 import struct
 
 from citynode_fw import fft
-from citynode_protocol import messages
+from citynode_protocol import wire
 
 NFFT = fft.NFFT
 MIN_BIN = fft.MIN_BIN
 BUDGET = 128  # units of work per step(), each at most about one butterfly's time
 MOMENTS = 48  # units charged for a window's moments and tilt (measured: about 40 butterflies)
 MAX_BLOCK = 4096  # samples per add_block: keeps the unfolded accumulators small
-_FORMAT = messages.BY_NAME["features"][2]
+_FORMAT = wire.FORMATS[wire.FEATURES]
 SIZE = struct.calcsize(_FORMAT)
 _RAD = 180.0 / math.pi
 _CORDIC = 24  # iterations: the last angle step is 7 micro-degrees

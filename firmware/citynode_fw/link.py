@@ -22,7 +22,7 @@ import select
 import struct
 import sys
 
-from citynode_protocol import armour, messages
+from citynode_protocol import armour, wire
 from citynode_protocol.frame import FrameWriter
 
 MAX_REPLY = 1800  # JSON body bytes in one REPLY
@@ -76,7 +76,7 @@ class Link:
         return True
 
     def log(self, level, text, time_ms):
-        """A LOG message (level index into messages.LOG_LEVELS)."""
+        """A LOG message (level index into wire.LOG_LEVELS)."""
         p = self.writer.payload
         p[0] = level
         data = text.encode()
@@ -84,17 +84,17 @@ class Link:
         if n > MAX_REPLY:
             n = MAX_REPLY
         p[1 : 1 + n] = data[:n]
-        return self.send(self.writer, messages.LOG, 1 + n, time_ms)
+        return self.send(self.writer, wire.LOG, 1 + n, time_ms)
 
     def reply(self, request_id, code, body, time_ms):
         text = json.dumps(body).encode() if body is not None else b""
         if len(text) > MAX_REPLY:
-            code = messages.ERR_INTERNAL
+            code = wire.ERR_INTERNAL
             text = b'{"error":"reply too long"}'
         p = self.writer.payload
         struct.pack_into("<HB", p, 0, request_id & 0xFFFF, code)
         p[_REPLY_HEAD : _REPLY_HEAD + len(text)] = text
-        return self.send(self.writer, messages.REPLY, _REPLY_HEAD + len(text), time_ms)
+        return self.send(self.writer, wire.REPLY, _REPLY_HEAD + len(text), time_ms)
 
     # -- in ----------------------------------------------------------------------
 

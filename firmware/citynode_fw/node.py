@@ -9,7 +9,7 @@ sensor waits are counted loops inside the drivers.
 import math
 import struct
 
-from citynode_protocol import messages
+from citynode_protocol import wire
 from citynode_fw import calibration, commands, config, status
 from citynode_fw.features import Features
 from citynode_fw.link import Link
@@ -203,10 +203,10 @@ class Node:
         if command is None:
             self.counters.bad_lines += 1
             self.counters.command_errors += 1
-            code, body = messages.ERR_BAD_LINE, {"error": args}
+            code, body = wire.ERR_BAD_LINE, {"error": args}
         else:
             code, body = commands.run(self, command, args)
-            if code != messages.OK:
+            if code != wire.OK:
                 self.counters.command_errors += 1
         self.link.reply(request_id, code, body, self.now())
 
@@ -216,23 +216,23 @@ class Node:
         if drv is not None and isinstance(odr, (int, float)) and not isinstance(odr, bool):
             if int(odr * 1000 + 0.5) not in drv.ODRS_MHZ:
                 rates = ", ".join(["%g" % (m / 1000) for m in drv.ODRS_MHZ])
-                return messages.ERR_BAD_ARGUMENT, {"error": "%s supports %s Hz" % (drv.PART, rates)}
+                return wire.ERR_BAD_ARGUMENT, {"error": "%s supports %s Hz" % (drv.PART, rates)}
         rng = values.get("accel_range_g")
         if drv is not None and rng is not None and rng not in drv.RANGES_G:
             ranges = ", ".join([str(r) for r in drv.RANGES_G])
-            return messages.ERR_BAD_ARGUMENT, {"error": "%s supports +-%s g" % (drv.PART, ranges)}
+            return wire.ERR_BAD_ARGUMENT, {"error": "%s supports +-%s g" % (drv.PART, ranges)}
         window = values.get("feature_window_s", self.cfg["feature_window_s"])
         hz = values.get("accel_odr_hz", self.cfg["accel_odr_hz"])
         if isinstance(window, (int, float)) and isinstance(hz, (int, float)) and window * hz < 16:
-            return messages.ERR_BAD_ARGUMENT, {"error": "feature window under 16 samples"}
+            return wire.ERR_BAD_ARGUMENT, {"error": "feature window under 16 samples"}
         try:
             restart = self.config.update(values)
         except ValueError as exc:
-            return messages.ERR_BAD_ARGUMENT, {"error": str(exc)}
+            return wire.ERR_BAD_ARGUMENT, {"error": str(exc)}
         except OSError as exc:
-            return messages.ERR_STORAGE, {"error": "config not saved: %s" % exc}
+            return wire.ERR_STORAGE, {"error": "config not saved: %s" % exc}
         notes = self.sampler.configure(self.cfg, self.calib, self.now())
-        return messages.OK, {"changed": sorted(values), "restart_required": restart, "notes": notes}
+        return wire.OK, {"changed": sorted(values), "restart_required": restart, "notes": notes}
 
     def use_calibration(self, cal):
         self.calib = cal
@@ -247,20 +247,20 @@ class Node:
     def send_time(self, now):
         w = self.link.writer
         struct.pack_into("<Q", w.payload, 0, now + self.time_offset)
-        self.link.send(w, messages.TIME, 8, now)
+        self.link.send(w, wire.TIME, 8, now)
 
     # -- status ------------------------------------------------------------------
 
     def flags(self):
         f = 0
         if self.config.fallback:
-            f |= messages.STATUS_CONFIG_FALLBACK
+            f |= wire.STATUS_CONFIG_FALLBACK
         if self.calib_fallback:
-            f |= messages.STATUS_CALIB_FALLBACK
+            f |= wire.STATUS_CALIB_FALLBACK
         if self.time_offset is not None:
-            f |= messages.STATUS_TIME_ANCHORED
+            f |= wire.STATUS_TIME_ANCHORED
         if self.sampler.streaming:
-            f |= messages.STATUS_STREAMING
+            f |= wire.STATUS_STREAMING
         return f
 
     def sensors(self):
@@ -268,13 +268,13 @@ class Node:
         ok = 0
         s = self.sampler
         if s.climate is not None:
-            fitted |= messages.SENSOR_CLIMATE
+            fitted |= wire.SENSOR_CLIMATE
             if s.climate_ok:
-                ok |= messages.SENSOR_CLIMATE
+                ok |= wire.SENSOR_CLIMATE
         if s.accel is not None:
-            fitted |= messages.SENSOR_ACCEL
+            fitted |= wire.SENSOR_ACCEL
             if s.accel_ok:
-                ok |= messages.SENSOR_ACCEL
+                ok |= wire.SENSOR_ACCEL
         return fitted, ok
 
     def send_status(self):
@@ -292,7 +292,7 @@ class Node:
             self.calib.id if self.calib is not None else 0,
             self.counters,
         )
-        self.link.send(w, messages.STATUS, n, now)
+        self.link.send(w, wire.STATUS, n, now)
         if self.time_offset is not None:
             self.send_time(now)
 

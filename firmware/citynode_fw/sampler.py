@@ -27,12 +27,12 @@ time after 12.4 days, a sample index after 62 days at 200 Hz.
 
 import struct
 
-from citynode_protocol import codec, messages
+from citynode_protocol import codec, wire
 from citynode_protocol.frame import FrameWriter
 from citynode_fw.drivers.errors import SensorCRCError, SensorTimeout
 
 ACCEL_HEAD = 16
-_ACCEL_FORMAT = messages.BY_NAME["accel"][2]
+_ACCEL_FORMAT = wire.FORMATS[wire.ACCEL]
 _CLIMATE_FORMAT = "<hHB"
 RETRY_MS = 1000  # back-off after a failed accelerometer read
 MIN_READ_MS = 5
@@ -163,12 +163,12 @@ class Sampler:
         feature_flags = 0
         tilt = (0.0, 0.0)
         if self.raw_mode:
-            accel_flags = messages.ACCEL_UNCALIBRATED_MODE
+            accel_flags = wire.ACCEL_UNCALIBRATED_MODE
         elif acal is not None:
-            accel_flags = messages.ACCEL_CALIBRATED
-            feature_flags = messages.ACCEL_CALIBRATED
+            accel_flags = wire.ACCEL_CALIBRATED
+            feature_flags = wire.ACCEL_CALIBRATED
             if acal.relative:
-                feature_flags |= messages.FEATURES_TILT_RELATIVE
+                feature_flags |= wire.FEATURES_TILT_RELATIVE
                 tilt = acal.tilt_zero
         self._cal_flags = accel_flags
         self._feature_flags = feature_flags
@@ -276,13 +276,13 @@ class Sampler:
         if cal is not None:
             temp = cal.temperature(temp)
             rh = cal.humidity(rh)
-            status |= messages.CLIMATE_CALIBRATED
+            status |= wire.CLIMATE_CALIBRATED
         if rh < 0:
             rh = 0
-            status |= messages.CLIMATE_CLAMPED
+            status |= wire.CLIMATE_CLAMPED
         elif rh > 10000:
             rh = 10000
-            status |= messages.CLIMATE_CLAMPED
+            status |= wire.CLIMATE_CLAMPED
         if temp > 32767:
             temp = 32767
         elif temp < -32768:
@@ -293,9 +293,9 @@ class Sampler:
         self._send_climate(temp, rh, status, t)
 
     def _climate_failed(self, exc, t):
-        status = messages.CLIMATE_SENSOR_ERROR
+        status = wire.CLIMATE_SENSOR_ERROR
         if isinstance(exc, SensorCRCError):
-            status |= messages.CLIMATE_CRC_ERROR
+            status |= wire.CLIMATE_CRC_ERROR
         self._count(exc)
         if self.climate_ok:
             self.log(3, "climate reading failed: %s" % exc)
@@ -306,7 +306,7 @@ class Sampler:
         self.last_climate = (temp, rh, status)
         w = self.link.writer
         struct.pack_into(_CLIMATE_FORMAT, w.payload, 0, temp, rh, status)
-        self.link.send(w, messages.CLIMATE, 5, t)
+        self.link.send(w, wire.CLIMATE, 5, t)
 
     def _count(self, exc):
         c = self.counters
@@ -358,7 +358,7 @@ class Sampler:
         if ovr != self._ovr_seen:
             self.counters.fifo_overruns += ovr - self._ovr_seen
             self._ovr_seen = ovr
-            self._flags |= messages.ACCEL_OVERRUN
+            self._flags |= wire.ACCEL_OVERRUN
         self._next_read = now + self._read_ms
         return self._read_ms
 
@@ -375,7 +375,7 @@ class Sampler:
             w = self._writer
             p = w.payload
             if self.encoding == "raw":
-                enc = messages.ENCODING_RAW
+                enc = wire.ENCODING_RAW
                 end = ACCEL_HEAD + 6 * n
             else:
                 end = self._encoder.encode_into(stage, n, p, ACCEL_HEAD)
@@ -393,7 +393,7 @@ class Sampler:
                 n,
                 _age(now, t),
             )
-            self.link.send(w, messages.ACCEL, end, now)
+            self.link.send(w, wire.ACCEL, end, now)
         self._flags = 0
         self._fill = 0
         self.index = first + n
@@ -414,4 +414,4 @@ class Sampler:
         f = self.features
         w = self.link.writer
         n = f.pack_into(w.payload, now - self.sample_ms(f.result_first))
-        self.link.send(w, messages.FEATURES, n, now)
+        self.link.send(w, wire.FEATURES, n, now)

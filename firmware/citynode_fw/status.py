@@ -3,10 +3,10 @@
 import struct
 import sys
 
-from citynode_protocol import PROTOCOL_MINOR, messages
+from citynode_protocol import PROTOCOL_MINOR, wire
 from citynode_fw import version
 
-_FORMAT = messages.BY_NAME["status"][2]
+_FORMAT = wire.FORMATS[wire.STATUS]
 SIZE = struct.calcsize(_FORMAT)
 
 # error counters, in the order of the STATUS fields

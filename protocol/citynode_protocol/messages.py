@@ -1,6 +1,8 @@
 """THE message table: type id, name, fixed layout, fields with scale and unit, tail.
 
-Read by the node (to pack), the host (to unpack and name columns), SPEC.md's
+Built on wire.py, which holds the ids, bits, codes and layouts: the node
+imports wire.py alone and so carries none of the names, scales and words that
+only the host needs. Read by the host (to unpack and name columns), SPEC.md's
 tables (a test keeps them in step) and the docs.
 
 Each entry: (type id, name, struct format of the fixed part, fields, tail).
@@ -10,48 +12,29 @@ The tail says what follows the fixed part: None (nothing), "text" (UTF-8),
 "json" (UTF-8 JSON) or "accel" (samples, see codec.py).
 """
 
-try:
-    from micropython import const
-except ImportError:  # CPython
+from citynode_protocol.wire import *  # noqa: F401,F403 (ids, bits, codes: re-exported for the host)
+from citynode_protocol.wire import (
+    ACCEL,
+    CLIMATE,
+    ERR_BAD_ARGUMENT,
+    ERR_BAD_LINE,
+    ERR_BAD_REQUEST,
+    ERR_BUSY,
+    ERR_INTERNAL,
+    ERR_NO_SENSOR,
+    ERR_NOT_SUPPORTED,
+    ERR_STORAGE,
+    ERR_UNKNOWN_COMMAND,
+    FEATURES,
+    FORMATS,
+    LOG,
+    OK,
+    REPLY,
+    STATUS,
+    TIME,
+)
 
-    def const(value):
-        return value
-
-
-CLIMATE = const(1)
-ACCEL = const(2)
-FEATURES = const(3)
-STATUS = const(4)
-LOG = const(5)
-TIME = const(6)
-REPLY = const(7)
-
-# CLIMATE status bits
-CLIMATE_SENSOR_ERROR = const(0x01)  # this reading failed; values are not valid
-CLIMATE_CRC_ERROR = const(0x02)  # the sensor answered with a bad CRC
-CLIMATE_CALIBRATED = const(0x04)  # the node applied a stored calibration
-CLIMATE_CLAMPED = const(0x08)  # humidity was clamped to 0..100 %RH
-
-# ACCEL and FEATURES flag bits
-ACCEL_CALIBRATED = const(0x01)  # bias/scale (and mount rotation) applied on the node
-ACCEL_UNCALIBRATED_MODE = const(0x02)  # raw-data mode for calibration
-ACCEL_OVERRUN = const(0x04)  # the sensor FIFO overflowed before this block
-FEATURES_TILT_RELATIVE = const(0x02)  # pitch/roll relative to the mounted zero
-
-# ACCEL encodings
-ENCODING_RAW = const(0)
-ENCODING_DELTA_BITPACK = const(1)
 ENCODING_NAMES = {0: "raw-int16", 1: "delta-bitpack8"}
-
-# STATUS bits
-SENSOR_CLIMATE = const(0x01)
-SENSOR_ACCEL = const(0x02)
-STATUS_CONFIG_FALLBACK = const(0x01)  # config file corrupt or missing: running on defaults
-STATUS_CALIB_FALLBACK = const(0x02)  # calibration file corrupt: running uncalibrated
-STATUS_TIME_ANCHORED = const(0x04)  # the node knows UTC (a TIME message was sent)
-STATUS_STREAMING = const(0x08)  # the accelerometer stream is running
-
-LOG_LEVELS = ("debug", "info", "warning", "error")
 
 _XYZ_FEATURES = []
 for _axis in ("x", "y", "z"):
@@ -63,7 +46,7 @@ MESSAGES = (
     (
         CLIMATE,
         "climate",
-        "<hHB",
+        FORMATS[CLIMATE],
         (
             ("temperature_c", 0.01, "degC"),
             ("relative_humidity_pct", 0.01, "%RH"),
@@ -74,7 +57,7 @@ MESSAGES = (
     (
         ACCEL,
         "accel",
-        "<BBBBIIHH",
+        FORMATS[ACCEL],
         (
             ("encoding", None, ""),
             ("flags", None, "bits"),
@@ -90,7 +73,7 @@ MESSAGES = (
     (
         FEATURES,
         "features",
-        "<IIHBB" + "IIH" * 3 + "hh",
+        FORMATS[FEATURES],
         (
             ("window_s", 0.001, "s"),
             ("age_ms", None, "ms"),
@@ -108,7 +91,7 @@ MESSAGES = (
     (
         STATUS,
         "status",
-        "<IIBBBBBBBBBBHIHHHHHH",
+        FORMATS[STATUS],
         (
             ("uptime_s", None, "s"),
             ("free_heap", None, "bytes"),
@@ -133,12 +116,12 @@ MESSAGES = (
         ),
         None,
     ),
-    (LOG, "log", "<B", (("level", None, ""),), "text"),
-    (TIME, "time", "<Q", (("utc_ms", None, "ms"),), None),
+    (LOG, "log", FORMATS[LOG], (("level", None, ""),), "text"),
+    (TIME, "time", FORMATS[TIME], (("utc_ms", None, "ms"),), None),
     (
         REPLY,
         "reply",
-        "<HB",
+        FORMATS[REPLY],
         (
             ("request_id", None, ""),
             ("code", None, ""),
@@ -152,18 +135,6 @@ BY_NAME = {}
 for _entry in MESSAGES:
     BY_TYPE[_entry[0]] = _entry
     BY_NAME[_entry[1]] = _entry
-
-# Reply codes, turned into words on the host.
-OK = const(0)
-ERR_BAD_LINE = const(1)
-ERR_BAD_REQUEST = const(2)
-ERR_UNKNOWN_COMMAND = const(3)
-ERR_BAD_ARGUMENT = const(4)
-ERR_BUSY = const(5)
-ERR_NO_SENSOR = const(6)
-ERR_STORAGE = const(7)
-ERR_NOT_SUPPORTED = const(8)
-ERR_INTERNAL = const(9)
 
 REPLY_CODES = {
     OK: "ok",

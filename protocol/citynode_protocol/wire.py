@@ -1,0 +1,71 @@
+"""What the node needs of the message table: type ids, flag bits, codes, layouts.
+
+The node imports this module alone; `messages.py` builds the full table (field
+names, scales, units, words) on top of it for the host, so the layouts here are
+the only ones there are.
+"""
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(value):
+        return value
+
+
+CLIMATE = const(1)
+ACCEL = const(2)
+FEATURES = const(3)
+STATUS = const(4)
+LOG = const(5)
+TIME = const(6)
+REPLY = const(7)
+
+# CLIMATE status bits
+CLIMATE_SENSOR_ERROR = const(0x01)  # this reading failed; values are not valid
+CLIMATE_CRC_ERROR = const(0x02)  # the sensor answered with a bad CRC
+CLIMATE_CALIBRATED = const(0x04)  # the node applied a stored calibration
+CLIMATE_CLAMPED = const(0x08)  # humidity was clamped to 0..100 %RH
+
+# ACCEL and FEATURES flag bits
+ACCEL_CALIBRATED = const(0x01)  # bias/scale (and mount rotation) applied on the node
+ACCEL_UNCALIBRATED_MODE = const(0x02)  # raw-data mode for calibration
+ACCEL_OVERRUN = const(0x04)  # the sensor FIFO overflowed before this block
+FEATURES_TILT_RELATIVE = const(0x02)  # pitch/roll relative to the mounted zero
+
+# ACCEL encodings
+ENCODING_RAW = const(0)
+ENCODING_DELTA_BITPACK = const(1)
+
+# STATUS bits
+SENSOR_CLIMATE = const(0x01)
+SENSOR_ACCEL = const(0x02)
+STATUS_CONFIG_FALLBACK = const(0x01)  # config file corrupt or missing: running on defaults
+STATUS_CALIB_FALLBACK = const(0x02)  # calibration file corrupt: running uncalibrated
+STATUS_TIME_ANCHORED = const(0x04)  # the node knows UTC (a TIME message was sent)
+STATUS_STREAMING = const(0x08)  # the accelerometer stream is running
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+# Reply codes (messages.REPLY_CODES has their words for the host)
+OK = const(0)
+ERR_BAD_LINE = const(1)
+ERR_BAD_REQUEST = const(2)
+ERR_UNKNOWN_COMMAND = const(3)
+ERR_BAD_ARGUMENT = const(4)
+ERR_BUSY = const(5)
+ERR_NO_SENSOR = const(6)
+ERR_STORAGE = const(7)
+ERR_NOT_SUPPORTED = const(8)
+ERR_INTERNAL = const(9)
+
+# Struct format of each message's fixed part (the rest of the payload is its tail).
+FORMATS = {
+    CLIMATE: "<hHB",
+    ACCEL: "<BBBBIIHH",
+    FEATURES: "<IIHBB" + "IIH" * 3 + "hh",
+    STATUS: "<IIBBBBBBBBBBHIHHHHHH",
+    LOG: "<B",
+    TIME: "<Q",
+    REPLY: "<HB",
+}
