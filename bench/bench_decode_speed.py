@@ -26,10 +26,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO / "host"), str(REPO / "protocol")]
+sys.path[:0] = [str(REPO / "host"), str(REPO / "protocol"), str(REPO / "bench")]
 
 import numpy as np  # noqa: E402
 
+from _report import cpu_model, table  # noqa: E402
 from citynode import traffic  # noqa: E402
 from citynode.decode import BulkDecoder  # noqa: E402
 from citynode_protocol import codec, frame, messages  # noqa: E402
@@ -115,17 +116,6 @@ def mavlink_parse(wire, mav):
     return sum(1 for m in msgs if m.get_type() == "SCALED_IMU")
 
 
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small captures, one rep (CI smoke)")
@@ -182,9 +172,7 @@ def main(argv=None):
     for name, size, n, seconds in rows:
         rate = n / seconds
         body.append([name, "%.1f" % (size / 1e6), "%d" % n, "%.3f" % seconds, "%.3f" % (rate / 1e6), "%.1f" % (size / seconds / 1e6), "%.0f" % (rate / peer) if peer else "n/a"])
-    widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
-    for r in [header] + body:
-        print("  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+    table(header, body)
 
     print()
     print("Targets")

@@ -47,7 +47,6 @@ ESP32 is at risk, not that it fails.
 
 import argparse
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -57,6 +56,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+sys.path[:0] = [str(HERE)]
+
+from _report import cpu_model, table  # noqa: E402
+
 MP = HERE / "mp"
 SOURCE_PATH = [REPO / "firmware", REPO / "protocol", MP]
 PACKAGES = ((REPO / "firmware", "citynode_fw"), (REPO / "firmware", "citynode_sim"), (REPO / "protocol", "citynode_protocol"))
@@ -150,12 +153,6 @@ def parse(text):
 
 def kb(n):
     return "%.1f" % (n / 1024)
-
-
-def table(header, rows, indent="  "):
-    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
-    for r in [header] + rows:
-        print(indent + "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
 
 
 # -- 1. allocation per block -----------------------------------------------------------
@@ -373,17 +370,6 @@ def print_cpu(cpu, runner, samples, reps, heap):
 
 
 # -- main ------------------------------------------------------------------------------
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main(argv=None):

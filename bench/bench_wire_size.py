@@ -36,10 +36,11 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO / "host"), str(REPO / "protocol")]
+sys.path[:0] = [str(REPO / "host"), str(REPO / "protocol"), str(REPO / "bench")]
 
 import numpy as np  # noqa: E402
 
+from _report import table  # noqa: E402
 from citynode import traffic  # noqa: E402
 from citynode_protocol import frame, payload  # noqa: E402
 
@@ -283,9 +284,7 @@ def _print_table(rows, ours, raw=None):
             cells.append("%.3f" % (size / raw))
         cells.append(note)
         body.append(cells)
-    widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
-    for r in [header] + body:
-        print(("  " + "  ".join(c.ljust(w) if i in (0, len(header) - 1) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))).rstrip())
+    table(header, body, left=(0, len(header) - 1))
 
 
 if __name__ == "__main__":
