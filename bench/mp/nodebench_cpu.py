@@ -33,7 +33,7 @@ from citynode_fw.link import Link
 from citynode_fw.node import probe
 from citynode_fw.sampler import ACCEL_HEAD, Sampler
 from citynode_fw.status import Counters
-from citynode_protocol import messages
+from citynode_protocol import wire as messages  # what the node itself imports
 
 ticks_us = time.ticks_us
 ticks_diff = time.ticks_diff

@@ -103,7 +103,7 @@ def main():
     # driver at 0x53 before the ADXL345's)
     from citynode_fw import node, version  # noqa: F401
     from citynode_fw.drivers import adxl345, adxl355, sht4x  # noqa: F401
-    from citynode_protocol import messages
+    from citynode_protocol import wire as messages  # what the node itself imports
 
     gc.collect()
     at_import = gc.mem_alloc()
