@@ -405,14 +405,14 @@ def test_too_long_a_record_is_refused_before_writing(mocker, capsys):
 
 
 def test_longest_real_record_fits_the_node():
-    from citynode.calibrate import session
+    from citynode.calibrate import record
 
     doc = {"id": 4294967295, "date": "2026-11-26", "method": "climate: temperature least-squares line (901 points)",
            "site": {"name": "s" * 64, "installer": "i" * 40, "note": "n" * 120},
            "climate": {"t_gain": 1.012345, "t_offset_c": -0.1234, "rh_gain": 0.912345, "rh_offset_pct": 2.7123},
            "accel": {"bias_g": [-0.123456] * 3, "scale": [1.012345] * 3,
                      "rotation": [[-0.1234567] * 3] * 3, "tilt_zero_deg": [-12.345, 12.345]}}
-    assert session.canonical_length(doc) <= session.MAX_DOCUMENT
+    assert record.canonical_length(doc) <= record.MAX_DOCUMENT
     from citynode_fw import store
 
-    assert len(store.canonical(doc)) == session.canonical_length(doc)
+    assert len(store.canonical(doc)) == record.canonical_length(doc)

@@ -9,7 +9,16 @@ and checks are explained in docs/installer-guide.md.
 import os
 import time
 
-from citynode.calibrate import report, session
+from citynode.calibrate import report
+from citynode.calibrate.accel_flow import AccelOptions, run_accel
+from citynode.calibrate.climate_flow import ClimateOptions, run_climate
+from citynode.calibrate.climate_reference import parse_point
+from citynode.calibrate.installer_ui import Ui
+from citynode.calibrate.mount_flow import MountOptions, run_mount
+from citynode.calibrate.node_link import NodeSession
+from citynode.calibrate.record import Rejected
+from citynode.calibrate.rollback_flow import run_rollback
+from citynode.calibrate.verify_flow import VerifyOptions, run_verify
 from citynode.errors import CitynodeError, UsageError
 
 ENV_PORT = "CITYNODE_PORT"
@@ -119,14 +128,14 @@ def open_client(port, baud):
 
 
 def _climate_options(args):
-    points = [session.parse_point(p) for p in args.point]
+    points = [parse_point(p) for p in args.point]
     if args.reference_temperature is not None or args.reference_humidity is not None:
         t = "-" if args.reference_temperature is None else repr(args.reference_temperature)
         h = "-" if args.reference_humidity is None else args.reference_humidity
-        points.insert(0, session.parse_point("%s,%s" % (t, h)))
+        points.insert(0, parse_point("%s,%s" % (t, h)))
     if args.reference_csv and points:
         raise UsageError("give either reference points or --reference-csv, not both")
-    return session.ClimateOptions(
+    return ClimateOptions(
         points=points, reference_csv=args.reference_csv, csv_time_column=args.csv_time_column,
         csv_temperature_column=args.csv_temperature_column, csv_humidity_column=args.csv_humidity_column,
         csv_utc=args.csv_utc, csv_shift_s=args.csv_shift, duration_s=args.duration, period_s=args.period,
@@ -138,13 +147,13 @@ def _climate_options(args):
 def _accel_options(args):
     if not 6 <= args.positions <= 12:
         raise UsageError("--positions must be 6..12, not %d" % args.positions)
-    return session.AccelOptions(
+    return AccelOptions(
         positions=args.positions, window_s=args.window, capture_s=args.capture, position_timeout_s=args.timeout,
         max_attempts=args.attempts, force=args.force, site=args.site, installer=args.installer, note=args.note)
 
 
 def _mount_options(args):
-    return session.MountOptions(up=args.up, along=args.along, align=args.align, seconds=args.seconds,
+    return MountOptions(up=args.up, along=args.along, align=args.align, seconds=args.seconds,
                                 timeout_s=args.timeout, force=args.force, site=args.site,
                                 installer=args.installer, note=args.note)
 
@@ -184,37 +193,36 @@ def run(args):
     elif args.flow == "mount":
         options = _mount_options(args)
     elif args.flow == "verify":
-        options = session.VerifyOptions(reference_temperature=args.reference_temperature,
-                                        reference_humidity=args.reference_humidity, timeout_s=args.timeout)
+        options = VerifyOptions(reference_temperature=args.reference_temperature,
+                                reference_humidity=args.reference_humidity, timeout_s=args.timeout)
         from citynode.calibrate import climate
 
         for q, v in (("temperature", options.reference_temperature), ("humidity", options.reference_humidity)):
             if v is not None:
                 climate.check_reference(q, v)
     port, baud = _link(args)
-    ui = session.Ui()
+    ui = Ui()
     client = open_client(port, baud)
     # a scripted fake link brings its own clock (tests); a real one uses the computer's
     clock = getattr(client, "session_clock", None) or time.monotonic
     wall = getattr(client, "session_wall", None) or time.time
-    s = session.NodeSession(client, ui, clock=clock, wall=wall, reconnect=lambda: open_client(port, baud),
-                            port=port)
+    s = NodeSession(client, ui, clock=clock, wall=wall, reconnect=lambda: open_client(port, baud), port=port)
     try:
         try:
             if args.flow == "climate":
-                session.run_climate(s, options)
+                run_climate(s, options)
             elif args.flow == "accel":
-                session.run_accel(s, options)
+                run_accel(s, options)
             elif args.flow == "mount":
-                session.run_mount(s, options)
+                run_mount(s, options)
             elif args.flow == "verify":
-                s.result = session.run_verify(s, options)
+                s.result = run_verify(s, options)
             else:
-                s.result = session.run_rollback(s)
-        except session.Rejected as exc:
+                s.result = run_rollback(s)
+        except Rejected as exc:
             folder, _ = _file(args, s, port, "rejected", str(exc))
             if folder is not None:
-                raise session.Rejected("%s; report: %s" % (exc, folder)) from None
+                raise Rejected("%s; report: %s" % (exc, folder)) from None
             raise
     finally:
         try:
