@@ -134,7 +134,7 @@ def stages(s, link, board, accel, read, samples):
     enc = s._encoder
     w = s._writer
     p = w.payload
-    fmt = messages.BY_NAME["accel"][2]
+    fmt = messages.FORMATS[messages.ACCEL]
     t_cal = t_add = t_fft = t_enc = t_frame = 0
     first = 0
     for k in range(samples // n):
