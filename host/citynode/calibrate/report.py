@@ -127,6 +127,14 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, folder, name):
+    """Lay out, write and close one figure; returns its file name for the report's list."""
+    fig.tight_layout()
+    fig.savefig(folder / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
 def plot_accel(result, folder):
     plt = _plt()
     files = []
@@ -152,10 +160,7 @@ def plot_accel(result, folder):
         ax.set_title("The positions as the node was turned (raw data; grey: captures)")
         ax.legend(loc="lower right", ncol=4, fontsize=8)
         ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(folder / "positions.png", dpi=110)
-        plt.close(fig)
-        files.append("positions.png")
+        files.append(_save(plt, fig, folder, "positions.png"))
     if positions and fit is not None:
         raw = np.array([np.linalg.norm(p.mean_g) for p in positions])
         cal = np.array([np.linalg.norm(fit.apply(p.mean_g)) for p in positions])
@@ -176,10 +181,7 @@ def plot_accel(result, folder):
         ax.set_title("Gravity per position: before and after calibration")
         ax.legend(fontsize=8)
         ax.grid(axis="y", alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(folder / "before_after.png", dpi=110)
-        plt.close(fig)
-        files.append("before_after.png")
+        files.append(_save(plt, fig, folder, "before_after.png"))
         fig, ax = plt.subplots(figsize=(8, 3.2))
         ax.bar(x, 1000 * fit.residuals_g, 0.5, color="C2", yerr=sig, capsize=3, label="residual ± noise of the mean")
         lim = 1000 * limits.LIMITS["accel_residual_g"].hi
@@ -194,10 +196,7 @@ def plot_accel(result, folder):
                     ha="center", va="center", fontsize=8, color="0.3")
         ax.legend(fontsize=8, loc="lower right")
         ax.grid(axis="y", alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(folder / "residuals.png", dpi=110)
-        plt.close(fig)
-        files.append("residuals.png")
+        files.append(_save(plt, fig, folder, "residuals.png"))
     return files
 
 
@@ -221,10 +220,7 @@ def plot_climate(result, folder):
         ax.set_title("%s: %s" % (f.quantity, f.method))
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(folder / "before_after.png", dpi=110)
-    plt.close(fig)
-    files.append("before_after.png")
+    files.append(_save(plt, fig, folder, "before_after.png"))
     fig, axes = plt.subplots(1, len(fits), figsize=(5.2 * len(fits), 3.4), squeeze=False)
     for ax, f in zip(axes[0], fits):
         unit = climate.UNITS[f.quantity].replace("degC", "°C")
@@ -238,10 +234,7 @@ def plot_climate(result, folder):
         ax.set_title("%s residuals: RMS %.3f %s" % (f.quantity, f.rms, unit))
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(folder / "residuals.png", dpi=110)
-    plt.close(fig)
-    files.append("residuals.png")
+    files.append(_save(plt, fig, folder, "residuals.png"))
     pairing = result.get("pairing")
     if pairing is not None:
         t0 = pairing.node_times_s[0]
@@ -257,10 +250,7 @@ def plot_climate(result, folder):
             ax.legend(fontsize=8)
             ax.grid(alpha=0.3)
         axes[-1, 0].set_xlabel("minutes")
-        fig.tight_layout()
-        fig.savefig(folder / "series.png", dpi=110)
-        plt.close(fig)
-        files.append("series.png")
+        files.append(_save(plt, fig, folder, "series.png"))
     return files
 
 
@@ -282,10 +272,7 @@ def plot_mount(result, folder):
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle("Mount: %s up, %s along the bridge; installed pitch %.2f°, roll %.2f°"
                  % (m.up_axis, m.along_axis, *m.install_tilt_deg), fontsize=10)
-    fig.tight_layout()
-    fig.savefig(folder / "gravity.png", dpi=110)
-    plt.close(fig)
-    return ["gravity.png"]
+    return [_save(plt, fig, folder, "gravity.png")]
 
 
 PLOTTERS = {"accel": plot_accel, "climate": plot_climate, "mount": plot_mount}
