@@ -391,31 +391,11 @@ class Spectrum:
         return xr * xr + xi * xi  # each within 2^12 (2 + 2 sqrt 2) < 19778: the sum < 2^30
 
     def _search(self, left):
-        buf = self._buf
-        q = self._q
-        sx = self._sx
-        off = self._off
         k = self._k
         best = self._best
         kbest = self._kbest
         while left > 0 and k < _HALF:
-            o = off + k + k
-            zr = buf[o] >> sx
-            zi = buf[o + 1] >> sx
-            o = off + 2 * (_HALF - k)
-            yr = buf[o] >> sx
-            yi = buf[o + 1] >> sx
-            dr = zr - yr
-            di = zi + yi
-            if k <= _QUARTER:
-                c = q[_QUARTER - k]
-                s = q[k]
-            else:
-                c = -q[k - _QUARTER]
-                s = q[_HALF - k]
-            xr = zr + yr + ((c * di - s * dr + 8192) >> 14)
-            xi = zi - yi - ((c * dr + s * di + 8192) >> 14)
-            v = xr * xr + xi * xi
+            v = self._mag2(k)
             if v > best:
                 best = v
                 kbest = k
