@@ -109,32 +109,30 @@ def cmd_calib_get(node, args):
     return OK, {"calib": cal.doc if cal is not None else None, "fallback": node.calib_fallback}
 
 
+def _store_and_use(node, store, failed):
+    """Run a calibration store step (save or rollback) and apply what it returns."""
+    try:
+        cal = store(node.calib_path, node.calib_prev_path)
+    except ValueError as exc:
+        return _err(wire.ERR_BAD_ARGUMENT, str(exc))
+    except OSError as exc:
+        return _err(wire.ERR_STORAGE, "%s: %s" % (failed, exc))
+    node.use_calibration(cal)
+    return OK, {"id": cal.id}
+
+
 def cmd_calib_write(node, args):
     doc = args.get("calib")
     if not isinstance(doc, dict) or len(args) != 1:
         return _err(wire.ERR_BAD_ARGUMENT, "expects {'calib': {...}}")
-    try:
-        cal = calibration.save(doc, node.calib_path, node.calib_prev_path)
-    except ValueError as exc:
-        return _err(wire.ERR_BAD_ARGUMENT, str(exc))
-    except OSError as exc:
-        return _err(wire.ERR_STORAGE, "calibration not saved: %s" % exc)
-    node.use_calibration(cal)
-    return OK, {"id": cal.id}
+    return _store_and_use(node, lambda path, prev: calibration.save(doc, path, prev), "calibration not saved")
 
 
 def cmd_calib_rollback(node, args):
     bad = _no_args(args)
     if bad:
         return bad
-    try:
-        cal = calibration.rollback(node.calib_path, node.calib_prev_path)
-    except ValueError as exc:
-        return _err(wire.ERR_BAD_ARGUMENT, str(exc))
-    except OSError as exc:
-        return _err(wire.ERR_STORAGE, "rollback not saved: %s" % exc)
-    node.use_calibration(cal)
-    return OK, {"id": cal.id}
+    return _store_and_use(node, calibration.rollback, "rollback not saved")
 
 
 def cmd_selftest(node, args):
