@@ -36,6 +36,7 @@ import zlib
 import numpy as np
 
 from citynode_protocol import PROTOCOL_VERSION
+from citynode_protocol.cobs import max_encoded_length
 from citynode_protocol.decoder import DecoderStats, Message, frame_in_piece
 from citynode_protocol.frame import CRC_SIZE, HEADER_SIZE, MAX_FRAME, OVERHEAD
 from citynode_protocol.messages import ACCEL, BY_TYPE, MESSAGES
@@ -233,7 +234,7 @@ class BulkDecoder:
     def __init__(self, max_frame=MAX_FRAME, chunk=DEFAULT_CHUNK):
         self.stats = DecoderStats()
         self._max_frame = max_frame
-        self._max_encoded = max_frame + max_frame // 254 + 1
+        self._max_encoded = max_encoded_length(max_frame)
         self._pending = b""
         self._discarding = False
         self._order = 0

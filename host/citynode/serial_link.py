@@ -171,41 +171,6 @@ class NodeClient:
             for m in self._pump():
                 yield m
 
-    def read_raw(self, seconds, sink=None):
-        """Raw bytes for `seconds` (also decoded on the side for statistics)."""
-        chunks = []
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            try:
-                data = self.serial.read(max(1, self.serial.in_waiting))
-            except (serial.SerialException, OSError) as exc:
-                raise TransportError("link to %s lost: %s" % (self.port, exc)) from None
-            if data:
-                self.decoder.feed(data)
-                if sink is not None:
-                    sink(data)
-                else:
-                    chunks.append(data)
-        return b"".join(chunks)
-
-    def interrupt(self, timeout=5.0):
-        """Ctrl-C the app and wait for the REPL prompt."""
-        deadline = time.monotonic() + timeout
-        seen = b""
-        while time.monotonic() < deadline:
-            self._write(b"\r\x03\x03")
-            end = time.monotonic() + 0.5
-            while time.monotonic() < end:
-                data = self.serial.read(max(1, self.serial.in_waiting))
-                seen = (seen + data)[-256:]
-                if seen.endswith(b">>> ") or seen.endswith(b">"):
-                    return
-        raise TransportError("node on %s did not stop on Ctrl-C within %.0f s" % (self.port, timeout))
-
-    def soft_reset(self):
-        """From the friendly REPL: Ctrl-D reboots the node and starts the app again."""
-        self._write(b"\x04")
-
 
 _PROMPTS = (b">>> ", b"raw REPL; CTRL-B to exit\r\n>")
 
@@ -296,13 +261,3 @@ def close_transport(transport):
     with contextlib.suppress(Exception):
         transport.serial.close()
 
-
-def exec_on_node(transport, code, timeout=10):
-    """Run code in raw REPL and return its stdout; a node-side exception → DeviceError."""
-    from mpremote.transport import TransportExecError
-
-    try:
-        return transport.exec(code)
-    except TransportExecError as exc:
-        last = exc.error_output.strip().splitlines()[-1:] or ["error"]
-        raise DeviceError("node raised: %s" % last[0]) from None

@@ -6,7 +6,7 @@ was glued behind junk, it is found and kept.
 """
 
 from citynode_protocol import PROTOCOL_VERSION
-from citynode_protocol.cobs import CobsError, chain_ends, decode_into
+from citynode_protocol.cobs import CobsError, chain_ends, decode_into, max_encoded_length
 from citynode_protocol.frame import MAX_FRAME, OVERHEAD, FrameError, parse
 from citynode_protocol.messages import BY_TYPE
 from citynode_protocol.payload import PayloadError, unpack
@@ -161,7 +161,7 @@ class Decoder:
         self.stats = DecoderStats()
         self.report_bad = report_bad
         self._max_frame = max_frame
-        self._max_encoded = max_frame + max_frame // 254 + 1
+        self._max_encoded = max_encoded_length(max_frame)
         self._pending = bytearray()
         self._discarding = False
         self._scratch = bytearray(self._max_encoded)

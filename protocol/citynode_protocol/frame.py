@@ -21,7 +21,6 @@ CRC_SIZE = 4
 OVERHEAD = HEADER_SIZE + CRC_SIZE
 MAX_TYPE = 31
 MAX_FRAME = 4096  # raw frame bytes; longer frames are dropped by the decoder
-MAX_ENCODED = MAX_FRAME + MAX_FRAME // 254 + 1
 _CHUNK = 64
 
 

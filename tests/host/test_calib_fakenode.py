@@ -260,10 +260,6 @@ class FakeClient:
             flags = messages.ACCEL_UNCALIBRATED_MODE
         elif cal:
             flags = messages.ACCEL_CALIBRATED
-            if "rotation" in cal or any(cal.get("tilt_zero_deg", [0, 0])):
-                # as the firmware's sampler does today: its feature flag 0x02 (tilt relative)
-                # lands in the block's flags, where 0x02 means raw-data mode
-                flags |= messages.ACCEL_UNCALIBRATED_MODE
             b = np.asarray(cal.get("bias_g", [0, 0, 0]))
             s = np.diag(cal.get("scale", [1, 1, 1])) if "matrix" not in cal else np.asarray(cal["matrix"])
             r = np.asarray(cal.get("rotation", np.eye(3)))

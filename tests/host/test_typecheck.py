@@ -5,7 +5,6 @@ temporary folder: a bad snippet must fail (so the check can catch something)
 and a good one must pass (so it does not fail on everything).
 """
 
-import os
 import subprocess
 import sys
 from pathlib import Path

@@ -48,9 +48,8 @@ class _Period:
     def __enter__(self):
         old = self.session.config.get("climate_period_s")
         period = old if isinstance(old, int) else 60
-        # the node keeps the reading already scheduled on the old period: the first
-        # one after a change may take that long
-        self.session.climate_silence_s = period + 10.0
+        # a shorter period applies at once on the node: the next reading comes within it
+        self.session.climate_silence_s = min(period, self.period_s) + 10.0
         if period > self.period_s:
             self.session.client.command("config_set", values={"climate_period_s": self.period_s})
             self.old = old

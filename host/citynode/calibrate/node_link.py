@@ -169,10 +169,8 @@ def raw_off(session):
 
 
 def is_raw_block(flags):
-    """A block in raw-data mode. The node never sets ACCEL_CALIBRATED in raw mode;
-    a calibrated block may carry 0x02 too (the sampler masks its feature flags,
-    where 0x02 is FEATURES_TILT_RELATIVE, into the block's flags), so CALIBRATED wins."""
-    return bool(flags & messages.ACCEL_UNCALIBRATED_MODE) and not flags & messages.ACCEL_CALIBRATED
+    """A block sent in raw-data mode (uncalibrated)."""
+    return bool(flags & messages.ACCEL_UNCALIBRATED_MODE)
 
 
 def block_g(m):

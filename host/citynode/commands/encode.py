@@ -32,6 +32,7 @@ import tempfile
 
 from citynode.errors import CitynodeError, UsageError
 from citynode.traffic import LOG_LEVEL, TrafficBuilder, utc_ms
+from citynode_protocol import cobs
 from citynode_protocol.frame import MAX_FRAME, MAX_TYPE
 from citynode_protocol.messages import BY_NAME, BY_TYPE
 
@@ -179,8 +180,9 @@ def encode_line(obj, nodes):
         raise LineError(str(exc)) from None
     if msg_type == "accel":
         node.first_index = fields["first_index"] + len(fields["samples"]) // 3
-    if len(wire) > MAX_FRAME + MAX_FRAME // 254 + 2:
-        raise LineError("frame of %d bytes is longer than a receiver accepts (%d raw bytes)" % (len(wire), MAX_FRAME))
+    raw_size = len(cobs.decode(wire[:-1]))
+    if raw_size > MAX_FRAME:
+        raise LineError("frame of %d bytes is longer than a receiver accepts (%d)" % (raw_size, MAX_FRAME))
     return wire
 
 
