@@ -1,9 +1,12 @@
 """The board layer: the only module that imports `machine` (and, on the Unix
 port, `citynode_sim`). Bus, watchdog, clock, heap, identity, reset.
 
-Clock: `ms()` is the node's own millisecond clock, accumulated from
-time.ticks_diff so it neither wraps with ticks_ms (whose period differs between
-ports) nor jumps; the frame header carries it modulo 2^32.
+Clock: `ms()` is the node's own millisecond clock since boot, accumulated from
+time.ticks_diff (not ticks_ms itself, whose period differs between ports) and
+kept modulo 2^30 on every port, so it is a small int for ever (nodetime.py:
+compare with nodetime.diff). `wraps` counts its wraps; the frame header
+carries ((wraps & 3) << 30) | ms, the clock modulo 2^32 (`wraps_at`). ms() must
+be called at least every 2^29 ms (6 days); the node loop calls it every pass.
 
 Watchdog (hardware only; `watchdog_s` = 0 turns it off): fed by the node loop.
 It cannot be stopped on the ESP32, so after Ctrl-C (`relax_watchdog`) the node
@@ -16,6 +19,8 @@ import sys
 import time
 
 import machine
+
+from citynode_fw.nodetime import add
 
 MAINTENANCE_S = 3600
 SIM = sys.platform == "linux"
@@ -32,6 +37,7 @@ _CAUSES = (
 class Board:
     def __init__(self):
         self._ms = 0
+        self.wraps = 0
         self._last = time.ticks_ms()
         self._wdt = None
         self.i2c = None
@@ -74,9 +80,16 @@ class Board:
 
     def ms(self):
         now = time.ticks_ms()
-        self._ms += time.ticks_diff(now, self._last)
+        ms = add(self._ms, time.ticks_diff(now, self._last))
         self._last = now
-        return self._ms
+        if ms < self._ms:
+            self.wraps += 1
+        self._ms = ms
+        return ms
+
+    def wraps_at(self, t):
+        """`wraps` when the clock read t (a time from the last 2^29 ms)."""
+        return self.wraps - 1 if t > self._ms else self.wraps
 
     def sleep_ms(self, ms):
         if ms > 0:

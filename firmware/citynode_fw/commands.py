@@ -152,7 +152,8 @@ def cmd_set_time(node, args):
     if isinstance(utc, bool) or not isinstance(utc, int) or not 0 < utc < (1 << 63) or len(args) != 1:
         return _err(wire.ERR_BAD_ARGUMENT, "expects {'utc_ms': milliseconds since 1970}")
     node.set_time(utc)
-    return OK, {"utc_ms": utc, "node_ms": node.now() & 0xFFFFFFFF}
+    now = node.now()
+    return OK, {"utc_ms": utc, "node_ms": now | node.link.time_hi(now) << 30}
 
 
 def cmd_status(node, args):

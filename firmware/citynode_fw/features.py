@@ -44,6 +44,7 @@ import math
 import struct
 
 from citynode_fw import fft
+from citynode_fw.nodetime import add
 from citynode_protocol import wire
 
 NFFT = fft.NFFT
@@ -212,7 +213,7 @@ class Features:
     # -- per sample ------------------------------------------------------------------------
 
     def add_block(self, buf, n, first_index):
-        """Accumulate n interleaved int16 LE samples (sample counter of the first)."""
+        """Accumulate n interleaved int16 LE samples (sample counter of the first, modulo 2^30)."""
         if n > MAX_BLOCK:
             raise ValueError("block of %d samples: at most %d" % (n, MAX_BLOCK))
         if n <= 0:
@@ -245,7 +246,7 @@ class Features:
             i += take
             self._count += take // 6
             if self._count == self.window_n:
-                self._close(first_index + i // 6)
+                self._close(add(first_index, i // 6))
 
     def _accumulate(self, buf, i, end):
         """Samples buf[i:end] into the window (none of them closes it): the hot loop,

@@ -3,7 +3,9 @@
 Out: every frame goes through `send()`, which keeps one sequence counter for the
 node across the frame writers (the sampler's accel writer, this link's general
 writer), and writes with `stream.write(buf, n)` so no slice is allocated. A
-write that fails or comes up short is counted in tx_dropped.
+write that fails or comes up short is counted in tx_dropped. Frames are
+stamped with node time (ms modulo 2^30) and, as bits 30-31 of the header's u32,
+the board's count of its wraps then (`time_hi`).
 
 In: `StdinReader` polls sys.stdin with select.poll and reads one byte at a time
 into a preallocated 1-byte buffer, only while poll says a byte is waiting, so
@@ -47,8 +49,9 @@ class StdinReader:
 
 
 class Link:
-    def __init__(self, node_id, counters, out=None, reader=None):
+    def __init__(self, node_id, counters, out=None, reader=None, board=None):
         self.out = sys.stdout.buffer if out is None else out
+        self.board = board  # its wraps_at(t) for time_hi; None: no wraps
         self.reader = StdinReader() if reader is None else reader
         self.counters = counters
         self.seq = 0
@@ -64,7 +67,8 @@ class Link:
     def send(self, writer, msg_type, length, time_ms):
         """Finish the frame in writer's payload and write it; False if dropped."""
         writer.seq = self.seq
-        n = writer.finish(msg_type, length, time_ms)
+        hi = self.time_hi(time_ms)
+        n = writer.finish(msg_type, length, time_ms | hi << 30 if hi else time_ms)
         self.seq = writer.seq
         try:
             done = self.out.write(writer.wire, n)
@@ -74,6 +78,10 @@ class Link:
             self.counters.tx_dropped += 1
             return False
         return True
+
+    def time_hi(self, t):
+        """Bits 30-31 of the frame time of node time t (the header's u32 ms)."""
+        return 0 if self.board is None else self.board.wraps_at(t) & 3
 
     def log(self, level, text, time_ms):
         """A LOG message (level index into wire.LOG_LEVELS)."""

@@ -4,6 +4,9 @@ One pass of the loop (`step`): sampler work that is due, at most one command
 line, a STATUS when due, the watchdog, a pending reboot. Every wait is bounded:
 the loop sleeps at most MAX_SLEEP_MS so commands are answered promptly, and
 sensor waits are counted loops inside the drivers.
+
+Node time is the board's ms modulo 2^30 (nodetime.py); uptime and UTC also
+count the board's wraps.
 """
 
 import math
@@ -13,6 +16,7 @@ from citynode_protocol import wire
 from citynode_fw import calibration, commands, config, status
 from citynode_fw.features import Features
 from citynode_fw.link import Link
+from citynode_fw.nodetime import add, diff
 from citynode_fw.sampler import Sampler
 
 MAX_SLEEP_MS = 20
@@ -100,7 +104,7 @@ class Node:
         self.calib_path = calib_path
         self.calib_prev_path = calib_prev_path
         self.counters = status.Counters()
-        self.link = Link(self.cfg["node_id"], self.counters, out, reader)
+        self.link = Link(self.cfg["node_id"], self.counters, out, reader, board)
         self.features = Features()
         self.sampler = Sampler(self.link, self.counters, self.features, self.log)
         self.last_errors = []
@@ -108,8 +112,9 @@ class Node:
         self.time_offset = None
         self.reboot_pending = False
         self.reset_cause = board.reset_cause()
-        self._status_due = 0
         self._boot_ms = board.ms()
+        self._boot_wraps = board.wraps
+        self._status_due = self._boot_ms
 
     def now(self):
         return self.board.ms()
@@ -171,9 +176,9 @@ class Node:
         if line is not None:
             self.handle_line(line)
             wait = 0
-        if now - self._status_due >= 0:
+        if diff(now, self._status_due) >= 0:
             self.send_status()
-            self._status_due = now + self.cfg["status_period_s"] * 1000
+            self._status_due = add(now, self.cfg["status_period_s"] * 1000)
         self.board.feed()
         if self.reboot_pending:
             self.board.sleep_ms(100)  # let the reply leave
@@ -182,8 +187,8 @@ class Node:
 
     def run_for(self, ms):
         """Run the loop until the node clock has moved by ms (tests, bounded runs)."""
-        end = self.now() + ms
-        while self.now() - end < 0:
+        end = add(self.now(), ms)
+        while diff(self.now(), end) < 0:
             self.board.sleep_ms(self.step())
 
     def run(self):
@@ -241,15 +246,22 @@ class Node:
 
     def set_time(self, utc_ms):
         now = self.now()
-        self.time_offset = utc_ms - now
+        self.time_offset = utc_ms - now - (self.board.wraps << 30)  # UTC at the board's ms 0
         self.send_time(now)
 
     def send_time(self, now):
         w = self.link.writer
-        struct.pack_into("<Q", w.payload, 0, now + self.time_offset)
+        struct.pack_into("<Q", w.payload, 0, now + (self.board.wraps_at(now) << 30) + self.time_offset)
         self.link.send(w, wire.TIME, 8, now)
 
     # -- status ------------------------------------------------------------------
+
+    def uptime_s(self):
+        now = self.now()
+        w = self.board.wraps - self._boot_wraps
+        d = now - self._boot_ms
+        # (w * 2^30 + d) // 1000 with small ints only: 2^30 ms = 1073741 s + 824 ms
+        return w * 1073741 + d // 1000 + (w * 824 + d % 1000) // 1000
 
     def flags(self):
         f = 0
@@ -283,7 +295,7 @@ class Node:
         w = self.link.writer
         n = status.pack_into(
             w.payload,
-            (now - self._boot_ms) // 1000,
+            self.uptime_s(),
             self.board.free_heap(),
             fitted,
             ok,
@@ -299,7 +311,7 @@ class Node:
     def status_dict(self):
         fitted, ok = self.sensors()
         return {
-            "uptime_s": (self.now() - self._boot_ms) // 1000,
+            "uptime_s": self.uptime_s(),
             "free_heap": self.board.free_heap(),
             "sensors_fitted": fitted,
             "sensors_ok": ok,

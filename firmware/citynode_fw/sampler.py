@@ -16,13 +16,15 @@ a separate buffer that codec.DeltaEncoder packs into the payload. A full block
 is calibrated in place (integers, see calibration.py), added to the feature
 window, encoded and framed.
 
-Timing: `first_index` counts samples since the stream started; a block's time
-is the node ms of its first sample, estimated as stream start + index / ODR,
-kept as an integer ms plus a remainder so nothing drifts or allocates.
+Timing: `index` counts samples since the stream started, modulo 2^30 like node
+time (nodetime.py), with its wraps in `index_wraps`; the wire's u32
+`first_index` is packed as two u16 halves from the two. A block's time is the
+node ms of its first sample, estimated as stream start + index / ODR, kept as
+an integer ms plus a remainder (in 1/den ms: 1000 / ODR = num / den in lowest
+terms) so nothing drifts or allocates.
 
-Steady state allocates nothing on 64-bit ports (tests/firmware/test_sampler.py
-measures it). On 32-bit ports an integer above 2^30 is boxed: a CRC-32, a node
-time after 12.4 days, a sample index after 62 days at 200 Hz.
+Steady state allocates nothing (tests/firmware/test_sampler.py and
+test_clock_wrap.py measure it), past the 2^30 wraps too.
 """
 
 import struct
@@ -30,9 +32,10 @@ import struct
 from citynode_protocol import codec, wire
 from citynode_protocol.frame import FrameWriter
 from citynode_fw.drivers.errors import SensorCRCError, SensorTimeout
+from citynode_fw.nodetime import MASK, add, diff
 
 ACCEL_HEAD = 16
-_ACCEL_FORMAT = wire.FORMATS[wire.ACCEL]
+_ACCEL_FORMAT = "<BBBBIHHHH"  # wire.FORMATS[wire.ACCEL], first_index as two u16
 _CLIMATE_FORMAT = "<hHB"
 RETRY_MS = 1000  # back-off after a failed accelerometer read
 MIN_READ_MS = 5
@@ -40,7 +43,7 @@ MIN_READ_MS = 5
 
 def _age(now, t):
     """ms from a first sample to the frame's time, as the wire's u16."""
-    age = now - t
+    age = diff(now, t)
     if age < 0:
         return 0
     return age if age < 0xFFFF else 0xFFFF
@@ -68,7 +71,7 @@ class Sampler:
         self.accel_ok = False
         self.streaming = False
         self.climate_period_ms = 60000
-        self._climate_due = 0
+        self._climate_due = None  # at once, on the first configure()
         self._climate_pending = False
         self._climate_t = 0
         self.last_climate = None  # (t_centi, rh_centi, status)
@@ -78,6 +81,7 @@ class Sampler:
         self.range_g = 2
         self.block_n = 0
         self.index = 0
+        self.index_wraps = 0
         self.blocks = 0
         self.window_s = 10
         self._writer = None
@@ -90,6 +94,8 @@ class Sampler:
         self._read_ms = 80
         self._t_ms = 0
         self._t_rem = 0
+        self._num = 5  # 1000 / ODR = num / den ms
+        self._den = 1
         self._encoder = None
 
     # -- set-up ------------------------------------------------------------------
@@ -108,8 +114,11 @@ class Sampler:
         """
         notes = []
         self.climate_period_ms = cfg["climate_period_s"] * 1000
-        if self._climate_due - (now + self.climate_period_ms) > 0:
-            self._climate_due = now + self.climate_period_ms  # a shorter period applies at once
+        due = add(now, self.climate_period_ms)
+        if self._climate_due is None:
+            self._climate_due = now
+        elif diff(self._climate_due, due) > 0:
+            self._climate_due = due  # a shorter period applies at once
         self.mode = cfg["mode"]
         self.encoding = cfg["accel_encoding"]
         self.window_s = cfg["feature_window_s"]
@@ -131,6 +140,12 @@ class Sampler:
                 rng = got
         self.odr_mhz = odr
         self.range_g = rng
+        g = 1000000
+        r = odr
+        while r:
+            g, r = r, g % r
+        self._num = 1000000 // g
+        self._den = odr // g
         n = cfg["accel_block_samples"]
         if n != self.block_n or self._writer is None:
             self.block_n = n
@@ -211,12 +226,13 @@ class Sampler:
         self.accel_ok = True
         self.streaming = True
         self.index = 0
+        self.index_wraps = 0
         self._fill = 0
         self._flags = 0
         self._ovr_seen = drv.overruns
         self._t_ms = now
         self._t_rem = 0
-        self._next_read = now + self._read_ms
+        self._next_read = add(now, self._read_ms)
         return True
 
     def stop_stream(self):
@@ -247,22 +263,22 @@ class Sampler:
 
     def _poll_climate(self, now):
         if self._climate_pending:
-            due = self._climate_t + self.climate.CONVERSION_MS
-            if now - due < 0:
-                return due - now
+            due = add(self._climate_t, self.climate.CONVERSION_MS)
+            if diff(now, due) < 0:
+                return diff(due, now)
             self._climate_pending = False
             self._read_climate(now)
         due = self._climate_due
-        if now - due >= 0:
+        if diff(now, due) >= 0:
             try:
                 self.climate.start()
                 self._climate_pending = True
                 self._climate_t = now
             except OSError as exc:
                 self._climate_failed(exc, now)
-            self._climate_due = now + self.climate_period_ms
+            self._climate_due = add(now, self.climate_period_ms)
             return self.climate.CONVERSION_MS
-        return due - now
+        return diff(due, now)
 
     def _read_climate(self, now):
         t = now  # frames carry the time they are sent: never earlier than the last
@@ -319,8 +335,8 @@ class Sampler:
 
     def _poll_accel(self, now):
         due = self._next_read
-        if now - due < 0:
-            return due - now
+        if diff(now, due) < 0:
+            return diff(due, now)
         drv = self.accel
         burst = self._burst
         views = self._burst_views
@@ -340,7 +356,7 @@ class Sampler:
                 if self.accel_ok:
                     self.log(3, "accel read failed: %s" % exc)
                 self.accel_ok = False
-                self._next_read = now + RETRY_MS
+                self._next_read = add(now, RETRY_MS)
                 return RETRY_MS
             if not self.accel_ok:
                 self.log(1, "%s answers again" % drv.PART)
@@ -359,7 +375,7 @@ class Sampler:
             self.counters.fifo_overruns += ovr - self._ovr_seen
             self._ovr_seen = ovr
             self._flags |= wire.ACCEL_OVERRUN
-        self._next_read = now + self._read_ms
+        self._next_read = add(now, self._read_ms)
         return self._read_ms
 
     def _block_done(self, now):
@@ -389,29 +405,32 @@ class Sampler:
                 self.range_g,
                 0,
                 self.odr_mhz,
-                first,
+                first & 0xFFFF,
+                (self.index_wraps & 3) << 14 | first >> 16,
                 n,
                 _age(now, t),
             )
             self.link.send(w, wire.ACCEL, end, now)
         self._flags = 0
         self._fill = 0
-        self.index = first + n
+        self.index = add(first, n)
+        if self.index < first:
+            self.index_wraps += 1
         self.blocks += 1
         # the next block's first sample: n samples of 1/ODR later
-        rem = self._t_rem + n * 1000000
-        q = rem // self.odr_mhz
-        self._t_ms = t + q
-        self._t_rem = rem - q * self.odr_mhz
+        rem = self._t_rem + n * self._num
+        q = rem // self._den
+        self._t_ms = add(t, q)
+        self._t_rem = rem - q * self._den
 
     def sample_ms(self, index):
         """Node ms of a sample counted since the stream started (for features)."""
         # t of the current block's first sample minus the samples between
-        back = self.index - index
-        return self._t_ms - (back * 1000000) // self.odr_mhz
+        back = diff(self.index, index)
+        return (self._t_ms - back * self._num // self._den) & MASK
 
     def _send_features(self, now):
         f = self.features
         w = self.link.writer
-        n = f.pack_into(w.payload, now - self.sample_ms(f.result_first))
+        n = f.pack_into(w.payload, diff(now, self.sample_ms(f.result_first)))
         self.link.send(w, wire.FEATURES, n, now)

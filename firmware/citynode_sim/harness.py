@@ -4,22 +4,28 @@ drives citynode_fw off a node. Shared by the firmware tests
 (bench/mp/nodebench_rig.py).
 
 Light on purpose, because the benchmarks count the simulator's heap apart
-from the node's: importing this brings in gc only, sim_bus() imports the
+from the node's: importing this brings in gc and time only, sim_bus() imports the
 simulated parts the scenario names and no others, and nothing here allocates
 per call in the paths the node uses (ms, sleep_ms, feed).
 """
 
 import gc
+import time
+
+_MS_MASK = 0x3FFFFFFF  # node ms wrap at 2^30 (citynode_fw.nodetime.MASK)
 
 
 class FakeBoard:
     """citynode_fw.board.Board's surface on a manual clock: sleeping moves time.
 
     Counts watchdog feeds in `fed` and reset() calls in `resets`; `uid` is
-    what unique_id() says.
+    what unique_id() says. ms() is the clock's time in ms modulo 2^30, counting
+    its wraps like Board.ms(); start_ms sets where it starts (to start near a
+    wrap), else it starts at the clock's ms. ms() must be called at least every
+    ticks period / 2 of the clock (9 minutes on a 32-bit port).
     """
 
-    def __init__(self, clock=None, i2c=None, uid="fake"):
+    def __init__(self, clock=None, i2c=None, uid="fake", start_ms=None, wraps=0):
         if clock is None:
             from citynode_sim.clock import ManualClock
 
@@ -29,12 +35,29 @@ class FakeBoard:
         self.uid = uid
         self.resets = 0
         self.fed = 0
+        t = clock.t
+        self._last = t
+        self._us = t % 1000  # microseconds past the last whole ms
+        self._ms = (t // 1000 if start_ms is None else start_ms) & _MS_MASK
+        self.wraps = wraps
 
     def make_i2c(self, cfg):
         return self.i2c
 
     def ms(self):
-        return self.clock.t // 1000
+        t = self.clock.t
+        us = self._us + time.ticks_diff(t, self._last)
+        self._last = t
+        k = us // 1000
+        self._us = us - k * 1000
+        ms = (self._ms - _MS_MASK - 1 + k) & _MS_MASK
+        if ms < self._ms:
+            self.wraps += 1
+        self._ms = ms
+        return ms
+
+    def wraps_at(self, t):
+        return self.wraps - 1 if t > self._ms else self.wraps
 
     def sleep_ms(self, ms):
         self.clock.advance_ms(ms if ms > 0 else 1)
