@@ -11,6 +11,8 @@
 
 import binascii
 import struct
+import sys
+from array import array
 
 from citynode_protocol import PROTOCOL_VERSION
 from citynode_protocol.cobs import encode_into, max_encoded_length
@@ -22,6 +24,10 @@ OVERHEAD = HEADER_SIZE + CRC_SIZE
 MAX_TYPE = 31
 MAX_FRAME = 4096  # raw frame bytes; longer frames are dropped by the decoder
 _CHUNK = 64
+# A u32 is a small int only where small ints are wider than 31 bits (not on an ESP32).
+SPLIT_CRC = sys.maxsize < 2**32
+_crc_low = None  # split CRC tables, made on first use: bytearray(256), array("I") of 256
+_crc_high = None
 
 
 class FrameError(ValueError):
@@ -37,9 +43,31 @@ def crc32(data, value=0):
 
 
 def pack_header_into(buf, msg_type, node_id, seq, time_ms):
-    struct.pack_into(
-        HEADER_FORMAT, buf, 0, (PROTOCOL_VERSION << 5) | msg_type, node_id, seq, time_ms & 0xFFFFFFFF
-    )
+    if time_ms < 0 or time_ms > 0xFFFFFFFF:  # compared, not masked: `&` would box on 32-bit ports
+        time_ms &= 0xFFFFFFFF
+    struct.pack_into(HEADER_FORMAT, buf, 0, (PROTOCOL_VERSION << 5) | msg_type, node_id, seq, time_ms)
+
+
+def _split_tables():
+    """The CRC-32 byte table as its low 8 and high 24 bits, so every entry is a small int."""
+    global _crc_low, _crc_high
+    if _crc_low is None:
+        low8 = bytearray(256)
+        high24 = array("I", range(256))
+        for i in range(256):
+            low = i
+            high = 0
+            for _ in range(8):
+                carry = low & 1
+                low = (low >> 1) | ((high & 1) << 7)
+                high >>= 1
+                if carry:  # reflected polynomial 0xEDB88320
+                    low ^= 0x20
+                    high ^= 0xEDB883
+            low8[i] = low
+            high24[i] = high
+        _crc_low = low8
+        _crc_high = high24
 
 
 def build(msg_type, node_id, seq, time_ms, payload):
@@ -85,11 +113,14 @@ class FrameWriter:
 
     Fill `payload` (a memoryview), then `finish(msg_type, length, time_ms)`
     returns the number of wire bytes ready in `wire`, delimiter included.
-    Nothing here allocates after construction (on 64-bit ports; on 32-bit ports
-    a CRC value above 2**30 is a boxed integer).
+    Nothing here allocates after construction (a time_ms outside 0 .. 2**32-1
+    is masked, which boxes on 32-bit ports). Where a u32 is not a small int
+    (SPLIT_CRC: 32-bit ports) the CRC is computed in Python as its low 8 and
+    high 24 bits and written byte by byte; elsewhere binascii.crc32 does it.
+    `split_crc` True or False forces either way (tests); None is SPLIT_CRC.
     """
 
-    def __init__(self, node_id, max_payload):
+    def __init__(self, node_id, max_payload, split_crc=None):
         if not 0 <= node_id <= 0xFFFF:
             raise ValueError("node id %d outside 0..65535" % node_id)
         self.node_id = node_id
@@ -100,12 +131,17 @@ class FrameWriter:
         raw_view = memoryview(self.raw)
         self.payload = raw_view[HEADER_SIZE : HEADER_SIZE + max_payload]
         self.wire = bytearray(max_encoded_length(size) + 1)
-        # binascii.crc32 takes whole buffers: views made once, fixed chunks of
-        # the frame plus every tail length of a small scratch copy.
+        # Views made once over fixed chunks of the frame: binascii.crc32 takes
+        # whole buffers, and iterating a view is the fastest pure-Python loop.
         self._chunks = [raw_view[i : i + _CHUNK] for i in range(0, size - _CHUNK + 1, _CHUNK)]
-        self._tail = bytearray(_CHUNK)
-        tail_view = memoryview(self._tail)
-        self._tails = [tail_view[:r] for r in range(_CHUNK)]
+        self._split = SPLIT_CRC if split_crc is None else split_crc
+        if self._split:
+            _split_tables()
+        else:
+            # binascii.crc32 of the tail: a scratch copy and a view for every length.
+            self._tail = bytearray(_CHUNK)
+            tail_view = memoryview(self._tail)
+            self._tails = [tail_view[:r] for r in range(_CHUNK)]
 
     def _crc(self, n):
         raw = self.raw
@@ -124,13 +160,39 @@ class FrameWriter:
             j += 1
         return binascii.crc32(self._tails[r], crc) & 0xFFFFFFFF
 
+    def _split_crc_into(self, n):
+        """CRC-32 of raw[:n] into raw[n : n + 4], never forming the 32-bit value."""
+        low8 = _crc_low
+        high24 = _crc_high
+        raw = self.raw
+        chunks = self._chunks
+        low = 0xFF  # bits 0-7 of the running CRC
+        high = 0xFFFFFF  # bits 8-31
+        q = n // _CHUNK
+        for c in range(q):
+            for b in chunks[c]:
+                i = low ^ b
+                low = (high & 0xFF) ^ low8[i]
+                high = (high >> 8) ^ high24[i]
+        for k in range(q * _CHUNK, n):
+            i = low ^ raw[k]
+            low = (high & 0xFF) ^ low8[i]
+            high = (high >> 8) ^ high24[i]
+        raw[n] = low ^ 0xFF
+        raw[n + 1] = (high & 0xFF) ^ 0xFF
+        raw[n + 2] = ((high >> 8) & 0xFF) ^ 0xFF
+        raw[n + 3] = (high >> 16) ^ 0xFF
+
     def finish(self, msg_type, length, time_ms):
         if length > self.max_payload:
             raise ValueError("payload of %d bytes exceeds %d" % (length, self.max_payload))
         raw = self.raw
         pack_header_into(raw, msg_type, self.node_id, self.seq, time_ms)
         n = HEADER_SIZE + length
-        struct.pack_into("<I", raw, n, self._crc(n))
+        if self._split:
+            self._split_crc_into(n)
+        else:
+            struct.pack_into("<I", raw, n, self._crc(n))
         end = encode_into(raw, n + CRC_SIZE, self.wire, 0)
         self.wire[end] = 0
         self.seq = (self.seq + 1) & 0xFFFF
