@@ -27,7 +27,7 @@ all: test
 
 install: $(STAMP)
 
-$(STAMP): requirements/dev.txt requirements/mpstubs.txt pyproject.toml
+$(STAMP): requirements/dev.txt requirements/mpstubs.txt pyproject.toml bench/wasm32/package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -r requirements/dev.txt
 	$(PIP) install -q --no-deps --no-build-isolation -e .
@@ -36,6 +36,9 @@ $(STAMP): requirements/dev.txt requirements/mpstubs.txt pyproject.toml
 	# Let the usual CPython fallback `def const(value): return value` type-check.
 	sed -i 's|^def const(expr: Const_T, /) -> Const_T:|def const(expr: Any, /) -> Any:|' $(MPSTUBS)/micropython.pyi
 	grep -q '^def const(expr: Any, /) -> Any:' $(MPSTUBS)/micropython.pyi
+	# A 32-bit MicroPython (the WebAssembly port, from npm) for bench/bench_node.py.
+	@if command -v npm >/dev/null; then npm ci --prefix bench/wasm32 --no-audit --no-fund --loglevel=error; \
+	  else echo "npm not found: bench/bench_node.py will leave out its 32-bit runs"; fi
 	touch $@
 
 test: $(STAMP)

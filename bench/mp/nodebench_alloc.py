@@ -10,6 +10,10 @@ The feature window is 60 s and climate readings come once an hour, so neither
 happens between block 10 and 60 (25 s): they are per-window and per-reading
 events, measured on their own below with gc off over a few of each.
 
+The simulated parts are measured alone too (the same bus traffic without the
+node, gc off): they allocate nothing per sample on 64-bit ports, and if they
+did on a port, the block figures would include it, so the bench says so.
+
 Parameters (env NODEBENCH): from, to (blocks), windows (feature windows for
 the per-window figure).
 """
@@ -79,6 +83,25 @@ def gc_off_delta(fn, arg):
         gc.enable()
 
 
+def _sim_alone(ms):
+    """(bytes, samples): what the simulated parts allocate serving ms of the
+    node's bus traffic (less the driving loop's own four small buffers)."""
+    clock, bus, _board = rig.sim()
+    rig.drive_sim(clock, bus, 2000, climate=False)
+    used = []
+    samples = 0
+    for span in (0, ms):
+        gc.collect()
+        gc.disable()
+        try:
+            before = gc.mem_alloc()
+            samples, _readings = rig.drive_sim(clock, bus, span, climate=False, setup=False)
+            used.append(gc.mem_alloc() - before)
+        finally:
+            gc.enable()
+    return used[1] - used[0], samples
+
+
 def main():
     p = rig.params()
     first = p.get("from", 10)
@@ -120,6 +143,8 @@ def main():
     # (the drivers allocate nothing in start/read: tests/firmware measure it)
     sim_used = gc_off_delta(_climate_readings, (r, got))
     rig.result("alloc_climate", readings=got, bytes=used, sim_bytes=sim_used)
+    used, samples = _sim_alone(20000)
+    rig.result("alloc_sim", bytes=used, samples=samples)
 
 
 def _climate_readings(arg):

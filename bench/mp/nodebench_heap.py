@@ -12,43 +12,20 @@ Parameters (env NODEBENCH):
 
 Run from a folder holding config.json and calib.json (node.build reads them).
 Prints RESULT lines; exits non-zero on MemoryError like any other error.
+
+The measurement is a generator that yields where it wants a collection before
+it reads gc.mem_alloc(). Here main() runs gc.collect() at every yield. The
+WebAssembly port collects only between top-level runs (inside one, gc.collect()
+is put off and the heap grows instead), so there main() leaves the generator in
+STEPS and bench/wasm32/run.mjs advances it one top-level run at a time.
 """
 
 import gc
+import sys
 
-gc.collect()
+gc.collect()  # on the WebAssembly port run.mjs has collected already
 _AT_START = gc.mem_alloc()
-
-
-def _sim_drive(clock, bus, ms):
-    """The bus traffic the node makes, without the node: ADXL345 at 200 Hz in
-    FIFO stream mode read every 80 ms, an SHT45 reading once a minute."""
-    one = bytearray(1)
-    sample = bytearray(6)
-    cmd = bytearray(1)
-    reading = bytearray(6)
-    bus.writeto_mem(0x53, 0x31, b"\x08")  # DATA_FORMAT: full resolution, +-2 g
-    bus.writeto_mem(0x53, 0x2C, b"\x0b")  # BW_RATE: 200 Hz
-    bus.writeto_mem(0x53, 0x38, b"\x90")  # FIFO_CTL: stream, watermark 16
-    bus.writeto_mem(0x53, 0x2D, b"\x08")  # POWER_CTL: measure
-    samples = 0
-    readings = 0
-    t = 0
-    while t < ms:
-        bus.readfrom_mem_into(0x53, 0x39, one)  # FIFO_STATUS
-        for _ in range(one[0] & 0x3F):
-            bus.readfrom_mem_into(0x53, 0x32, sample)
-            samples += 1
-        if t % 60000 == 0:
-            cmd[0] = 0xFD  # measure, high precision
-            bus.writeto(0x44, cmd)
-            clock.advance_ms(10)
-            bus.readfrom_into(0x44, reading)
-            readings += 1
-            t += 10
-        clock.advance_ms(80)
-        t += 80
-    return samples, readings
+STEPS = None
 
 
 def buffer_bytes(root):
@@ -75,28 +52,24 @@ def buffer_bytes(root):
     return total
 
 
-def main():
+def measure(what, ms, sample):
+    """The run, as a generator: each yield asks for gc.collect() before the next gc.mem_alloc()."""
     import nodebench_rig as rig
 
-    p = rig.params()
-    what = p.get("what", "node")
-    ms = 1000 * p.get("seconds", 30)
-    sample = p.get("sample", 0)
     if what == "bare":
-        gc.collect()
+        yield
         rig.result("heap_bare", start=_AT_START, live=gc.mem_alloc())
         return
     clock, bus, board = rig.sim()
     out = rig.NullOut()
     stdin = rig.Stdin()
-    gc.collect()
+    yield
     at_sim = gc.mem_alloc()
     if what == "sim":
-        samples, readings = _sim_drive(clock, bus, ms)
-        gc.collect()
+        samples, readings = rig.drive_sim(clock, bus, ms)
+        yield
         rig.result("heap_sim", start=_AT_START, built=at_sim, live=gc.mem_alloc(), samples=samples, readings=readings)
         return
-    import sys
 
     # everything node.build() imports, so that "imported" is the code and
     # "built" adds the node's objects (probing the bus tries the ADXL355
@@ -105,11 +78,11 @@ def main():
     from citynode_fw.drivers import adxl345, adxl355, sht4x  # noqa: F401
     from citynode_protocol import wire as messages  # what the node itself imports
 
-    gc.collect()
+    yield
     at_import = gc.mem_alloc()
     modules = len(sys.modules)
     n = node.build(board, out, stdin)
-    gc.collect()
+    yield
     at_build = gc.mem_alloc()
     late = len(sys.modules) - modules
     end = n.now() + ms
@@ -118,7 +91,7 @@ def main():
     passes = 0
     while n.now() - end < 0:
         if sample:
-            gc.collect()
+            yield
             live = gc.mem_alloc()
             gc.disable()
             wait = n.step()
@@ -132,7 +105,7 @@ def main():
             wait = n.step()
         passes += 1
         board.sleep_ms(wait)
-    gc.collect()
+    yield
     at_end = gc.mem_alloc()
     f = out.frames
     rig.result(
@@ -159,6 +132,19 @@ def main():
         streaming=int(n.sampler.streaming),
         calibration_id=n.calib.id if n.calib is not None else 0,
     )
+
+
+def main():
+    global STEPS
+    import nodebench_rig as rig
+
+    p = rig.params()
+    steps = measure(p.get("what", "node"), 1000 * p.get("seconds", 30), p.get("sample", 0))
+    if sys.platform == "webassembly":
+        STEPS = steps
+        return
+    for _ in steps:
+        gc.collect()
 
 
 main()

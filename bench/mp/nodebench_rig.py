@@ -9,7 +9,9 @@ Nothing here allocates per call in the paths the node uses (ms, sleep_ms, feed,
 write).
 """
 
+import gc
 import os
+import sys
 
 ENV = "NODEBENCH"
 # ADXL345 + SHT45: an ADXL345 runs at the firmware's default 200 Hz exactly
@@ -27,9 +29,13 @@ CALIBRATION = {
 
 
 def params():
-    """key=value;key=value from env NODEBENCH, values as int when they look like one."""
+    """key=value;key=value from env NODEBENCH (sys.argv[1] on a port without
+    os.getenv: bench/wasm32/run.mjs), values as int when they look like one."""
     out = {}
-    text = os.getenv(ENV) or ""
+    if hasattr(os, "getenv"):
+        text = os.getenv(ENV) or ""
+    else:
+        text = sys.argv[1] if len(sys.argv) > 1 else ""
     for item in text.split(";"):
         if "=" not in item:
             continue
@@ -92,6 +98,39 @@ class Stdin:
         return 0
 
 
+def drive_sim(clock, bus, ms, climate=True, setup=True):
+    """The bus traffic the node makes, without the node: ADXL345 at 200 Hz in
+    FIFO stream mode (set up first, when setup) read every 80 ms, an SHT45
+    reading once a minute (from the start, when climate). Returns (samples, readings)."""
+    one = bytearray(1)
+    sample = bytearray(6)
+    cmd = bytearray(1)
+    reading = bytearray(6)
+    if setup:
+        bus.writeto_mem(0x53, 0x31, b"\x08")  # DATA_FORMAT: full resolution, +-2 g
+        bus.writeto_mem(0x53, 0x2C, b"\x0b")  # BW_RATE: 200 Hz
+        bus.writeto_mem(0x53, 0x38, b"\x90")  # FIFO_CTL: stream, watermark 16
+        bus.writeto_mem(0x53, 0x2D, b"\x08")  # POWER_CTL: measure
+    samples = 0
+    readings = 0
+    t = 0
+    while t < ms:
+        bus.readfrom_mem_into(0x53, 0x39, one)  # FIFO_STATUS
+        for _ in range(one[0] & 0x3F):
+            bus.readfrom_mem_into(0x53, 0x32, sample)
+            samples += 1
+        if climate and t % 60000 == 0:
+            cmd[0] = 0xFD  # measure, high precision
+            bus.writeto(0x44, cmd)
+            clock.advance_ms(10)
+            bus.readfrom_into(0x44, reading)
+            readings += 1
+            t += 10
+        clock.advance_ms(80)
+        t += 80
+    return samples, readings
+
+
 def sim(data=None):
     """(clock, bus, board) with the scenario's parts on the bus (SCENARIO: an
     ADXL345 and an SHT45).
@@ -102,6 +141,12 @@ def sim(data=None):
     from citynode_sim.clock import ManualClock
     from citynode_sim.harness import FakeBoard, sim_bus
 
+    class Board(FakeBoard):
+        def free_heap(self):
+            # the WebAssembly port's heap grows on demand: its gc.mem_free()
+            # is a 128 MB allowance, a long int on a 32-bit port
+            return 0 if sys.platform == "webassembly" else gc.mem_free()
+
     clock = ManualClock()
     bus, _scenario = sim_bus(clock, data or SCENARIO)
-    return clock, bus, FakeBoard(clock, bus, uid="bench")
+    return clock, bus, Board(clock, bus, uid="bench")
