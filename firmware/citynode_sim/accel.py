@@ -3,10 +3,16 @@
 # driver next touches the part (so an idle node costs nothing, and a sampler
 # polling the FIFO sees the bursts a real one would).
 #
-# Timing is exact over any run length: elapsed microseconds times the rate in
-# mHz accumulate in an integer remainder. A FIFO left unread for long only
-# computes its last FIFO-full of samples; the rest are skipped (phases advance)
-# and counted as lost, so the overrun flags come up as they would.
+# Timing is exact over any run length: the rate, reduced to a / b samples per
+# microsecond, makes elapsed microseconds times a accumulate in an integer
+# remainder below b. A FIFO left unread for long only computes its last
+# FIFO-full of samples; the rest are skipped (phases advance) and counted as
+# lost, so the overrun flags come up as they would.
+#
+# Like motion.py, the per-sample path keeps every int below 2**30, so it
+# allocates nothing on a 32-bit port either: the remainder advances in chunks
+# of time small enough for that, and counts() clips micro-g to the sensor's
+# range before scaling it by a reduced fraction.
 
 import time
 
@@ -14,6 +20,13 @@ from citynode_sim.bus import RegisterDevice
 from citynode_sim.motion import Motion
 
 _NS_PER_S = 1000000000  # us * mHz per sample
+_SMALL = (1 << 30) - 1  # the largest small int on a 32-bit port
+
+
+def _gcd(a, b):
+    while b:
+        a, b = b, a % b
+    return a
 
 
 class SimAccel(RegisterDevice):
@@ -30,17 +43,23 @@ class SimAccel(RegisterDevice):
         self.bad_id = False
         self.samples = 0  # samples produced since power-up (for tests)
         self._running = False
-        self._odr_mhz = 100000
         self._last = 0
-        self._acc = 0
+        self._rate(100000)
 
     def apply(self, data):
         self.motion.apply(data)
 
+    def _rate(self, odr_mhz):
+        self._odr_mhz = odr_mhz
+        g = _gcd(odr_mhz, _NS_PER_S)
+        self._a = odr_mhz // g  # a samples every b us
+        self._b = _NS_PER_S // g
+        self._chunk = (_SMALL - self._b) // self._a  # us that fit in _acc at once
+        self._acc = 0  # us * a since the last sample, below b
+
     def _set_rate(self, odr_mhz):
         self.catch_up()
-        self._odr_mhz = odr_mhz
-        self._acc = 0
+        self._rate(odr_mhz)
         self.motion.set_rate(odr_mhz)
 
     def _set_running(self, on):
@@ -60,11 +79,21 @@ class SimAccel(RegisterDevice):
         if dt <= 0:
             return
         self._last = now
-        self._acc += dt * self._odr_mhz
-        n = self._acc // _NS_PER_S
+        a = self._a
+        b = self._b
+        chunk = self._chunk
+        acc = self._acc
+        n = 0
+        while dt > chunk:
+            acc += chunk * a
+            n += acc // b
+            acc %= b
+            dt -= chunk
+        acc += dt * a
+        n += acc // b
+        self._acc = acc % b
         if not n:
             return
-        self._acc -= n * _NS_PER_S
         keep = self.FIFO_SAMPLES + 1
         if n > keep:
             self.motion.skip(n - keep)
@@ -162,12 +191,39 @@ class SimSampleFifo(SimAccel):
         self._overrun = False
 
 
-def counts(ug, num, den, lo, hi):
-    """ug to sensor counts at num/den counts per g, rounded half up, clipped to lo..hi."""
-    d = 2000000 * den
-    c = (2 * ug * num + (d >> 1)) // d
-    if c < lo:
-        return lo
-    if c > hi:
-        return hi
-    return c
+class Scale:
+    """ug to sensor counts at num/den counts per g, rounded half up, clipped to lo..hi.
+
+    set() when the range or format changes; counts() per sample. num/den per g
+    is kept as p/q per ug in lowest terms, and ug is clipped to the range in
+    ug first, so 2 * ug * p + q stays a small int."""
+
+    def __init__(self, num, den, lo, hi):
+        self.set(num, den, lo, hi)
+
+    def set(self, num, den, lo, hi):
+        d = 1000000 * den
+        g = _gcd(num, d)
+        p = num // g
+        q = d // g
+        self._p2 = 2 * p
+        self._q = q
+        self._q2 = 2 * q
+        self._lo = lo
+        self._hi = hi
+        self._ulo = lo * q // p  # counts at or below lo
+        self._uhi = -(-hi * q // p)  # counts at or above hi
+        if (max(-self._ulo, self._uhi) * 2 + 1) * p + q > _SMALL:
+            raise ValueError("scale %d/%d per g over %d..%d needs big ints" % (num, den, lo, hi))
+
+    def counts(self, ug):
+        if ug < self._ulo:
+            ug = self._ulo
+        elif ug > self._uhi:
+            ug = self._uhi
+        c = (ug * self._p2 + self._q) // self._q2
+        if c < self._lo:
+            return self._lo
+        if c > self._hi:
+            return self._hi
+        return c

@@ -9,7 +9,7 @@
 # DATAX0 pops one FIFO entry into the data registers.
 # Not modelled: taps, activity, free fall, offsets, low power, SPI.
 
-from citynode_sim.accel import SimSampleFifo, counts
+from citynode_sim.accel import Scale, SimSampleFifo
 
 _DEVID = 0x00
 _BW_RATE = 0x2C
@@ -36,6 +36,7 @@ class ADXL345(SimSampleFifo):
         self._per_g = 256
         self._lo = -512
         self._hi = 511
+        self._scale = Scale(256, 1, -512, 511)
         self._left = 0  # JUSTIFY shift
         self._set_rate(100000)
 
@@ -53,10 +54,11 @@ class ADXL345(SimSampleFifo):
             self._per_g = 512 >> (rng + 1)
         self._hi = (1 << (bits - 1)) - 1
         self._lo = -(1 << (bits - 1))
+        self._scale.set(self._per_g, 1, self._lo, self._hi)
         self._left = 16 - bits if f & 0x04 else 0
 
     def _counts(self, ug):
-        return counts(ug, self._per_g, 1, self._lo, self._hi) << self._left
+        return self._scale.counts(ug) << self._left
 
     def _reg(self, r):
         if r == _DEVID:

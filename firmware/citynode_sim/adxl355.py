@@ -15,7 +15,7 @@
 # after a reset (a stand-in for the reload time, independent of the clock).
 # Not modelled: offsets, activity, high-pass filter, self test, sync, SPI.
 
-from citynode_sim.accel import SimAccel, counts
+from citynode_sim.accel import Scale, SimAccel
 
 _STATUS = 0x04
 _FIFO_ENTRIES = 0x05
@@ -51,6 +51,7 @@ class ADXL355(SimAccel):
         self._overrun = False
         self._ready = False
         self._nvm_busy = 0
+        self._scale = Scale(256000, 1, _LO, _HI)
         self._reset()
         self.apply(scenario.data)
 
@@ -72,6 +73,7 @@ class ADXL355(SimAccel):
     def _range(self):
         code = self.regs[_RANGE] & 3 or 1
         self._per_g = 256000 >> (code - 1)
+        self._scale.set(self._per_g, 1, _LO, _HI)
 
     def _push(self, c, marker):
         if self._count == _ENTRIES:
@@ -86,7 +88,7 @@ class ADXL355(SimAccel):
         f[i + 2] = ((c & 0x0F) << 4) | marker
 
     def _axis(self, i, ug, marker):
-        c = counts(ug, self._per_g, 1, _LO, _HI)
+        c = self._scale.counts(ug)
         d = self._xyz
         d[i] = (c >> 12) & 0xFF
         d[i + 1] = (c >> 4) & 0xFF

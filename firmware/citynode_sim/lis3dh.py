@@ -10,7 +10,7 @@
 # FIFO sample. Register auto-increment only with bit 7 of the sub-address.
 # Not modelled: interrupts, click, ADC, temperature, self test, SPI.
 
-from citynode_sim.accel import SimSampleFifo, counts
+from citynode_sim.accel import Scale, SimSampleFifo
 
 _WHO_AM_I = 0x0F
 _CTRL_REG1 = 0x20
@@ -34,6 +34,7 @@ class LIS3DH(SimSampleFifo):
     def __init__(self, scenario, clock=None):
         SimSampleFifo.__init__(self, scenario, clock)
         self.regs = bytearray(0x40)
+        self._scale = Scale(1000, 4, -512, 511)
         self._boot()
 
     def _boot(self):
@@ -57,6 +58,7 @@ class LIS3DH(SimSampleFifo):
         self._mg = _MG_PER_DIGIT[bits][fs]
         self._hi = (1 << (bits - 1)) - 1
         self._lo = -(1 << (bits - 1))
+        self._scale.set(1000, self._mg, self._lo, self._hi)
         code = c1 >> 4
         odr = _ODR_MHZ[code] if code < len(_ODR_MHZ) else 0
         if code == 9 and c1 & 0x08:
@@ -74,7 +76,7 @@ class LIS3DH(SimSampleFifo):
         return self.regs[_FIFO_CTRL_REG] >> 6  # stream-to-FIFO (3) is taken as stream
 
     def _counts(self, ug):
-        return counts(ug, 1000, self._mg, self._lo, self._hi) << (16 - self._bits)
+        return self._scale.counts(ug) << (16 - self._bits)
 
     def _reg(self, r):
         if r == _WHO_AM_I:
