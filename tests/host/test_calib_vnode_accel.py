@@ -183,7 +183,8 @@ def test_six_position_calibration_against_the_virtual_node(tmp_path):
         code, out, err = run_done("calibrate", "verify", "--port", node.port, "--no-report")
         assert code == 1 and err.strip() == "citynode: verify failed: tilt since install", "\n".join(out) + err
         tilt_line = next(ln for ln in out if ln.startswith("tilt since install"))
-        assert "roll +1.0" in tilt_line or "roll -1.0" in tilt_line or "roll +0.9" in tilt_line, tilt_line
+        roll = float(tilt_line.split("roll ")[1].split()[0])
+        assert 0.95 <= abs(roll) <= 1.05, tilt_line  # 1 degree, either sign; the noise moves the estimate by ~0.005
 
         code, out, err = run_done("calibrate", "rollback", "--port", node.port, "--report-dir", str(reports))
         assert code == 0, err
