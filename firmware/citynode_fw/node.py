@@ -11,6 +11,7 @@ count the board's wraps.
 
 import math
 import struct
+import sys
 
 from citynode_protocol import wire
 from citynode_fw import calibration, commands, config, status
@@ -88,9 +89,20 @@ def probe(i2c, kind, wanted, log=None):
             try:
                 return row[3](i2c, address), address
             except OSError as exc:
+                _unload(row[1])
                 if log is not None:
                     log(DEBUG, "no %s at 0x%02x: %s" % (row[1], address, exc))
     return None, 0
+
+
+def _unload(part):
+    """Forget the driver of a part that did not answer: its code leaves the heap."""
+    name = "citynode_fw.drivers." + part
+    if name in sys.modules:
+        del sys.modules[name]
+        drivers = sys.modules.get("citynode_fw.drivers")
+        if drivers is not None and hasattr(drivers, part):
+            delattr(drivers, part)
 
 
 class Node:
@@ -355,6 +367,11 @@ class Node:
 
 def build(board, out=None, reader=None):
     """A Node from the files on flash and the board's bus."""
+    from citynode_fw import version
+
+    # `info` reports the fingerprint of the files on flash: read them now,
+    # while the heap holds little but code, rather than beside a running node
+    version.app_hash()
     cfg = config.load()
     cal, cal_fallback = calibration.load()
     node = Node(board, cfg, cal, cal_fallback, out, reader)

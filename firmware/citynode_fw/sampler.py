@@ -149,11 +149,14 @@ class Sampler:
         n = cfg["accel_block_samples"]
         if n != self.block_n or self._writer is None:
             self.block_n = n
-            self._writer = FrameWriter(self.link.node_id, ACCEL_HEAD + codec.raw_size(n))
+            size = ACCEL_HEAD + codec.raw_size(n)
+            # a frame is built and written whole, so the link's writer serves
+            # blocks too when it is big enough (the default block is)
+            w = self.link.writer
+            self._writer = w if w.max_payload >= size else FrameWriter(self.link.node_id, size)
             self._blk = bytearray(codec.raw_size(n))
             self._encoder = codec.DeltaEncoder(n)
-            self._payload_samples = memoryview(self._writer.payload)[ACCEL_HEAD:]
-        self._stage = self._payload_samples if self.encoding == "raw" else self._blk
+        self._stage = self._blk
         depth = drv.FIFO_DEPTH if drv is not None else 32
         self._burst = bytearray(6 * depth)
         bv = memoryview(self._burst)
@@ -393,6 +396,7 @@ class Sampler:
             if self.encoding == "raw":
                 enc = wire.ENCODING_RAW
                 end = ACCEL_HEAD + 6 * n
+                p[ACCEL_HEAD:end] = stage
             else:
                 end = self._encoder.encode_into(stage, n, p, ACCEL_HEAD)
                 enc = self._encoder.encoding
