@@ -67,8 +67,7 @@ class Link:
     def send(self, writer, msg_type, length, time_ms):
         """Finish the frame in writer's payload and write it; False if dropped."""
         writer.seq = self.seq
-        hi = self.time_hi(time_ms)
-        n = writer.finish(msg_type, length, time_ms | hi << 30 if hi else time_ms)
+        n = writer.finish(msg_type, length, time_ms, self.time_hi(time_ms))
         self.seq = writer.seq
         try:
             done = self.out.write(writer.wire, n)

@@ -18,6 +18,7 @@ from citynode_protocol import PROTOCOL_VERSION
 from citynode_protocol.cobs import encode_into, max_encoded_length
 
 HEADER_FORMAT = "<BHHI"
+_HEADER_SPLIT = "<BHHHH"  # the same bytes, the time as low and high u16
 HEADER_SIZE = 9
 CRC_SIZE = 4
 OVERHEAD = HEADER_SIZE + CRC_SIZE
@@ -42,10 +43,17 @@ def crc32(data, value=0):
     return binascii.crc32(data, value) & 0xFFFFFFFF
 
 
-def pack_header_into(buf, msg_type, node_id, seq, time_ms):
+def pack_header_into(buf, msg_type, node_id, seq, time_ms, time_hi=0):
+    """The header into buf[0:9]. The time is time_ms (u32, taken modulo 2**32)
+    or, with time_hi (1..3), time_ms < 2**30 with time_hi as bits 30-31: the
+    node's way, which never forms an int a 32-bit port would box."""
+    vt = (PROTOCOL_VERSION << 5) | msg_type
+    if time_hi:
+        struct.pack_into(_HEADER_SPLIT, buf, 0, vt, node_id, seq, time_ms & 0xFFFF, (time_ms >> 16) | (time_hi << 14))
+        return
     if time_ms < 0 or time_ms > 0xFFFFFFFF:  # compared, not masked: `&` would box on 32-bit ports
         time_ms &= 0xFFFFFFFF
-    struct.pack_into(HEADER_FORMAT, buf, 0, (PROTOCOL_VERSION << 5) | msg_type, node_id, seq, time_ms)
+    struct.pack_into(HEADER_FORMAT, buf, 0, vt, node_id, seq, time_ms)
 
 
 def _split_tables():
@@ -111,10 +119,11 @@ def parse(raw):
 class FrameWriter:
     """Node side: builds frames in buffers made once, and counts the sequence.
 
-    Fill `payload` (a memoryview), then `finish(msg_type, length, time_ms)`
-    returns the number of wire bytes ready in `wire`, delimiter included.
-    Nothing here allocates after construction (a time_ms outside 0 .. 2**32-1
-    is masked, which boxes on 32-bit ports). Where a u32 is not a small int
+    Fill `payload` (a memoryview), then `finish(msg_type, length, time_ms,
+    time_hi=0)` returns the number of wire bytes ready in `wire`, delimiter
+    included (time as in pack_header_into). Nothing here allocates after
+    construction (a time_ms outside 0 .. 2**32-1 is masked, which boxes on
+    32-bit ports: the node passes ms < 2**30 and time_hi instead). Where a u32 is not a small int
     (SPLIT_CRC: 32-bit ports) the CRC is computed in Python as its low 8 and
     high 24 bits and written byte by byte; elsewhere binascii.crc32 does it.
     `split_crc` True or False forces either way (tests); None is SPLIT_CRC.
@@ -183,11 +192,11 @@ class FrameWriter:
         raw[n + 2] = ((high >> 8) & 0xFF) ^ 0xFF
         raw[n + 3] = (high >> 16) ^ 0xFF
 
-    def finish(self, msg_type, length, time_ms):
+    def finish(self, msg_type, length, time_ms, time_hi=0):
         if length > self.max_payload:
             raise ValueError("payload of %d bytes exceeds %d" % (length, self.max_payload))
         raw = self.raw
-        pack_header_into(raw, msg_type, self.node_id, self.seq, time_ms)
+        pack_header_into(raw, msg_type, self.node_id, self.seq, time_ms, time_hi)
         n = HEADER_SIZE + length
         if self._split:
             self._split_crc_into(n)

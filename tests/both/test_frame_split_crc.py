@@ -128,8 +128,22 @@ def test_split_crc_finish_allocates_nothing():
         for length in lengths:
             writer.finish(4, length, 0x3FFFFFFF)
             writer.finish(4, length, length)
+            writer.finish(4, length, 0x3FFFFFFF, 3)  # the node after three clock wraps
         used = gc.mem_alloc() - before
     finally:
         gc.enable()
     assert used == 0, used
     assert _raw_of(_finish(writer, 3, 4, body[:100], 9)) == frame.build(4, 1, 3, 9, body[:100])
+
+
+def test_time_hi_gives_the_u32_header():
+    """The node's split time (ms < 2**30 and bits 30-31 apart) packs the same
+    header as the whole u32, across every wrap count."""
+    a = bytearray(frame.HEADER_SIZE)
+    b = bytearray(frame.HEADER_SIZE)
+    for hi in (0, 1, 2, 3):
+        for ms in (0, 1, 0xFFFF, 0x10000, 123456789, 0x3FFFFFFF):
+            frame.pack_header_into(a, 2, 513, 65535, ms, hi)
+            frame.pack_header_into(b, 2, 513, 65535, (hi << 30) | ms)
+            assert a == b, (hi, ms, bytes(a), bytes(b))
+            assert frame.parse(frame.build(2, 513, 0, (hi << 30) | ms, b""))[4] == (hi << 30) | ms
