@@ -115,3 +115,23 @@ def test_node_heap_stays_flat():
 class _Null:
     def write(self, buf, n):
         return n
+
+
+def test_probe_keeps_only_the_driver_of_the_fitted_part():
+    """An ADXL345 answers at 0x53, where the ADXL355 driver is tried first: that
+    driver fails its identity check and leaves the heap; the ADXL345's stays."""
+    import sys
+
+    h.enter_tmpdir("node")
+    try:
+        for name in ("citynode_fw.drivers.adxl355", "citynode_fw.drivers.adxl345"):
+            sys.modules.pop(name, None)
+        n, _cap, _board = _build({"sensors": {"accel": "adxl345", "climate": "sht45"}})
+        assert n.sampler.accel.PART == "adxl345"
+        assert "citynode_fw.drivers.adxl345" in sys.modules
+        assert "citynode_fw.drivers.adxl355" not in sys.modules
+        import citynode_fw.drivers as drivers
+
+        assert not hasattr(drivers, "adxl355")
+    finally:
+        h.leave_tmpdir()
