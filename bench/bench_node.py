@@ -14,8 +14,9 @@ them) in two MicroPythons:
   small ints of 31 bits, the same .mpy loader. The .mpy files run there.
   Without Node.js and npm the 32-bit runs are left out and the bench says so.
 The MicroPython programs are bench/mp/nodebench_*.py; this script writes the
-node's flash (config.json with the firmware defaults, calib.json with a full
-calibration) into a temp folder, runs them there and prints the tables.
+node's flash into a temp folder (config.json with the firmware defaults,
+calib.json with a full calibration, the precompiled files, as deployed),
+runs them there and prints the tables.
 
 1. Heap bytes allocated per accelerometer block in steady state: the Sampler
    (FIFO read, calibration, feature accumulation, encoding, framing, write),
@@ -30,12 +31,16 @@ calibration) into a temp folder, runs them there and prints the tables.
    ACCEL blocks, two FEATURES, a STATUS, a CLIMATE reading), gc.collect()
    before every loop pass, the peak of gc.mem_alloc() (live heap). The simulator's share is
    measured alone (same parts and harness, driven over the bus, no node code)
-   and taken off. On the Unix port, the whole run under -X heapsize=100k, and
+   and taken off. Host commands arrive during the run (COMMAND_SCRIPT: info,
+   status, config_get, calib_get as the first window closes, set_time,
+   selftest), so the peak covers answering them. On the Unix port, the whole run under -X heapsize=100k, and
    the smallest heapsize that runs it without MemoryError, found by bisection
    (for the sim alone too); the WebAssembly port grows its heap instead of
-   failing, so it gives the live figure only. Target: the node's share fits in
-   100 kB (an ESP32 without PSRAM), judged on the 32-bit .mpy run (on the
-   64-bit one, with a rough 32-bit estimate beside it, when there is no 32-bit run).
+   failing, so it gives the live figures only. Target: the node's share at
+   its most (live before a pass plus what the pass allocates, the largest
+   over the run) fits in 100 kB (an ESP32 without PSRAM), judged on the
+   32-bit .mpy run (on the 64-bit one, with a rough 32-bit estimate beside
+   it, when there is no 32-bit run).
 3. CPU time per sample (Unix port): the citynode path (the Sampler as above, blocks of
    200, 10 s windows with their spectra) against a naive loop that per sample
    reads the 6 data bytes over the same bus, makes floats in g, a dict,
@@ -278,6 +283,28 @@ def bisect(runner, what, seconds, lo, hi, step):
     return hi * step, below
 
 
+# What a technician asks of a running node, at node ms: the heap runs answer
+# them while streaming (one as the first feature window closes and its spectra
+# run), so the peak covers command handling too.
+COMMAND_SCRIPT = (
+    (2500, "info", None),
+    (5000, "status", None),
+    (7500, "config_get", None),
+    (10050, "calib_get", None),
+    (12500, "set_time", {"utc_ms": 1795651200000}),
+    (15000, "selftest", None),
+)
+
+
+def write_commands(flash):
+    """The script nodebench_rig.Stdin feeds, armoured by the host's own encoder."""
+    sys.path[:0] = [str(REPO / "protocol")]
+    from citynode_protocol import armour
+
+    rows = [b"%d %s" % (t, armour.encode_command(i + 1, cmd, args).rstrip(b"\n")) for i, (t, cmd, args) in enumerate(COMMAND_SCRIPT)]
+    (flash / "nodebench_commands.txt").write_bytes(b"\n".join(rows) + b"\n")
+
+
 def _complete(res, what, seconds):
     """The run did what a node does in that time (not just: no MemoryError)."""
     if what == "sim":
@@ -287,6 +314,7 @@ def _complete(res, what, seconds):
     r = res["heap_node"][0]
     # 200 Hz in blocks of 200: a block a second; 10 s windows: two by 21 s
     return (r["accel"] >= seconds - 2 and r["features"] >= 2 and r["status"] >= 1 and r["climate"] >= 1
+            and r["reply"] == r["commands"] == len(COMMAND_SCRIPT)
             and r["dropped"] == 0 and r["streaming"] == 1 and r["calibration_id"] == 42)
 
 
@@ -316,6 +344,13 @@ def node_share(e):
     return share, n["imported"] - n["sim"], n["built"] - n["imported"], n["buffers"]
 
 
+def node_bound(e):
+    """The node's share of the most the heap held at any moment: the largest
+    (live before a pass + what the pass allocated), less the simulator."""
+    n = e["node"]
+    return n["peak_bound"] - n["sim"]
+
+
 def estimate_32bit(e):
     """A rough 32-bit figure from a 64-bit run, for when the 32-bit port cannot
     run: buffers as they are, everything else halved (pointers, headers, GC
@@ -331,8 +366,9 @@ def print_heap(heap, seconds, step, wasm_why):
     print("2. Live heap of the running node (gc.collect() then gc.mem_alloc() before every loop pass)")
     print("   node.build() from config.json and calib.json, %d s of node time: %d accel blocks, %d feature windows,"
           % (seconds, n0["accel"], n0["features"]))
-    print("   %d STATUS, %d CLIMATE, %d LOG frames (%d bytes) to the null port; %d loop passes; kB = 1024 bytes"
-          % (n0["status"], n0["climate"], n0["log"], n0["bytes"], n0["passes"]))
+    print("   %d STATUS, %d CLIMATE, %d LOG frames and %d REPLY frames (%s) (%d bytes) to the null port;"
+          % (n0["status"], n0["climate"], n0["log"], n0["reply"], ", ".join(c for _t, c, _a in COMMAND_SCRIPT), n0["bytes"]))
+    print("   %d loop passes; kB = 1024 bytes" % n0["passes"])
     print()
     rows = []
 
@@ -351,6 +387,8 @@ def print_heap(heap, seconds, step, wasm_why):
     row("node's share of the peak (peak - sim)", lambda e: kb(node_share(e)[0]))
     row("  x the 100 kB target", lambda e: "%.2f" % (node_share(e)[0] / HEAP_TARGET))
     row("most one loop pass allocates (gc off)", lambda e: kb(e["node"]["peak_pass"]))
+    row("node's share at most, in a pass (live + pass)", lambda e: kb(node_bound(e)))
+    row("  x the 100 kB target", lambda e: "%.2f" % (node_bound(e) / HEAP_TARGET))
     row("sim alone, live after %d s" % seconds, lambda e: kb(e["sim"]["live"]))
     row("runs %d s under -X heapsize=%s" % (seconds, HEAP_TRY), lambda e: "n/a" if e["try"][0] is None else "yes" if e["try"][0] else "no")
     row("smallest heapsize that runs: whole", bisected("min_node"))
@@ -471,15 +509,20 @@ def run(args, seconds, samples, reps, step):
     mpy_cross = tool("mpy-cross")
     with tempfile.TemporaryDirectory(prefix="bench_node_") as tmp:
         tmp = Path(tmp)
+        # the .mpy runs import from the node's flash, as a deployed node does
+        # (so `info` fingerprints real files); the .py runs from the checkout
         flash = tmp / "flash"
-        flash.mkdir()
-        mpy = tmp / "mpy"
-        files = compile_mpy(mpy, mpy_cross)
-        source = Runner(PY, exe, SOURCE_PATH, flash)
-        compiled = Runner(MPY, exe, [mpy], flash)
+        files = compile_mpy(flash, mpy_cross)
+        source_flash = tmp / "flash-py"
+        source_flash.mkdir()
+        source = Runner(PY, exe, SOURCE_PATH, source_flash)
+        compiled = Runner(MPY, exe, [flash], flash)
         node, wasm_why = wasm32_node()
-        wasm = Wasm32Runner(MPY32, node, [mpy], flash) if node else None
+        wasm = Wasm32Runner(MPY32, node, [flash], flash) if node else None
         source.run("nodebench_setup")
+        write_commands(source_flash)
+        for name in ("config.json", "calib.json", "nodebench_commands.txt"):
+            shutil.copy(source_flash / name, flash / name)
         info = subprocess.run([exe, "-c", "import sys; print('%d.%d.%d' % sys.implementation.version[:3], sys.implementation._build, 64 if sys.maxsize > 2**32 else 32)"],
                               capture_output=True, text=True, check=False).stdout.split()
         version = subprocess.run([mpy_cross, "--version"], capture_output=True, text=True, check=False).stdout.strip()
@@ -514,12 +557,12 @@ def run(args, seconds, samples, reps, step):
         print("  steady-state heap per accelerometer block, %s, calibrated and raw mode x delta-bitpack and raw-int16:"
               " %s bytes: %s" % (name, per_block, verdict))
     if MPY32 in heap:
-        share = node_share(heap[MPY32])[0]
+        share = node_bound(heap[MPY32])
         passed = share <= HEAP_TARGET
         ok &= passed
-        print("  node's heap <= 100 kB, %s (as on an ESP32), node's share of the peak live heap: %s kB: %s"
+        print("  node's heap <= 100 kB, %s (as on an ESP32), node's share at most (live before a pass + the pass): %s kB: %s"
               % (MPY32, kb(share), "PASS" if passed else "FAIL"))
-        print("    (%s: %s kB)" % (MPY, kb(node_share(heap[MPY])[0])))
+        print("    (live between passes %s kB; %s: %s kB at most)" % (kb(node_share(heap[MPY32])[0]), MPY, kb(node_bound(heap[MPY]))))
     else:
         e = heap[MPY]
         share = node_share(e)[0]

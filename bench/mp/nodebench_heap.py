@@ -6,9 +6,12 @@ Parameters (env NODEBENCH):
            code); node: node.build() on that sim, run for `seconds`.
   seconds  node time to run (default 30).
   sample   1: gc.collect() before every loop pass and record the live heap
-           (gc.mem_alloc() after the collect) and what one pass allocates
-           (gc off during the pass); 0: run as a node runs (the -X heapsize
+           (gc.mem_alloc() after the collect), what one pass allocates (gc
+           off during the pass) and their sum, the most the heap can hold
+           at any moment of the pass; 0: run as a node runs (the -X heapsize
            bisection uses 0).
+  commands 1 (default): host command lines from nodebench_commands.txt
+           arrive while the node runs (see nodebench_rig.Stdin); 0: none.
 
 Run from a folder holding config.json and calib.json (node.build reads them).
 Prints RESULT lines; exits non-zero on MemoryError like any other error.
@@ -52,7 +55,7 @@ def buffer_bytes(root):
     return total
 
 
-def measure(what, ms, sample):
+def measure(what, ms, sample, commands, trace=0):
     """The run, as a generator: each yield asks for gc.collect() before the next gc.mem_alloc()."""
     import nodebench_rig as rig
 
@@ -62,7 +65,7 @@ def measure(what, ms, sample):
         return
     clock, bus, board = rig.sim()
     out = rig.NullOut()
-    stdin = rig.Stdin()
+    stdin = rig.Stdin(board, rig.COMMANDS_FILE if commands else None)
     yield
     at_sim = gc.mem_alloc()
     if what == "sim":
@@ -71,11 +74,11 @@ def measure(what, ms, sample):
         rig.result("heap_sim", start=_AT_START, built=at_sim, live=gc.mem_alloc(), samples=samples, readings=readings)
         return
 
-    # everything node.build() imports, so that "imported" is the code and
-    # "built" adds the node's objects (probing the bus tries the ADXL355
-    # driver at 0x53 before the ADXL345's)
+    # everything node.build() keeps imported, so that "imported" is the code
+    # and "built" adds the node's objects (probing the bus tries the ADXL355
+    # driver at 0x53 first: the node unloads it when the part is not there)
     from citynode_fw import node, version  # noqa: F401
-    from citynode_fw.drivers import adxl345, adxl355, sht4x  # noqa: F401
+    from citynode_fw.drivers import adxl345, sht4x  # noqa: F401
     from citynode_protocol import wire as messages  # what the node itself imports
 
     yield
@@ -88,6 +91,7 @@ def measure(what, ms, sample):
     end = n.now() + ms
     peak_live = at_build
     peak_pass = 0
+    peak_bound = at_build
     passes = 0
     while n.now() - end < 0:
         if sample:
@@ -101,6 +105,10 @@ def measure(what, ms, sample):
                 peak_live = live
             if made > peak_pass:
                 peak_pass = made
+            if live + made > peak_bound:
+                peak_bound = live + made
+            if trace and made > 1000:
+                print("TRACE t=%d live=%d made=%d replies=%d features=%d" % (n.now(), live, made, out.frames[messages.REPLY], out.frames[messages.FEATURES]))
         else:
             wait = n.step()
         passes += 1
@@ -116,6 +124,7 @@ def measure(what, ms, sample):
         built=at_build,
         peak_live=peak_live if sample else -1,
         peak_pass=peak_pass if sample else -1,
+        peak_bound=peak_bound if sample else -1,
         end=at_end,
         late_imports=late,
         modules=modules,
@@ -127,6 +136,8 @@ def measure(what, ms, sample):
         status=f[messages.STATUS],
         climate=f[messages.CLIMATE],
         log=f[messages.LOG],
+        reply=f[messages.REPLY],
+        commands=len(stdin.lines),
         bytes=out.bytes,
         dropped=n.counters.tx_dropped,
         streaming=int(n.sampler.streaming),
@@ -139,7 +150,7 @@ def main():
     import nodebench_rig as rig
 
     p = rig.params()
-    steps = measure(p.get("what", "node"), 1000 * p.get("seconds", 30), p.get("sample", 0))
+    steps = measure(p.get("what", "node"), 1000 * p.get("seconds", 30), p.get("sample", 0), p.get("commands", 1), p.get("trace", 0))
     if sys.platform == "webassembly":
         STEPS = steps
         return

@@ -91,11 +91,40 @@ class NullText:
         return len(text)
 
 
+COMMANDS_FILE = "nodebench_commands.txt"
+
+
 class Stdin:
-    """The link's reader: no command ever arrives."""
+    """The link's reader: no command ever arrives, or, given a board and a
+    script file (lines "MS LINE": an armoured command line for node time MS,
+    written by bench_node.py with the host's encoder), each line a byte at a
+    time once the node's clock reaches its time."""
+
+    def __init__(self, board=None, script=None):
+        self.board = board
+        self.lines = []
+        self.at = 0
+        if script:
+            with open(script, "rb") as f:
+                for row in f.read().split(b"\n"):
+                    if row:
+                        t, line = row.split(b" ", 1)
+                        self.lines.append((int(t), line + b"\n"))
+        self.sent = 0
 
     def readinto(self, buf):
-        return 0
+        lines = self.lines
+        if self.sent >= len(lines):
+            return 0
+        t, line = lines[self.sent]
+        if self.board.ms() < t:
+            return 0
+        buf[0] = line[self.at]
+        self.at += 1
+        if self.at == len(line):
+            self.at = 0
+            self.sent += 1
+        return 1
 
 
 def drive_sim(clock, bus, ms, climate=True, setup=True):
