@@ -12,6 +12,8 @@ Parameters (env NODEBENCH):
            bisection uses 0).
   commands 1 (default): host command lines from nodebench_commands.txt
            arrive while the node runs (see nodebench_rig.Stdin); 0: none.
+  trace    1: print a TRACE line for every pass that allocates over 1 kB
+           (with sample=1), to find what a peak is made of.
 
 Run from a folder holding config.json and calib.json (node.build reads them).
 Prints RESULT lines; exits non-zero on MemoryError like any other error.
