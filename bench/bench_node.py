@@ -163,7 +163,7 @@ class Wasm32Runner(Runner):
     STEPPED = ("nodebench_heap",)
 
     def argv(self, program, heapsize):
-        argv = [self.exe, str(WASM / "run.mjs"), "-X", "heapsize=%s" % heapsize, "-c", "import " + program]
+        argv = [self.exe, str(WASM / "run.mjs"), "-X", "heapsize=%s" % heapsize, "--flash", str(self.flash), "-c", "import " + program]
         if program in self.STEPPED:
             argv += ["--drive", program + ".STEPS"]
         return argv

@@ -1,11 +1,11 @@
 // A 32-bit MicroPython for bench/bench_node.py: the WebAssembly port from npm,
 // run the way bench_node runs the Unix port's `micropython`:
 //
-//   node run.mjs [-X heapsize=N[k|m]] -c CODE [--drive GENERATOR]
+//   node run.mjs [-X heapsize=N[k|m]] [--flash DIR] -c CODE [--drive GENERATOR]
 //
 // env MICROPYPATH (folders joined by ':') becomes sys.path, copied into the
-// port's in-memory filesystem; the current folder is copied to /flash and made
-// the current folder there (the node's flash); env NODEBENCH is sys.argv[1],
+// port's in-memory filesystem; --flash DIR is copied to /flash and made the
+// current folder there (the node's flash); env NODEBENCH is sys.argv[1],
 // as this port has no os.getenv. An uncaught exception prints its traceback to
 // stderr and exits 1.
 //
@@ -27,7 +27,7 @@ import path from "node:path";
 import { loadMicroPython } from "@micropython/micropython-webassembly-pyscript";
 
 function usage(why) {
-  process.stderr.write(`run.mjs: ${why}\nusage: node run.mjs [-X heapsize=N[k|m]] -c CODE [--drive GENERATOR]\n`);
+  process.stderr.write(`run.mjs: ${why}\nusage: node run.mjs [-X heapsize=N[k|m]] [--flash DIR] -c CODE [--drive GENERATOR]\n`);
   process.exit(2);
 }
 
@@ -41,12 +41,15 @@ function parseSize(text) {
 let heapsize = 1024 * 1024;
 let code = null;
 let drive = null;
+let flash = null;
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i++) {
   if (argv[i] === "-X" && i + 1 < argv.length && argv[i + 1].startsWith("heapsize=")) {
     heapsize = parseSize(argv[++i].slice("heapsize=".length));
   } else if (argv[i] === "-c" && i + 1 < argv.length) {
     code = argv[++i];
+  } else if (argv[i] === "--flash" && i + 1 < argv.length) {
+    flash = argv[++i];
   } else if (argv[i] === "--drive" && i + 1 < argv.length) {
     drive = argv[++i];
     if (!/^[A-Za-z_][\w.]*$/.test(drive)) usage(`bad --drive ${drive}`);
@@ -73,13 +76,13 @@ folders.forEach((folder, i) => {
   copyTree(mp.FS, folder, `/path${i}`);
   sysPath.push(`/path${i}`);
 });
-copyTree(mp.FS, process.cwd(), "/flash");
+if (flash !== null) copyTree(mp.FS, flash, "/flash");
 
 const setup = [
   "import sys, os",
   `sys.path[:] = ${JSON.stringify(["", ...sysPath])}`,
   `sys.argv[:] = ${JSON.stringify(["run.mjs", process.env.NODEBENCH || ""])}`,
-  "os.chdir('/flash')",
+  flash !== null ? "os.chdir('/flash')" : "",
   "del sys, os",
   "import gc",
   "gc.collect()", // done as the next run starts: the code starts on a collected heap
