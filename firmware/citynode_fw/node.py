@@ -107,7 +107,7 @@ def _unload(part):
 
 class Node:
     def __init__(self, board, cfg, calib=None, calib_fallback=None, out=None, reader=None,
-                 calib_path=calibration.PATH, calib_prev_path=calibration.PREV_PATH):
+                 calib_path=calibration.PATH, calib_prev_path=calibration.PREV_PATH, features=None):
         self.board = board
         self.config = cfg
         self.cfg = cfg.values
@@ -115,9 +115,9 @@ class Node:
         self.calib_fallback = calib_fallback
         self.calib_path = calib_path
         self.calib_prev_path = calib_prev_path
+        self.features = Features() if features is None else features
         self.counters = status.Counters()
         self.link = Link(self.cfg["node_id"], self.counters, out, reader, board)
-        self.features = Features()
         self.sampler = Sampler(self.link, self.counters, self.features, self.log)
         self.last_errors = []
         self.found = []
@@ -369,12 +369,15 @@ def build(board, out=None, reader=None):
     """A Node from the files on flash and the board's bus."""
     from citynode_fw import version
 
+    # the largest buffers (the spectra's, 12 kB) first, while the heap is
+    # whole: built later, they must find room among smaller objects
+    features = Features()
     # `info` reports the fingerprint of the files on flash: read them now,
     # while the heap holds little but code, rather than beside a running node
     version.app_hash()
     cfg = config.load()
     cal, cal_fallback = calibration.load()
-    node = Node(board, cfg, cal, cal_fallback, out, reader)
+    node = Node(board, cfg, cal, cal_fallback, out, reader, features=features)
     i2c = None
     try:
         i2c = board.make_i2c(cfg.values)
