@@ -128,7 +128,6 @@ class Runner:
         self.flash = flash
         self.runs = 0
 
-    bits = 64
     grows = False  # True: the heap grows instead of raising MemoryError (no -X heapsize runs)
 
     def argv(self, program, heapsize):
@@ -158,7 +157,6 @@ class Wasm32Runner(Runner):
     top-level runs, so the heap program is advanced by run.mjs one step at a
     time (its STEPS generator), and its heap grows instead of running out."""
 
-    bits = 32
     grows = True
     STEPPED = ("nodebench_heap",)
 
@@ -326,7 +324,7 @@ def bench_heap(runners, seconds, step, bisect_all):
         node = runner.run("nodebench_heap", what="node", seconds=seconds, sample=1)[0]["heap_node"][0]
         if not _complete({"heap_node": [node]}, "node", seconds):
             raise BenchError("the node run (%s) did not do what a node does in %d s: %s" % (runner.name, seconds, node))
-        entry = {"bare": bare, "sim": sim, "node": node, "try": (None, None), "bits": runner.bits}
+        entry = {"bare": bare, "sim": sim, "node": node, "try": (None, None)}
         if not runner.grows:
             res, why = runner.run("nodebench_heap", heapsize=HEAP_TRY, check=False, what="node", seconds=seconds, sample=0)
             entry["try"] = (res is not None and _complete(res, "node", seconds), why)
