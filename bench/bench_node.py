@@ -28,21 +28,22 @@ runs them there and prints the tables.
    simulated parts serving the same traffic are measured alone: if they
    allocate, the block figures include it and are not judged.
 2. The running node's heap: node.build() and --seconds of node time (30: 29
-   ACCEL blocks, two FEATURES, a STATUS, a CLIMATE reading), gc.collect()
-   before every loop pass, the peak of gc.mem_alloc() (live heap). The simulator's share is
-   measured alone (same parts and harness, driven over the bus, no node code)
-   and taken off. Host commands arrive during the run (COMMAND_SCRIPT: info,
-   status, config_get, calib_get as the first window closes, set_time,
-   selftest), so the peak covers answering them. On the Unix port, the whole run under -X heapsize=100k, and
-   the smallest heapsize that runs it without MemoryError, found by bisection
-   (for the sim alone too); the WebAssembly port grows its heap instead of
-   failing, so it gives the live figures only. Target: the node's share at
-   its most (live before a pass plus what the pass allocates, the largest
-   over the run) fits in 100 kB (an ESP32 without PSRAM), judged on the
-   32-bit .mpy run (on the 64-bit one, with a rough 32-bit estimate beside
-   it, when there is no 32-bit run).
-3. CPU time per sample (Unix port): the citynode path (the Sampler as above, blocks of
-   200, 10 s windows with their spectra) against a naive loop that per sample
+   ACCEL blocks, two FEATURES, STATUS, a CLIMATE reading), gc.collect()
+   before every loop pass, the peak of gc.mem_alloc() (live heap), and what
+   each pass allocates with gc off. Host commands arrive during the run
+   (COMMAND_SCRIPT: info, status, config_get, calib_get as the first window
+   closes, set_time, selftest), so the peak covers answering them. The
+   simulator's share is measured alone (same parts and harness, driven over
+   the bus, no node code) and taken off. On the Unix port, the whole run
+   under -X heapsize=100k, and the smallest heapsize that runs it without
+   MemoryError, found by bisection (for the sim alone too); the WebAssembly
+   port grows its heap instead of failing, so it gives the live figures only.
+   Target: the node's share at its most (live before a pass plus what the
+   pass allocates, the largest over the run) fits in 100 kB (an ESP32
+   without PSRAM), judged on the 32-bit .mpy run (on the 64-bit one, with a
+   rough 32-bit estimate beside it, when there is no 32-bit run).
+3. CPU time per sample (Unix port): the citynode path (the Sampler as above,
+   blocks of 200, 10 s windows with their spectra) against a naive loop that per sample
    reads the 6 data bytes over the same bus, makes floats in g, a dict,
    json.dumps and writes the line. time.ticks_us() over --samples samples,
    best of --reps; the bus reads (which include the simulated part's own
