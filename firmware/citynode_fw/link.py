@@ -1,8 +1,8 @@
 """The USB serial link: frames out, armoured command lines in, never blocking.
 
 Out: every frame goes through `send()`, which keeps one sequence counter for the
-node across the frame writers (the sampler's accel writer, this link's general
-writer), and writes with `stream.write(buf, n)` so no slice is allocated. A
+node across the frame writers (this link's, which the sampler shares, and the
+sampler's own for blocks too big for it), and writes with `stream.write(buf, n)` so no slice is allocated. A
 write that fails or comes up short is counted in tx_dropped. Frames are
 stamped with node time (ms modulo 2^30) and, as bits 30-31 of the header's u32,
 the board's count of its wraps then (`time_hi`).

@@ -10,11 +10,11 @@ counts it; the node goes on.
 Accelerometer: bursts of up to FIFO_DEPTH samples with driver.read_fifo_into,
 about every half FIFO, into a burst buffer made once; each burst is copied
 (slice assignment from one of FIFO_DEPTH+1 views made once) to the block's
-staging area. With accel_encoding "raw" the staging area IS the accel frame's
-payload after its 14-byte header, so nothing is copied again; with "auto" it is
-a separate buffer that codec.DeltaEncoder packs into the payload. A full block
-is calibrated in place (integers, see calibration.py), added to the feature
-window, encoded and framed.
+block buffer (`_blk`). A full block is calibrated there in place (integers,
+see calibration.py), added to the feature window, then copied (raw-int16) or
+packed by codec.DeltaEncoder into the frame's payload. The frame writer is
+the link's when big enough: replies and logs use its payload between blocks,
+so samples never wait in it.
 
 Timing: `index` counts samples since the stream started, modulo 2^30 like node
 time (nodetime.py), with its wraps in `index_wraps`; the wire's u32
@@ -85,7 +85,6 @@ class Sampler:
         self.blocks = 0
         self.window_s = 10
         self._writer = None
-        self._stage = None
         self._blk = None
         self._fill = 0
         self._flags = 0
@@ -156,7 +155,6 @@ class Sampler:
             self._writer = w if w.max_payload >= size else FrameWriter(self.link.node_id, size)
             self._blk = bytearray(codec.raw_size(n))
             self._encoder = codec.DeltaEncoder(n)
-        self._stage = self._blk
         depth = drv.FIFO_DEPTH if drv is not None else 32
         self._burst = bytearray(6 * depth)
         bv = memoryview(self._burst)
@@ -343,7 +341,7 @@ class Sampler:
         drv = self.accel
         burst = self._burst
         views = self._burst_views
-        stage = self._stage
+        stage = self._blk
         depth = self._depth
         n = self.block_n
         rounds = 0
@@ -383,7 +381,7 @@ class Sampler:
 
     def _block_done(self, now):
         n = self.block_n
-        stage = self._stage
+        stage = self._blk
         acal = self.calib.accel if self.calib is not None and not self.raw_mode else None
         if acal is not None:
             acal.apply_into(stage, n)

@@ -44,16 +44,13 @@ def crc32(data, value=0):
 
 
 def pack_header_into(buf, msg_type, node_id, seq, time_ms, time_hi=0):
-    """The header into buf[0:9]. The time is time_ms (u32, taken modulo 2**32)
-    or, with time_hi (1..3), time_ms < 2**30 with time_hi as bits 30-31: the
-    node's way, which never forms an int a 32-bit port would box."""
-    vt = (PROTOCOL_VERSION << 5) | msg_type
-    if time_hi:
-        struct.pack_into(_HEADER_SPLIT, buf, 0, vt, node_id, seq, time_ms & 0xFFFF, (time_ms >> 16) | (time_hi << 14))
-        return
-    if time_ms < 0 or time_ms > 0xFFFFFFFF:  # compared, not masked: `&` would box on 32-bit ports
-        time_ms &= 0xFFFFFFFF
-    struct.pack_into(HEADER_FORMAT, buf, 0, vt, node_id, seq, time_ms)
+    """The header into buf[0:9]; the time is (time_hi << 30) + time_ms modulo
+    2**32. The node passes ms < 2**30 and bits 30-31 apart, and the u32 is
+    packed as two u16 halves, so no int a 32-bit port would box is formed."""
+    struct.pack_into(
+        _HEADER_SPLIT, buf, 0, (PROTOCOL_VERSION << 5) | msg_type, node_id, seq,
+        time_ms & 0xFFFF, ((time_ms >> 16) + (time_hi << 14)) & 0xFFFF,
+    )
 
 
 def _split_tables():
@@ -122,10 +119,10 @@ class FrameWriter:
     Fill `payload` (a memoryview), then `finish(msg_type, length, time_ms,
     time_hi=0)` returns the number of wire bytes ready in `wire`, delimiter
     included (time as in pack_header_into). Nothing here allocates after
-    construction (a time_ms outside 0 .. 2**32-1 is masked, which boxes on
-    32-bit ports: the node passes ms < 2**30 and time_hi instead). Where a u32 is not a small int
-    (SPLIT_CRC: 32-bit ports) the CRC is computed in Python as its low 8 and
-    high 24 bits and written byte by byte; elsewhere binascii.crc32 does it.
+    construction, on 32-bit ports too given a time_ms below 2**30. Where a
+    u32 is not a small int (SPLIT_CRC: 32-bit ports) the CRC is computed in
+    Python as its low 8 and high 24 bits and written byte by byte; elsewhere
+    binascii.crc32 does it.
     `split_crc` True or False forces either way (tests); None is SPLIT_CRC.
     """
 
