@@ -69,8 +69,12 @@ function copyTree(FS, from, to) {
   }
 }
 
-const mp = await loadMicroPython({ heapsize, stdout: (data) => process.stdout.write(data), linebuffer: false });
 const folders = (process.env.MICROPYPATH || "").split(":").filter((p) => p);
+for (const folder of [...folders, ...(flash === null ? [] : [flash])]) {
+  if (!fs.existsSync(folder) || !fs.statSync(folder).isDirectory()) usage(`no folder ${folder}`);
+}
+
+const mp = await loadMicroPython({ heapsize, stdout: (data) => process.stdout.write(data), linebuffer: false });
 const sysPath = [];
 folders.forEach((folder, i) => {
   copyTree(mp.FS, folder, `/path${i}`);
