@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from citynode import cli, plotting
-from citynode.commands.record import interrupt_on
+from citynode.commands.common import interrupt_on
 from citynode.decode import decode_messages
 from citynode.errors import CitynodeError
 from citynode.serial_link import NodeClient

@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from citynode.tables import iso_utc
+from citynode.units import counts_to_g
 from citynode_protocol import messages
 
 AXES = ("x", "y", "z")
@@ -103,7 +104,7 @@ def _json(value):
 def block_g(msg):
     """An accel message's samples as an (n, 3) array in g."""
     n = msg["n_samples"]
-    return np.asarray(msg["samples"], dtype=np.float64).reshape(n, 3) * (msg["range_g"] / 32768.0)
+    return counts_to_g(np.asarray(msg["samples"], dtype=np.float64).reshape(n, 3), msg["range_g"])
 
 
 def utc_text(utc_ms):

@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from citynode.calibrate import mount
+from citynode.units import counts_to_g
 from citynode_protocol import messages
 
 AXES = ("x", "y", "z")
@@ -93,7 +94,7 @@ def series(msgs, node_id):
                 run_key, run_start = key, n_total
             next_index = (m["first_index"] + n) & 0xFFFFFFFF
             counts = np.asarray(m["samples"], dtype=np.float64).reshape(n, 3)
-            accel.append(counts * (m["range_g"] / 32768.0))
+            accel.append(counts_to_g(counts, m["range_g"]))
             accel_t.append(t - m["age_ms"] / 1000.0 + np.arange(n) / odr)
             n_total += n
         elif m.name == "features":

@@ -33,6 +33,7 @@ import os
 
 import numpy as np
 
+from citynode.units import g_per_count
 from citynode_protocol.messages import LOG_LEVELS, reply_word
 
 FORMATS = ("csv", "jsonl", "parquet")
@@ -189,7 +190,7 @@ def _accel_tables(cols, epoch, node_ms, offset, anchored):
     node_us = node_ms[rows] * 1000 + step_us
     t, node_s = _times(node_us, offset[rows], anchored[rows])
     samples = cols["samples"]
-    scale = cols["range_g"][rows] / 32768.0
+    scale = g_per_count(cols["range_g"][rows])
     accel = _front(cols, epoch, t, node_s, pick=rows)
     accel["sample_index"] = cols["first_index"][rows] + i
     accel["ax_g"] = samples[:, 0] * scale

@@ -17,6 +17,7 @@ import datetime as _dt
 
 import numpy as np
 
+from citynode.units import g_per_count
 from citynode_protocol import PROTOCOL_MINOR, frame, messages, payload
 
 LOG_LEVEL = {name: i for i, name in enumerate(messages.LOG_LEVELS)}
@@ -167,7 +168,7 @@ class TrafficBuilder:
 
 
 def counts_per_g(range_g):
-    return 32768.0 / range_g
+    return 1.0 / g_per_count(range_g)
 
 
 def quiet_accel(n, rng, odr_hz=200.0, range_g=2, sigma_lsb=8.0, t0_s=0.0):

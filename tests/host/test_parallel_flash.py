@@ -7,7 +7,7 @@ import json
 import pytest
 
 from citynode import cli, ports, serial_link
-from citynode.commands.deploy import ProgressBoard
+from citynode.progress import ProgressBoard
 from citynode.inventory import Inventory
 from vnode_fixtures import virtual_node
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from citynode import units
 from citynode.calibrate import limits
 from citynode.errors import CitynodeError
 
@@ -519,4 +520,4 @@ class PositionCollector:
 def counts_to_g(samples, range_g):
     """Flat x, y, z counts (+-32768 = +-range_g) to an N x 3 array in g."""
     a = np.asarray(samples, dtype=float).reshape(-1, 3)
-    return a * (float(range_g) / 32768.0)
+    return units.counts_to_g(a, float(range_g))

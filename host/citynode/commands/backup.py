@@ -1,19 +1,18 @@
 """`citynode backup --port P -o DIR`: save the node's config and calibration, with hashes."""
 
-from citynode.commands.deploy import add_port_argument
+from citynode.commands.common import add_port_argument, port_of
 from citynode.errors import UsageError
 
 
 def add_arguments(parser):
-    add_port_argument(parser, many=False)
+    add_port_argument(parser)
     parser.add_argument("-o", "--output", required=True, metavar="DIR", help="new folder for the backup")
 
 
 def run(args):
     from citynode import provision, serial_link
 
-    if not args.port:
-        raise UsageError("--port is required (or set CITYNODE_PORT); `citynode ports` lists them")
+    args.port = port_of(args)
     with serial_link.raw_repl(args.port) as transport:
         files = provision.read_node_files(transport)
     if "config.json" not in files and "calib.json" not in files:

@@ -6,7 +6,6 @@ inventory, with the report's path in the node's inventory record. The steps
 and checks are explained in docs/installer-guide.md.
 """
 
-import os
 import time
 
 from citynode.calibrate import report
@@ -19,15 +18,11 @@ from citynode.calibrate.node_link import NodeSession
 from citynode.calibrate.record import Rejected
 from citynode.calibrate.rollback_flow import run_rollback
 from citynode.calibrate.verify_flow import VerifyOptions, run_verify
+from citynode.commands.common import add_port_argument, link_options
 from citynode.errors import CitynodeError, UsageError
 
-ENV_PORT = "CITYNODE_PORT"
-ENV_BAUD = "CITYNODE_BAUD"
-
-
 def _common(p, force=True):
-    p.add_argument("--port", help="serial port or pyserial URL (default: $%s)" % ENV_PORT)
-    p.add_argument("--baud", type=int, help="baud rate (default: $%s, else 115200)" % ENV_BAUD)
+    add_port_argument(p, baud=True)
     p.add_argument("--inventory", metavar="PATH", help="inventory file; reports go to reports/ beside it")
     p.add_argument("--report-dir", metavar="DIR", help="file the report here instead")
     p.add_argument("--no-report", action="store_true", help="do not write a report")
@@ -106,18 +101,6 @@ def add_arguments(parser):
     p = sub.add_parser("rollback", help="go back to the previous calibration on the node")
     _common(p, force=False)
     p.set_defaults(flow="rollback")
-
-
-def _link(args):
-    port = args.port or os.environ.get(ENV_PORT)
-    if not port:
-        raise UsageError("no port: give --port PORT or set %s (`citynode ports` lists them)" % ENV_PORT)
-    baud = args.baud or os.environ.get(ENV_BAUD) or 115200
-    try:
-        baud = int(baud)
-    except ValueError:
-        raise UsageError("%s=%r is not a baud rate" % (ENV_BAUD, baud)) from None
-    return port, baud
 
 
 def open_client(port, baud):
@@ -200,7 +183,7 @@ def run(args):
         for q, v in (("temperature", options.reference_temperature), ("humidity", options.reference_humidity)):
             if v is not None:
                 climate.check_reference(q, v)
-    port, baud = _link(args)
+    port, baud = link_options(args)
     ui = Ui()
     client = open_client(port, baud)
     # a scripted fake link brings its own clock (tests); a real one uses the computer's

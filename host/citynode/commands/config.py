@@ -9,7 +9,7 @@ import getpass
 import json
 import sys
 
-from citynode.commands.deploy import add_port_argument
+from citynode.commands.common import add_port_argument, port_of
 from citynode.errors import UsageError
 
 
@@ -18,11 +18,11 @@ def add_arguments(parser):
 
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
     get = sub.add_parser("get", help="print the config, or one key")
-    add_port_argument(get, many=False)
+    add_port_argument(get)
     get.add_argument("key", nargs="?")
     get.add_argument("--json", action="store_true")
     put = sub.add_parser("set", help="set one key (a secret: give - and type it)")
-    add_port_argument(put, many=False)
+    add_port_argument(put)
     put.add_argument("key")
     put.add_argument("value", help="the value; for a secret, - reads it from standard input")
     put.add_argument("--reboot", action="store_true", help="reboot the node if the key needs it")
@@ -33,8 +33,7 @@ def add_arguments(parser):
 def run(args):
     if args.action is None:
         raise UsageError("config get|set: say which (`citynode config get --port P`)")
-    if not args.port:
-        raise UsageError("--port is required (or set CITYNODE_PORT); `citynode ports` lists them")
+    args.port = port_of(args)
     if args.action == "get":
         return _get(args)
     return _set(args)

@@ -1,10 +1,10 @@
 """`citynode flash`: flash, deploy, provision, verify and record nodes, one or many in parallel."""
 
-import os
 import time
 
-from citynode.commands.deploy import PORT_ENV, ProgressBoard, add_port_argument
+from citynode.commands.common import add_port_argument, ports_of
 from citynode.errors import UsageError
+from citynode.progress import ProgressBoard
 
 # -- the command ------------------------------------------------------------------------
 
@@ -78,10 +78,8 @@ def _plan(args):
             raise UsageError("--all: no port looks like an ESP32 board (`citynode ports` lists every port)")
         ports += [p for p in found if p not in ports]
     if not ports:
-        env = os.environ.get(PORT_ENV)
-        if env:
-            ports = [env]
-        else:
+        ports = ports_of(args)
+        if not ports:
             raise UsageError("give --port PORT (repeatable) or --all; `citynode ports` lists ports")
     if len(set(ports)) != len(ports):
         raise UsageError("a port is given twice")
@@ -101,20 +99,10 @@ def _plan(args):
     return list(zip(ports, ids))
 
 
-def _mac_from_uid(uid):
-    """machine.unique_id() on an ESP32 is its MAC: 12 hex digits -> aa:bb:..."""
-    if isinstance(uid, str) and len(uid) == 12:
-        try:
-            int(uid, 16)
-        except ValueError:
-            return None
-        return ":".join(uid[i : i + 2] for i in range(0, 12, 2)).lower()
-    return None
-
-
 def run_job(job, args, image, values, inv, progress):
     """Flash, deploy, provision, verify and record one node. Never raises: the outcome is in job."""
     from citynode import flash, provision, verify
+    from citynode.board_id import mac_from_uid
     from citynode.errors import CitynodeError
     from citynode.inventory import DuplicateNode
 
@@ -146,7 +134,7 @@ def run_job(job, args, image, values, inv, progress):
         job.stage = "provision"
         info = provision.provision(job.port, dict(values, node_id=job.node_id), progress=progress)
         provisioned = True
-        job.mac = job.mac or _mac_from_uid(info.get("uid"))
+        job.mac = job.mac or mac_from_uid(info.get("uid"))
         if defer_mac:
             inv.check_free(job.node_id, mac=job.mac)
         job.stage = "verify"

@@ -2,27 +2,21 @@
 
 import json
 
-from citynode.commands.deploy import add_port_argument
-from citynode.errors import UsageError
+from citynode.commands.common import add_port_argument, port_of
 
 
 def add_arguments(parser):
     from citynode import inventory
 
-    add_port_argument(parser, many=False)
+    add_port_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the node's answer as JSON")
     inventory.add_argument(parser)
-
-
-def _mac(uid):
-    from citynode.commands.flash import _mac_from_uid
-
-    return _mac_from_uid(uid)
 
 
 def gather(port, inventory_path=None):
     from citynode import serial_link
     from citynode.inventory import Inventory
+    from citynode.board_id import mac_from_uid
     from citynode.provision import config_hash
 
     with serial_link.NodeClient(port) as client:
@@ -32,7 +26,7 @@ def gather(port, inventory_path=None):
         "port": port,
         "node_id": info.get("node_id"),
         "site": info.get("site"),
-        "mac": _mac(info.get("uid")),
+        "mac": mac_from_uid(info.get("uid")),
         "uid": info.get("uid"),
         "micropython": info.get("micropython"),
         "platform": info.get("platform"),
@@ -56,8 +50,7 @@ def gather(port, inventory_path=None):
 
 
 def run(args):
-    if not args.port:
-        raise UsageError("--port is required (or set CITYNODE_PORT); `citynode ports` lists them")
+    args.port = port_of(args)
     info = gather(args.port, args.inventory)
     if args.json:
         print(json.dumps(info, indent=2, sort_keys=True))

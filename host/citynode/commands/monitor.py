@@ -11,7 +11,7 @@ import sys
 import time
 
 from citynode import monitor_view
-from citynode.commands.record import add_link_arguments, link_options
+from citynode.commands.common import add_port_argument, link_options
 from citynode.errors import UsageError
 from citynode.serial_link import DEFAULT_BAUD, NodeClient
 
@@ -19,7 +19,7 @@ REFRESH_S = 0.2  # the live view is redrawn at least this often, frames or not
 
 
 def add_arguments(parser):
-    add_link_arguments(parser)
+    add_port_argument(parser, baud=True)
     parser.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: until Ctrl-C)")
     parser.add_argument("--window", type=float, default=monitor_view.DEFAULT_WINDOW_S, metavar="S",
                         help="seconds of acceleration in the plot (default: %(default)g)")

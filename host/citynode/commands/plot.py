@@ -6,7 +6,7 @@ decoder's messages, vectorised), so hours of acceleration plot in seconds."""
 import os
 
 from citynode import plotting
-from citynode.commands.record import check_output_path
+from citynode.commands.common import check_output_path
 from citynode.decode import decode_messages
 from citynode.errors import UsageError
 

@@ -11,9 +11,9 @@ import contextlib
 import os
 import signal
 import sys
-import threading
 import time
 
+from citynode.commands.common import add_port_argument, check_output_path, interrupt_on, link_options
 from citynode.errors import CitynodeError, TransportError, UsageError
 from citynode.monitor_view import link_line, lost
 from citynode.serial_link import DEFAULT_BAUD, NodeClient
@@ -21,42 +21,8 @@ from citynode.serial_link import DEFAULT_BAUD, NodeClient
 PROGRESS_EVERY_S = 0.25
 
 
-def add_link_arguments(parser):
-    """--port and --baud, defaulting from CITYNODE_PORT and CITYNODE_BAUD."""
-    parser.add_argument("--port", help="serial port or pyserial URL (default: $CITYNODE_PORT)")
-    parser.add_argument("--baud", type=int, help="baud rate (default: $CITYNODE_BAUD or %d)" % DEFAULT_BAUD)
-
-
-def link_options(args):
-    """(port, baud) from the arguments or the environment; UsageError when there is no port."""
-    port = args.port or os.environ.get("CITYNODE_PORT")
-    if not port:
-        raise UsageError("no port: give --port PORT or set CITYNODE_PORT (`citynode ports` lists them)")
-    baud = args.baud
-    if baud is None:
-        text = os.environ.get("CITYNODE_BAUD") or str(DEFAULT_BAUD)
-        try:
-            baud = int(text)
-        except ValueError:
-            raise UsageError("CITYNODE_BAUD=%r is not a number" % text) from None
-    if baud <= 0:
-        raise UsageError("baud rate %d: must be positive" % baud)
-    return port, baud
-
-
-def check_output_path(path):
-    """UsageError unless `path` can be created: its folder exists and is writable, it is no folder."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise UsageError("output %s is a folder; give a file name" % path)
-    if not os.path.isdir(folder):
-        raise UsageError("output folder %s does not exist" % folder)
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise UsageError("output folder %s is not writable" % folder)
-
-
 def add_arguments(parser):
-    add_link_arguments(parser)
+    add_port_argument(parser, baud=True)
     parser.add_argument("--duration", type=float, metavar="S", help="seconds to record (default: until Ctrl-C)")
     parser.add_argument("-o", "--output", required=True, metavar="CAPTURE", help="file for the raw bytes")
 
@@ -145,25 +111,6 @@ def record(port, output, duration=None, baudrate=DEFAULT_BAUD, progress=None):
     if failure is not None:
         raise type(failure)("%s; the %d bytes received before are in %s" % (failure, rec.bytes, output))
     return rec
-
-
-@contextlib.contextmanager
-def interrupt_on(*signums):
-    """Within the block these signals raise KeyboardInterrupt, as Ctrl-C does, so
-    the same clean-up runs (record: SIGTERM finishes the capture). Main thread only."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = {sig: signal.signal(sig, interrupt) for sig in signums}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 class LiveProgress:

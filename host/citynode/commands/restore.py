@@ -5,14 +5,14 @@ the node loads); each file is written under a temp name and renamed, read back
 by SHA-256, then the node restarts and must come up on the restored config.
 """
 
-from citynode.commands.deploy import add_port_argument
-from citynode.errors import CitynodeError, UsageError
+from citynode.commands.common import add_port_argument, port_of
+from citynode.errors import CitynodeError
 
 
 def add_arguments(parser):
     from citynode import inventory
 
-    add_port_argument(parser, many=False)
+    add_port_argument(parser)
     inventory.add_argument(parser)
     parser.add_argument("folder", metavar="DIR", help="a folder written by `citynode backup`")
 
@@ -20,8 +20,7 @@ def add_arguments(parser):
 def run(args):
     from citynode import provision, serial_link
 
-    if not args.port:
-        raise UsageError("--port is required (or set CITYNODE_PORT); `citynode ports` lists them")
+    args.port = port_of(args)
     manifest, files = provision.load_backup(args.folder)  # refuses a damaged backup before touching the node
     ident = provision.node_identity(files)
     with serial_link.raw_repl(args.port) as transport:

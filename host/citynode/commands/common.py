@@ -1,0 +1,99 @@
+"""What every `citynode` command shares: the port and baud options, output paths, signals.
+
+A command that talks to one node calls `add_port_argument(parser)` in its
+`add_arguments` and `port_of(args)` (or `link_options(args)` with `baud=True`)
+in its `run`: the option, its environment default and its error are written
+here once.
+"""
+
+import contextlib
+import os
+import signal
+import threading
+
+from citynode.errors import UsageError
+
+PORT_ENV = "CITYNODE_PORT"
+BAUD_ENV = "CITYNODE_BAUD"
+NO_PORT = "no port: give --port PORT or set %s (`citynode ports` lists them)" % PORT_ENV
+
+
+def add_port_argument(parser, many=False, baud=False):
+    """--port (repeatable when `many`), defaulting from $CITYNODE_PORT; --baud too when `baud`."""
+    parser.add_argument(
+        "--port", "-p", action="append" if many else "store", metavar="PORT", default=None,
+        help="serial port or pyserial URL of the node%s (default: $%s)"
+        % (", repeat for several" if many else "", PORT_ENV),
+    )
+    if baud:
+        from citynode.serial_link import DEFAULT_BAUD
+
+        parser.add_argument("--baud", type=int, help="baud rate (default: $%s or %d)" % (BAUD_ENV, DEFAULT_BAUD))
+
+
+def ports_of(args):
+    """The ports given with a repeatable --port, else [$CITYNODE_PORT], else []."""
+    ports = list(args.port or [])
+    if not ports and os.environ.get(PORT_ENV):
+        ports = [os.environ[PORT_ENV]]
+    return ports
+
+
+def port_of(args):
+    """The one port of a single-node command: --port, else $CITYNODE_PORT; UsageError when neither."""
+    port = args.port[0] if isinstance(args.port, list) and args.port else args.port
+    port = port or os.environ.get(PORT_ENV)
+    if not port:
+        raise UsageError(NO_PORT)
+    return port
+
+
+def baud_of(args):
+    """--baud, else $CITYNODE_BAUD, else the default; UsageError when it is not a positive number."""
+    from citynode.serial_link import DEFAULT_BAUD
+
+    baud = getattr(args, "baud", None)
+    if baud is None:
+        text = os.environ.get(BAUD_ENV) or str(DEFAULT_BAUD)
+        try:
+            baud = int(text)
+        except ValueError:
+            raise UsageError("%s=%r is not a number" % (BAUD_ENV, text)) from None
+    if baud <= 0:
+        raise UsageError("baud rate %d: must be positive" % baud)
+    return baud
+
+
+def link_options(args):
+    """(port, baud) of a command added with `add_port_argument(parser, baud=True)`."""
+    return port_of(args), baud_of(args)
+
+
+def check_output_path(path):
+    """UsageError unless `path` can be created: its folder exists and is writable, it is no folder."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise UsageError("output %s is a folder; give a file name" % path)
+    if not os.path.isdir(folder):
+        raise UsageError("output folder %s does not exist" % folder)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError("output folder %s is not writable" % folder)
+
+
+@contextlib.contextmanager
+def interrupt_on(*signums):
+    """Within the block these signals raise KeyboardInterrupt, as Ctrl-C does, so
+    the same clean-up runs (record: SIGTERM finishes the capture). Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in signums}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
