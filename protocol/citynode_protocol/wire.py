@@ -47,6 +47,12 @@ STATUS_STREAMING = const(0x08)  # the accelerometer stream is running
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
+# The UTC a node may take (set_time, SNTP) and a receiver trusts in a TIME
+# message: 2020-01-01T00:00:00Z up to, not including, 2100-01-01T00:00:00Z, in
+# ms since 1970. Outside it the clock that sent it is wrong (or sent µs or ns).
+UTC_MIN_MS = 1577836800000
+UTC_MAX_MS = 4102444800000
+
 # Reply codes (messages.REPLY_CODES has their words for the host)
 OK = const(0)
 ERR_BAD_LINE = const(1)
