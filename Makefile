@@ -41,6 +41,13 @@ $(STAMP): requirements/dev.txt requirements/mpstubs.txt pyproject.toml bench/was
 	@if ! command -v npm >/dev/null; then echo "npm not found: the 32-bit MicroPython runs will be skipped"; \
 	  elif ! npm ci --prefix bench/wasm32 --no-audit --no-fund --loglevel=error; then \
 	  echo "npm ci in bench/wasm32 failed: the 32-bit MicroPython runs will be skipped"; fi
+	# Mosquitto, the broker the uplink tests and the demo start on loopback: from
+	# Debian's packages where we may install them, else those tests skip, saying why.
+	@if command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ]; then :; \
+	  elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients) >/dev/null \
+	  || echo "apt-get could not install mosquitto: the broker tests will be skipped"; \
+	  else echo "mosquitto not found (apt-get install mosquitto mosquitto-clients): the broker tests will be skipped"; fi
 	touch $@
 
 test: $(STAMP)
