@@ -23,6 +23,7 @@ COMMANDS = {
     "restore": ("restore", "restore a node's config and calibration from a folder"),
     "inventory": ("inventory", "list and export the node inventory"),
     "calibrate": ("calibrate", "guided calibration of climate and accelerometer sensors"),
+    "listen": ("listen", "network traffic of nodes from an MQTT broker, every frame's signature checked"),
 }
 
 
