@@ -21,7 +21,8 @@ closed, then renamed over `<path>`. Where rename refuses an existing target
 holds the only good copy (a cut after that removal) is moved into place first.
 
 Recovery rule (`load`): `<path>` if it checks; else `<path>.tmp` if it checks
-(a save was cut after the tmp was complete), reported to the caller. Together:
+(a save was cut after the tmp was complete), reported to the caller and moved
+into place. Together:
 a power cut at any point leaves the old or the new document loadable, never
 neither (tests/firmware/test_power_cut.py cuts at every step).
 """
@@ -148,16 +149,23 @@ def load(path, key):
 
     recovered_from is None when `<path>` was good, else the StoreError reason of
     `<path>` when the parts came from `<path>.tmp` (a fallback to report: see
-    `recovered`). Raises the StoreError of `<path>` when neither checks (reason
-    "missing" when no document was ever completed).
+    `recovered`); that tmp is then moved into place, so that the node's files
+    (and a backup of them) hold what it runs on. Raises the StoreError of
+    `<path>` when neither checks (reason "missing" when no document was ever
+    completed).
     """
     try:
         return _read_parts(path, key), None
     except StoreError as exc:
         try:
-            return _read_parts(path + TMP, key), exc.reason
+            parts = _read_parts(path + TMP, key)
         except StoreError:
             raise exc
+        try:
+            _rename_over(path + TMP, path)
+        except OSError:
+            pass  # the tmp stays the good copy; the next write moves it first
+        return parts, exc.reason
 
 
 def read(path, key):

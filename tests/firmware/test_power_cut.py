@@ -38,13 +38,15 @@ class Flash:
         self.cut_at = cut_at  # 0: never
         self.torn = torn
         self.steps = 0
+        self.kinds = []  # what each step was
         self.dead = False
 
-    def step(self):
+    def step(self, kind):
         """True when this step is the one the cut falls on (the caller then tears or drops it)."""
         if self.dead:
             raise PowerCut()
         self.steps += 1
+        self.kinds.append(kind)
         return self.steps == self.cut_at
 
     def cut(self):
@@ -58,7 +60,7 @@ class Flash:
         return (0o100000, 0, 0, 0, 0, 0, len(self.files[path]), 0, 0, 0)
 
     def rename(self, src, dst):
-        if self.step():
+        if self.step("rename"):
             self.cut()
         if src not in self.files:
             raise OSError(ENOENT)
@@ -67,7 +69,7 @@ class Flash:
         self.files[dst] = self.files.pop(src)
 
     def remove(self, path):
-        if self.step():
+        if self.step("remove"):
             self.cut()
         if path not in self.files:
             raise OSError(ENOENT)
@@ -76,7 +78,7 @@ class Flash:
     # and through `open`
     def open(self, path, mode="r"):
         if "w" in mode:
-            if self.step():
+            if self.step("open"):
                 self.cut()
             self.files[path] = ""
             return _Writer(self, path)
@@ -94,7 +96,7 @@ class _Writer:
         self.pending = ""
 
     def write(self, data):
-        if self.flash.step():
+        if self.flash.step("write"):
             if self.flash.torn:
                 self.flash.files[self.path] += (self.pending + data)[: (len(self.pending) + len(data)) // 2]
             self.flash.cut()
@@ -102,7 +104,7 @@ class _Writer:
         return len(data)
 
     def _sync(self):
-        if self.flash.step():
+        if self.flash.step("sync"):
             self.flash.cut()
         self.flash.files[self.path] += self.pending
         self.pending = ""
@@ -141,7 +143,7 @@ def _cuts(files, fat, op):
     _on(whole, op)
     out = []
     for k in range(1, whole.steps + 1):
-        for torn in (False, True):
+        for torn in (False, True) if whole.kinds[k - 1] == "write" else (False,):
             flash = Flash(files, fat, k, torn)
             try:
                 _on(flash, op)
@@ -216,6 +218,19 @@ def _config_round(files, fat, node_id, depth, context=""):
         _check_config(survived, fat, before, after, good, where)
         if depth:
             _config_round(survived, fat, node_id + 1, depth - 1, where + "; then ")
+            _config_boot(survived, fat, where)
+
+
+def _config_boot(files, fat, where):
+    """A boot after the cut (a load moves a recovered tmp into place), cut at every step."""
+    before, _ = _config_state(files, fat)
+    states, done = _cuts(files, fat, config.load)
+    good = _good_texts(config.KEY, files, done)
+    for survived, cut in _unique(states):
+        _check_config(survived, fat, before, before, good, "%s; then boot, %s" % (where, cut))
+    values, fallback = _config_state(done, fat)
+    assert values == before, where
+    assert fallback is None or values == config.defaults(), "%s; then boot: still %r" % (where, fallback)
 
 
 def test_config_save_cut_at_every_step():
@@ -235,8 +250,8 @@ def _ids(cur, prev):
 def _calib_state(files, fat):
     """((current id, previous id) as stored, id in use, fallback)."""
     def read():
+        cal, fallback = calibration.load()  # first, as at boot: it moves a recovered tmp into place
         cur, prev, _problem = calibration.stored()
-        cal, fallback = calibration.load()
         return _ids(cur, prev), cal.id if cal is not None else None, fallback
 
     return _on(Flash(files, fat), read)
@@ -271,6 +286,18 @@ def _calib_round(files, fat, op, name, depth, docs):
                          depth - 1, docs[1:])
             if _calib_state(survived, fat)[0][1] is not None:
                 _calib_round(survived, fat, calibration.rollback, where + "; then rollback", depth - 1, docs[1:])
+            _calib_boot(survived, fat, where)
+
+
+def _calib_boot(files, fat, where):
+    """A boot after the cut (a load moves a recovered tmp into place), cut at every step."""
+    before = _calib_state(files, fat)[0]
+    states, done = _cuts(files, fat, calibration.load)
+    good = _good_texts(calibration.KEY, files, done)
+    for survived, cut in _unique(states):
+        _check_calib(survived, fat, before, before, good, "%s; then boot, %s" % (where, cut))
+    slots, _in_use, fallback = _calib_state(done, fat)
+    assert slots == before and fallback is None, "%s; then boot: %r, %r" % (where, slots, fallback)
 
 
 def _slots_file(cur, prev):
