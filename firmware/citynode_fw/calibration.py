@@ -284,11 +284,12 @@ def load(path=PATH, legacy_prev=PREV_PATH):
     file is used. Each of these is a fallback (STATUS_CALIB_FALLBACK) in words.
     """
     cur, prev, problem = stored(path, legacy_prev)
-    cal = _usable(cur)
-    if cal is not None:
-        return cal, problem
     if cur is not None:
-        problem = "%s in %s has a bad value" % (_id_words(cur), path)
+        try:
+            return Calibration(cur), problem
+        except ValueError as exc:
+            refused = "%s in %s refused (%s)" % (_id_words(cur), path, exc)
+            problem = problem + "; " + refused if problem else refused
     elif problem is None:
         if prev is None:
             return None, None

@@ -107,7 +107,8 @@ def test_current_with_a_bad_value_gives_way_to_the_previous():
         store.write(calibration.PATH, calibration.KEY, bad, ((calibration.PREV, DOC_A),))
         cal, why = calibration.load()
         assert cal.id == 101
-        assert why == "calibration 103 in calib.json has a bad value: running the previous calibration (id 101)"
+        assert why == ("calibration 103 in calib.json refused (t_gain=3.0 outside 0.8..1.2): "
+                       "running the previous calibration (id 101)")
         calibration.save(DOC_B)  # the one in use, not the refused one, becomes the previous
         assert _slots() == (102, 101)
 

@@ -82,7 +82,8 @@ def test_a_refused_current_calibration_gives_way_to_the_previous_one():
         assert _flags(n, cap) & BOTH == messages.STATUS_CALIB_FALLBACK
         code, b = commands.run(n, "calib_get", {})
         assert b["calib"]["id"] == 300
-        assert b["fallback"] == "calibration 301 in calib.json has a bad value: running the previous calibration (id 300)"
+        assert b["fallback"] == ("calibration 301 in calib.json refused (t_gain=3.0 outside 0.8..1.2): "
+                                 "running the previous calibration (id 300)")
         assert cap.named("status")[-1]["calibration_id"] == 300
 
     _in_tmp(body)
