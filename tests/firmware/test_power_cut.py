@@ -8,7 +8,13 @@ at a write step may also leave a prefix of that write on flash (a torn write).
 A fresh load then sees only what survived. Every operation runs with both
 rename behaviours: one that replaces the target (LittleFS), one that refuses an
 existing target like FAT. Each state a cut leaves is then the start of a second
-operation, cut at every step too: a recovery must survive the next save.
+operation (the next save or rollback, and the boot, whose load moves a
+recovered tmp into place), cut at every step too: a recovery must survive what
+comes next.
+
+After every cut: the stored document is the old or the new one (for the
+calibration, the current and the previous as a pair), the node runs what is
+stored, and a load from anything but the file as saved is a fallback in words.
 """
 
 from citynode_fw import calibration, config, store
