@@ -22,9 +22,9 @@ holds the only good copy (a cut after that removal) is moved into place first.
 
 Recovery rule (`load`): `<path>` if it checks; else `<path>.tmp` if it checks
 (a save was cut after the tmp was complete), reported to the caller and moved
-into place. Together:
-a power cut at any point leaves the old or the new document loadable, never
-neither (tests/firmware/test_power_cut.py cuts at every step).
+into place. Together: a power cut at any point leaves the old or the new
+document loadable, never neither (tests/firmware/test_power_cut.py cuts at
+every step; tests/host/test_store_rule.py keeps every flash write in here).
 """
 
 import binascii
