@@ -1,4 +1,4 @@
-"""Stored calibration (`calib.json`, previous in `calib.prev.json`) and applying it.
+"""Stored calibration (`calib.json`: the current one and the previous) and applying it.
 
 Document (JSON object; host tools write it with `calib_write`):
 
@@ -28,8 +28,11 @@ import array
 from citynode_fw import store
 
 PATH = "calib.json"
-PREV_PATH = "calib.prev.json"
 KEY = "calib"
+PREV = "prev"  # the part of calib.json holding the previous calibration (or null)
+# Firmware before the one-file store kept the previous in its own file; read
+# while calib.json has no `prev` part, removed by the next save or rollback.
+PREV_PATH = "calib.prev.json"
 
 Q = 13
 ONE = 1 << Q
@@ -234,60 +237,99 @@ class Calibration:
         self.accel = AccelCal(a) if a is not None else None
 
 
-def load(path=PATH):
-    """(Calibration or None, fallback reason or None). Never raises for bad content.
+def stored(path=PATH, legacy_prev=PREV_PATH):
+    """(current doc, previous doc, problem) as on flash; never raises.
 
-    No file is the normal uncalibrated node (no fallback); a corrupt or invalid
-    file runs uncalibrated with a reason (STATUS_CALIB_FALLBACK); `calib_rollback`
-    brings back the previous one.
+    The docs are dicts or None, unchecked against `validate`. problem is None,
+    or the fallback words when calib.json was damaged or recovered from its tmp.
     """
+    cur = prev = problem = None
+    parts = {}
     try:
-        doc = store.read(path, KEY)
+        parts, from_tmp = store.load(path, KEY)
+        cur = parts[KEY]
+        if from_tmp is not None:
+            problem = store.recovered(path, from_tmp)
     except store.StoreError as exc:
-        if exc.reason == "missing":
-            return None, None
-        return None, exc.reason
+        if exc.reason != "missing":
+            problem = store.describe(path, exc.reason)
+    if PREV in parts:
+        prev = parts[PREV] if isinstance(parts[PREV], dict) else None
+    else:
+        try:
+            prev = store.read(legacy_prev, KEY)
+        except store.StoreError:
+            pass
+    return cur, prev, problem
+
+
+def _usable(doc):
     try:
-        return Calibration(doc), None
+        return Calibration(doc) if doc is not None else None
     except ValueError:
-        return None, "bad_value"
+        return None
 
 
-def save(doc, path=PATH, prev_path=PREV_PATH):
-    """Validate and store doc; the current file (if intact) becomes the previous.
+def _id_words(doc):
+    cid = doc.get("id") if isinstance(doc, dict) else None
+    return "calibration %s" % cid if cid is not None else "the calibration"
+
+
+def load(path=PATH, legacy_prev=PREV_PATH):
+    """(Calibration or None, fallback words or None). Never raises for bad content.
+
+    No calibration stored is the normal uncalibrated node (no fallback). A
+    current one that is damaged or refused by `validate` gives way to the
+    previous one, else to running uncalibrated; a copy recovered from the tmp
+    file is used. Each of these is a fallback (STATUS_CALIB_FALLBACK) in words.
+    """
+    cur, prev, problem = stored(path, legacy_prev)
+    if cur is not None:
+        try:
+            return Calibration(cur), problem
+        except ValueError as exc:
+            refused = "%s in %s refused (%s)" % (_id_words(cur), path, exc)
+            problem = problem + "; " + refused if problem else refused
+    elif problem is None:
+        if prev is None:
+            return None, None
+        problem = "%s missing" % path
+    fallback = _usable(prev)
+    if fallback is not None:
+        return fallback, "%s: running the previous calibration (id %s)" % (problem, fallback.id)
+    return None, "%s: running uncalibrated" % problem
+
+
+def _write(path, legacy_prev, current, previous):
+    """One atomic write decides both roles; then the old separate previous file goes."""
+    store.write(path, KEY, current, ((PREV, previous),))
+    store.remove_quiet(legacy_prev)
+
+
+def save(doc, path=PATH, legacy_prev=PREV_PATH):
+    """Validate and store doc; the calibration in use (if any) becomes the previous.
 
     Returns the new Calibration. Raises ValueError (bad doc) or OSError (flash).
     """
     cal = Calibration(doc)
-    try:
-        old = store.read(path, KEY)
-    except store.StoreError:
-        old = None
-    if old is not None:
-        store.write(prev_path, KEY, old)
-    store.write(path, KEY, doc)
+    cur, prev, _problem = stored(path, legacy_prev)
+    keep = cur if _usable(cur) is not None else (prev if _usable(prev) is not None else None)
+    _write(path, legacy_prev, doc, keep)
     return cal
 
 
-def rollback(path=PATH, prev_path=PREV_PATH):
+def rollback(path=PATH, legacy_prev=PREV_PATH):
     """Swap current and previous; returns the restored Calibration.
 
-    Raises ValueError when there is no intact previous calibration, OSError on
+    Raises ValueError when there is no usable previous calibration, OSError on
     a flash error. Rolling back twice restores the state before the first.
     """
+    cur, prev, _problem = stored(path, legacy_prev)
+    if prev is None:
+        raise ValueError("no previous calibration stored")
     try:
-        prev = store.read(prev_path, KEY)
-    except store.StoreError as exc:
-        raise ValueError("no previous calibration (%s)" % exc.reason)
-    cal = Calibration(prev)
-    try:
-        cur = store.read(path, KEY)
-    except store.StoreError:
-        cur = None
-    store.write(path, KEY, prev)
-    if cur is not None:
-        store.write(prev_path, KEY, cur)
-    else:
-        store.remove_quiet(prev_path)
+        cal = Calibration(prev)
+    except ValueError as exc:
+        raise ValueError("previous calibration unusable: %s" % exc)
+    _write(path, legacy_prev, prev, cur if _usable(cur) is not None else None)
     return cal
-

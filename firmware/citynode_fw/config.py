@@ -9,13 +9,15 @@ SCHEMA is the single source for firmware and docs: one row a key,
 - flags: SECRET (never echoed back: `config_get` shows "***"), RESTART (takes
   effect after a reboot; everything else is applied live).
 
-Loading never stops the boot. A missing file, bad JSON or a bad checksum gives
-all defaults; a bad value gives that key's default and keeps the others. In every
-such case `fallback` names the reason and STATUS carries STATUS_CONFIG_FALLBACK.
-Keys missing from an intact file (written by an older firmware) take their
-defaults silently; unknown keys are dropped.
+Loading never stops the boot. A missing or damaged file (and no good copy
+left by an interrupted save) gives all defaults; a bad value gives that key's
+default and keeps the others; a copy recovered from `config.json.tmp` is used.
+In every such case `fallback` says what happened in a technician's words and
+STATUS carries STATUS_CONFIG_FALLBACK. Keys missing from an intact file
+(written by an older firmware) take their defaults silently; unknown keys are
+dropped.
 
-File format and atomic write: see store.py (`{"crc":N,"config":{...}}`).
+File format, atomic write and recovery: see store.py (`{"crc":N,"config":{...}}`).
 """
 
 from citynode_fw import store
@@ -164,20 +166,15 @@ def save(values, path=PATH):
 
 
 def load(path=PATH):
-    """A Config from flash; never raises for bad content."""
+    """A Config from flash by store's recovery rule; never raises for bad content."""
     try:
-        raw = store.read(path, KEY)
+        parts, from_tmp = store.load(path, KEY)
     except store.StoreError as exc:
-        if exc.reason == "missing":
-            # FAT renames remove the old file first: an intact leftover tmp is
-            # the newest good config. Anywhere else a leftover tmp is ignored.
-            try:
-                raw = store.read(path + ".tmp", KEY)
-            except store.StoreError:
-                return Config(defaults(), "missing", path)
-        else:
-            return Config(defaults(), exc.reason, path)
-    values, bad = validate(raw)
+        return Config(defaults(), "%s: running on defaults" % store.describe(path, exc.reason), path)
+    values, bad = validate(parts[KEY])
+    notes = []
+    if from_tmp is not None:
+        notes.append(store.recovered(path, from_tmp))
     if bad:
-        return Config(values, "bad_value:" + ",".join(bad), path)
-    return Config(values, None, path)
+        notes.append("bad values in %s for %s: those keys on defaults" % (path, ", ".join(sorted(bad))))
+    return Config(values, "; ".join(notes) if notes else None, path)

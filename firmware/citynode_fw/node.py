@@ -148,9 +148,9 @@ class Node:
 
         self.log(INFO, "boot: citynode %s, reset cause %s" % (version.version_string(), self.reset_cause))
         if self.config.fallback:
-            self.log(WARNING, "config fallback to defaults: %s" % self.config.fallback)
+            self.log(WARNING, "config fallback: %s" % self.config.fallback)
         if self.calib_fallback:
-            self.log(WARNING, "calibration unusable (%s): running uncalibrated" % self.calib_fallback)
+            self.log(WARNING, "calibration fallback: %s" % self.calib_fallback)
         if climate is None:
             climate, address = probe(i2c, "climate", self.cfg["climate_part"], self.log)
             if climate is not None:

@@ -1,22 +1,45 @@
-"""Checked JSON files on the node's flash: atomic write, CRC-32, canonical text.
+"""Checked JSON documents on the node's flash: one write rule, one recovery rule.
 
-A file holds one JSON object, written by this module only:
+Every document the node keeps (config, calibration, and any later one) is one
+file written by this module only:
 
     {"crc":3735928559,"config":{...}}
+    {"crc":1234567890,"calib":{...},"prev":{...}}
 
-`crc` is the CRC-32 (binascii.crc32, as a decimal u32) of the exact text of the
-inner object as it stands in the file. The inner text is canonical (keys sorted,
-no spaces), but the check runs over the stored text, not over a re-dump, so a
-float printed with fewer digits by a single-precision port cannot break it.
+The first part names the document (`config`, `calib`); a document may carry
+more parts after it (the calibration keeps its previous one in `prev`), so that
+everything that must change together changes in one write. `crc` is the CRC-32
+(binascii.crc32, as a decimal u32) of the exact text from just after the first
+`"<key>":` to just before the final `}`: with one part, the text of that object.
+The text is canonical (keys sorted, no spaces), but the check runs over the
+stored text, not over a re-dump, so a float printed with fewer digits by a
+single-precision port cannot break it.
 
-Writes go to `<path>.tmp`, are closed, then renamed over `<path>` (atomic on
-LittleFS, the ESP32 default; on FAT the old file is removed first, so a reader
-finding no `<path>` but an intact `<path>.tmp` may use that).
+Write rule (`write`): the whole text goes to `<path>.tmp`, is flushed and
+closed, then renamed over `<path>`. Where rename refuses an existing target
+(FAT), `<path>` is removed first. Before a write reuses `<path>.tmp`, a tmp that
+holds the only good copy (a cut after that removal) is moved into place first.
+
+Recovery rule (`load`): `<path>` if it checks; else `<path>.tmp` if it checks
+(a save was cut after the tmp was complete), reported to the caller and moved
+into place. Together: a power cut at any point leaves the old or the new
+document loadable, never neither (tests/firmware/test_power_cut.py cuts at
+every step; tests/host/test_store_rule.py keeps every flash write in here).
 """
 
 import binascii
 import json
 import os
+
+TMP = ".tmp"
+
+# StoreError reasons in a technician's words
+_WORDS = {
+    "missing": "missing",
+    "unreadable": "unreadable",
+    "bad_json": "damaged (not a checked file)",
+    "bad_crc": "damaged (checksum mismatch)",
+}
 
 
 class StoreError(ValueError):
@@ -25,6 +48,16 @@ class StoreError(ValueError):
     def __init__(self, reason, message):
         super().__init__(message)
         self.reason = reason
+
+
+def describe(path, reason):
+    """'config.json damaged (checksum mismatch)': a file and what is wrong with it."""
+    return "%s %s" % (path, _WORDS.get(reason, reason))
+
+
+def recovered(path, reason):
+    """The fallback words for a document loaded from its tmp copy."""
+    return "%s: loaded %s%s, the copy an interrupted save left" % (describe(path, reason), path, TMP)
 
 
 def canonical(obj):
@@ -58,27 +91,16 @@ def remove_quiet(path):
         pass
 
 
-def write(path, key, obj):
-    """Write obj under key, atomically. Raises OSError when the flash refuses."""
-    body = canonical(obj)
-    text = '{"crc":%d,"%s":%s}\n' % (crc32_text(body), key, body)
-    tmp = path + ".tmp"
-    f = open(tmp, "w")
-    try:
-        f.write(text)
-        f.flush()
-    finally:
-        f.close()
-    try:
-        os.rename(tmp, path)
-    except OSError:
-        # some FAT builds refuse to rename over an existing file
-        remove_quiet(path)
-        os.rename(tmp, path)
+def dump(key, obj, extra=()):
+    """The file text for obj under key, then the (name, value) parts in extra."""
+    checked = canonical(obj)
+    for name, value in extra:
+        checked += ',"%s":%s' % (name, canonical(value))
+    return '{"crc":%d,"%s":%s}\n' % (crc32_text(checked), key, checked)
 
 
-def parse(text, key):
-    """The object stored under key in a file's text; raises StoreError."""
+def parse_parts(text, key):
+    """{part: value} of a file's text, the object under key among them; raises StoreError."""
     text = text.rstrip()
     head = '{"crc":'
     if not text.startswith(head) or not text.endswith("}"):
@@ -91,20 +113,24 @@ def parse(text, key):
         crc = int(text[len(head) : at])
     except ValueError:
         raise StoreError("bad_json", "bad crc field")
-    body = text[at + len(mark) : -1]
-    if crc32_text(body) != crc:
+    checked = text[at + len(mark) : -1]
+    if crc32_text(checked) != crc:
         raise StoreError("bad_crc", "checksum mismatch")
     try:
-        obj = json.loads(body)
+        parts = json.loads("{" + text[at + 1 :])
     except ValueError:
         raise StoreError("bad_json", "bad JSON")
-    if not isinstance(obj, dict):
+    if not isinstance(parts, dict) or not isinstance(parts.get(key), dict):
         raise StoreError("bad_json", "%s is not an object" % key)
-    return obj
+    return parts
 
 
-def read(path, key):
-    """Read and check one file; raises StoreError (reason "missing" when absent)."""
+def parse(text, key):
+    """The object stored under key in a file's text; raises StoreError."""
+    return parse_parts(text, key)[key]
+
+
+def _read_parts(path, key):
     try:
         f = open(path)
     except OSError:
@@ -115,4 +141,77 @@ def read(path, key):
         raise StoreError("unreadable", "%s unreadable" % path)
     finally:
         f.close()
-    return parse(text, key)
+    return parse_parts(text, key)
+
+
+def load(path, key):
+    """(parts, recovered_from) by the recovery rule.
+
+    recovered_from is None when `<path>` was good, else the StoreError reason of
+    `<path>` when the parts came from `<path>.tmp` (a fallback to report: see
+    `recovered`); that tmp is then moved into place, so that the node's files
+    (and a backup of them) hold what it runs on. Raises the StoreError of
+    `<path>` when neither checks (reason "missing" when no document was ever
+    completed).
+    """
+    try:
+        return _read_parts(path, key), None
+    except StoreError as exc:
+        try:
+            parts = _read_parts(path + TMP, key)
+        except StoreError:
+            raise exc
+        try:
+            _rename_over(path + TMP, path)
+        except OSError:
+            pass  # the tmp stays the good copy; the next write moves it first
+        return parts, exc.reason
+
+
+def read(path, key):
+    """The object under key by the recovery rule; raises StoreError."""
+    return load(path, key)[0][key]
+
+
+def _rename_over(src, dst):
+    try:
+        os.rename(src, dst)
+    except OSError:
+        # FAT and some ports refuse to rename over an existing file: src holds
+        # the whole new text, so removing dst first never loses the newest copy
+        if not exists(dst) or not exists(src):
+            raise
+        os.remove(dst)
+        os.rename(src, dst)
+
+
+def _keep_only_good_tmp(path, key):
+    """A tmp that is the only good copy (a cut after a FAT remove) goes into place
+    before the next write truncates it."""
+    tmp = path + TMP
+    if not exists(tmp):
+        return
+    try:
+        _read_parts(path, key)
+        return  # path is good: the tmp is an unfinished write, free to reuse
+    except StoreError:
+        pass
+    try:
+        _read_parts(tmp, key)
+    except StoreError:
+        return
+    _rename_over(tmp, path)
+
+
+def write(path, key, obj, extra=()):
+    """Store obj under key (and the parts in extra), atomically. Raises OSError when the flash refuses."""
+    text = dump(key, obj, extra)
+    _keep_only_good_tmp(path, key)
+    tmp = path + TMP
+    f = open(tmp, "w")
+    try:
+        f.write(text)
+        f.flush()
+    finally:
+        f.close()
+    _rename_over(tmp, path)

@@ -218,8 +218,8 @@ def _bits(value, names):
 
 _SENSORS = ((messages.SENSOR_CLIMATE, "climate"), (messages.SENSOR_ACCEL, "accel"))
 _STATUS_FLAGS = (
-    (messages.STATUS_CONFIG_FALLBACK, "config on defaults"),
-    (messages.STATUS_CALIB_FALLBACK, "calibration corrupt"),
+    (messages.STATUS_CONFIG_FALLBACK, "config fallback"),
+    (messages.STATUS_CALIB_FALLBACK, "calibration fallback"),
     (messages.STATUS_TIME_ANCHORED, "UTC known"),
     (messages.STATUS_STREAMING, "streaming"),
 )

@@ -265,10 +265,12 @@ def _rb(p):
 print(repr([_rb(p) for p in %r]))
 """
 
+# through the node's own tmp name: a cut between the FAT remove and the rename
+# leaves <name>.tmp, which the node's store loads and moves into place
 _WRITE = r"""
 import os,binascii,hashlib
 def _wf(p,s):
- t=p+'.new'
+ t=p+'.tmp'
  with open(t,'wb') as f:f.write(binascii.a2b_base64(s))
  try:os.rename(t,p)
  except OSError:

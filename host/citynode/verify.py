@@ -138,7 +138,7 @@ def verify_node(client, expect=None, files_checked=None, progress=None):
     checks.append(Check("micropython", bool(info.get("micropython")), info.get("micropython") or "unknown"))
     fallback = info.get("config_fallback")
     checks.append(Check("config loads", fallback is None,
-                        "ok" if fallback is None else "running on defaults: %s" % fallback))
+                        "ok" if fallback is None else fallback))
     if "config" in expect and config is not None:
         secrets = secret_keys()
         wrong = []

@@ -40,8 +40,8 @@ ENCODING_DELTA_BITPACK = const(1)
 # STATUS bits
 SENSOR_CLIMATE = const(0x01)
 SENSOR_ACCEL = const(0x02)
-STATUS_CONFIG_FALLBACK = const(0x01)  # config file corrupt or missing: running on defaults
-STATUS_CALIB_FALLBACK = const(0x02)  # calibration file corrupt: running uncalibrated
+STATUS_CONFIG_FALLBACK = const(0x01)  # config not loaded as saved (defaults, or a recovered copy): see info
+STATUS_CALIB_FALLBACK = const(0x02)  # calibration not loaded as saved (previous, recovered, or none): see info
 STATUS_TIME_ANCHORED = const(0x04)  # the node knows UTC (a TIME message was sent)
 STATUS_STREAMING = const(0x08)  # the accelerometer stream is running
 

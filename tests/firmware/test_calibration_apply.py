@@ -50,20 +50,28 @@ def test_no_file_is_uncalibrated_without_fallback():
     _in_tmp(body)
 
 
+def _slots():
+    cur, prev, problem = calibration.stored()
+    assert problem is None
+    return (cur["id"] if cur else None, prev["id"] if prev else None)
+
+
 def test_write_read_and_rollback():
     def body():
         calibration.save(DOC_A)
         cal, why = calibration.load()
         assert why is None and cal.id == 101 and cal.date == "2026-11-20"
-        assert not store.exists(calibration.PREV_PATH)
+        assert _slots() == (101, None)
         calibration.save(DOC_B)
         assert calibration.load()[0].id == 102
-        prev = store.read(calibration.PREV_PATH, calibration.KEY)
-        assert prev["id"] == 101
+        assert _slots() == (102, 101)
+        assert store.parse(_read(calibration.PATH), calibration.KEY)["id"] == 102  # what host tools read
         back = calibration.rollback()
         assert back.id == 101 and calibration.load()[0].id == 101
-        assert store.read(calibration.PREV_PATH, calibration.KEY)["id"] == 102
+        assert _slots() == (101, 102)
         assert calibration.rollback().id == 102  # a second rollback undoes the first
+        assert _slots() == (102, 101)
+        assert not store.exists(calibration.PREV_PATH) and not store.exists(calibration.PATH + ".tmp")
 
     _in_tmp(body)
 
@@ -82,16 +90,62 @@ def test_rollback_without_previous_is_refused():
     _in_tmp(body)
 
 
-def test_corrupt_file_runs_uncalibrated_with_reason():
+def test_damaged_file_runs_uncalibrated_with_reason():
     def body():
         calibration.save(DOC_A)
-        f = open(calibration.PATH, "w")
-        f.write('{"crc":5,"calib":{"id":101}}')
-        f.close()
+        _write(calibration.PATH, '{"crc":5,"calib":{"id":101}}')
         cal, why = calibration.load()
-        assert cal is None and why == "bad_crc"
+        assert cal is None and why == "calib.json damaged (checksum mismatch): running uncalibrated"
 
     _in_tmp(body)
+
+
+def test_current_with_a_bad_value_gives_way_to_the_previous():
+    def body():
+        calibration.save(DOC_A)
+        bad = {"id": 103, "climate": {"t_gain": 3.0}}  # refused by validate, stored by an older firmware
+        store.write(calibration.PATH, calibration.KEY, bad, ((calibration.PREV, DOC_A),))
+        cal, why = calibration.load()
+        assert cal.id == 101
+        assert why == ("calibration 103 in calib.json refused (t_gain=3.0 outside 0.8..1.2): "
+                       "running the previous calibration (id 101)")
+        calibration.save(DOC_B)  # the one in use, not the refused one, becomes the previous
+        assert _slots() == (102, 101)
+
+    _in_tmp(body)
+
+
+def test_files_of_the_older_two_file_store_still_load_and_migrate():
+    # before the one-file store: calib.json held only the current one, calib.prev.json the previous
+    def body():
+        _write(calibration.PATH, _old_format(DOC_B))
+        _write(calibration.PREV_PATH, _old_format(DOC_A))
+        cal, why = calibration.load()
+        assert why is None and cal.id == 102
+        assert calibration.stored() == (DOC_B, DOC_A, None)
+        assert calibration.rollback().id == 101
+        assert _slots() == (101, 102)
+        assert not store.exists(calibration.PREV_PATH)  # one write decides both roles from now on
+
+    _in_tmp(body)
+
+
+def _old_format(doc):
+    body = store.canonical(doc)
+    return '{"crc":%d,"calib":%s}\n' % (store.crc32_text(body), body)
+
+
+def _write(path, text):
+    f = open(path, "w")
+    f.write(text)
+    f.close()
+
+
+def _read(path):
+    f = open(path)
+    text = f.read()
+    f.close()
+    return text
 
 
 def test_bad_documents_are_refused():

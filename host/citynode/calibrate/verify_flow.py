@@ -36,7 +36,7 @@ def run_verify(session, opts):
         ui.say("node %s runs calibration id %s (%s, %s)" % (session.node_id, doc.get("id"), doc.get("date"),
                                                              doc.get("method")))
     if status.get("flags", 0) & messages.STATUS_CALIB_FALLBACK:
-        checks.append(("calibration file", False, "corrupt: the node runs uncalibrated (`calibrate rollback`)"))
+        checks.append(("calibration file", False, session.info.get("calibration_fallback") or "not loaded as saved"))
     cid = status.get("calibration_id")
     if doc is not None and cid is not None and cid != doc.get("id"):
         checks.append(("calibration in use", False, "status says id %s, the file says %s" % (cid, doc.get("id"))))

@@ -63,7 +63,7 @@ def run(args):
         ("MicroPython", "%s (%s)" % (info["micropython"], info["platform"])),
         ("app", "%s (hash %s)" % (info["app_version"], info["app_hash"])),
         ("config", "hash %s%s" % (info["config_hash"], "" if not info["config_fallback"]
-                                  else ", RUNNING ON DEFAULTS: %s" % info["config_fallback"])),
+                                  else ", FALLBACK: %s" % info["config_fallback"])),
         ("calibration", ("id %s, %s" % (cal.get("id"), cal.get("date") or "no date")) if cal else
          "none" + (" (%s)" % info["calibration_fallback"] if info["calibration_fallback"] else "")),
         ("sensors", ", ".join("%s %s at %s" % (s.get("kind"), s.get("part"), s.get("address"))

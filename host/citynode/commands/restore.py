@@ -29,7 +29,7 @@ def run(args):
     client, info = provision.wait_for_app(args.port)
     client.close()
     if info.get("config_fallback"):
-        raise CitynodeError("restored, but the node runs on defaults (%s)" % info["config_fallback"])
+        raise CitynodeError("restored, but the node reports a config fallback: %s" % info["config_fallback"])
     if info.get("node_id") != ident["node_id"]:
         raise CitynodeError("restored, but the node reports node id %s, not %s" % (info.get("node_id"), ident["node_id"]))
     cal = info.get("calibration") or {}
