@@ -8,12 +8,9 @@ run of them is a ready MQTT payload. A full page is written to flash whole,
 as one segment file (`flush`); nothing is written byte by byte.
 
 A segment file is a 12-byte header (magic, data length, CRC-32 of the data)
-and the data. It is written under a temporary name and renamed, so a power cut
-leaves the old set of segments or the new one. At start-up a leftover
-temporary file is removed, unless its segment is missing and it is whole (a
-rename that cannot replace removed the old file first, as on FAT): then it is
-the segment. A segment whose CRC does not match is skipped and counted
-(`corrupt`), never sent.
+and the data, written and recovered by store.py's rules, as every file the
+node keeps: a power cut leaves the old set of segments or the new one. A
+segment no copy of which checks is skipped and counted (`corrupt`), never sent.
 
 Sending (`front`, `acked`, `resend`): the uplink publishes the front of
 the queue, at most one message in flight; the frames leave the queue only when
@@ -29,6 +26,8 @@ keep the rest; every refused frame is counted by kind.
 import binascii
 import os
 import struct
+
+from citynode_fw import store
 
 MAGIC = b"CNR1"
 _HEADER = "<4sHHI"  # magic, data bytes, reserved, CRC-32 of the data
@@ -59,7 +58,7 @@ class Ring:
         self.corrupt = 0
         self.flushes = 0
         self.clamped = False  # capacity cut to what the flash holds
-        _mkdir(folder)
+        store.make_folder(folder)
         self._scan()
         self.max_segments = max(2, self._fit(capacity) // (page_size + HEADER_SIZE))
         self.accel_segments = max(1, self.max_segments * _ACCEL_SHARE_8THS // 8)
@@ -68,21 +67,22 @@ class Ring:
 
     def _scan(self):
         found = []
-        names = os.listdir(self.folder)
-        for name in names:
-            path = self.folder + "/" + name
-            if name.endswith(".tmp"):
-                # a write the power cut interrupted: kept only if it is whole and its
-                # segment is gone (a rename that could not replace removed it first)
-                if name[:-4] in names or not self._intact(path):
-                    _remove(path)
-                    continue
-                os.rename(path, path[:-4])
-                name = name[:-4]
+        for name in os.listdir(self.folder):
+            base = name[: -len(store.TMP)] if name.endswith(store.TMP) else name
             try:
-                found.append(int(name, 16))
+                seg = int(base, 16)
             except ValueError:
-                pass
+                continue
+            if seg in found:
+                continue
+            path = self._path(seg)
+            was_written = store.exists(path)
+            if store.recover_binary(path, self._intact):
+                found.append(seg)
+            elif was_written:  # a segment no copy of which checks: never sent
+                self.corrupt += 1
+                store.remove_quiet(path)
+            # else only an unfinished first write: those frames were never stored
         found.sort()
         self.segments = found
         self.next_seg = found[-1] + 1 if found else 0
@@ -162,19 +162,8 @@ class Ring:
         return self.flush()
 
     def _write_segment(self, seg, data, n):
-        path = self._path(seg)
         struct.pack_into(_HEADER, self._head, 0, MAGIC, n, 0, binascii.crc32(data))
-        f = open(path + ".tmp", "wb")
-        try:
-            f.write(self._head)
-            f.write(data, 0, n)
-        finally:
-            f.close()
-        try:
-            os.rename(path + ".tmp", path)
-        except OSError:  # a file system whose rename does not replace: the old one goes first
-            _remove(path)
-            os.rename(path + ".tmp", path)
+        store.write_binary(self._path(seg), self._head, data, n, self._intact)
 
     # -- sending ---------------------------------------------------------------------
 
@@ -229,7 +218,7 @@ class Ring:
             self.corrupt += 1
             self.segments.pop(0)
             self.acked_seg = 0
-            _remove(path)
+            store.remove_quiet(path)
             return False
         self._loaded = seg
         self._loaded_n = n
@@ -246,7 +235,7 @@ class Ring:
                 return  # the segment these frames went into was damaged: nothing left to ack
             self.acked_seg += n
             if self.acked_seg >= self._loaded_n:
-                _remove(self._path(self.segments.pop(0)))
+                store.remove_quiet(self._path(self.segments.pop(0)))
                 self.acked_seg = 0
                 self._loaded = -1
             return
@@ -267,17 +256,3 @@ class Ring:
             "max_segments": self.max_segments, "dropped_accel": self.dropped_accel,
             "dropped_other": self.dropped_other, "corrupt": self.corrupt, "clamped": self.clamped,
         }
-
-
-def _mkdir(path):
-    try:
-        os.mkdir(path)
-    except OSError:
-        pass
-
-
-def _remove(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass

@@ -185,28 +185,26 @@ def _rename_over(src, dst):
         os.rename(src, dst)
 
 
-def _keep_only_good_tmp(path, key):
-    """A tmp that is the only good copy (a cut after a FAT remove) goes into place
-    before the next write truncates it."""
-    tmp = path + TMP
-    if not exists(tmp):
-        return
+def _checks(path, key):
     try:
         _read_parts(path, key)
-        return  # path is good: the tmp is an unfinished write, free to reuse
+        return True
     except StoreError:
-        pass
-    try:
-        _read_parts(tmp, key)
-    except StoreError:
-        return
-    _rename_over(tmp, path)
+        return False
+
+
+def _keep_only_good_tmp(path, good):
+    """A tmp that is the only good copy (a cut after a FAT remove) goes into place
+    before the next write truncates it. good(path) says whether a file checks."""
+    tmp = path + TMP
+    if exists(tmp) and not good(path) and good(tmp):
+        _rename_over(tmp, path)
 
 
 def write(path, key, obj, extra=()):
     """Store obj under key (and the parts in extra), atomically. Raises OSError when the flash refuses."""
     text = dump(key, obj, extra)
-    _keep_only_good_tmp(path, key)
+    _keep_only_good_tmp(path, lambda p: _checks(p, key))
     tmp = path + TMP
     f = open(tmp, "w")
     try:
@@ -215,3 +213,42 @@ def write(path, key, obj, extra=()):
     finally:
         f.close()
     _rename_over(tmp, path)
+
+
+# -- binary files (the uplink's ring segments) by the same rules ----------------------
+
+
+def write_binary(path, head, data, n, good):
+    """head, then data[:n], as one file by the write rule; good(path) checks a file
+    (its own checksum), for the tmp that may be the only good copy."""
+    _keep_only_good_tmp(path, good)
+    tmp = path + TMP
+    f = open(tmp, "wb")
+    try:
+        f.write(head)
+        f.write(data, 0, n)
+        f.flush()
+    finally:
+        f.close()
+    _rename_over(tmp, path)
+
+
+def recover_binary(path, good):
+    """By the recovery rule: True when path checks, or its tmp did and is now in its
+    place; False (and any tmp removed) when neither does."""
+    tmp = path + TMP
+    if good(path):
+        remove_quiet(tmp)
+        return True
+    if exists(tmp) and good(tmp):
+        _rename_over(tmp, path)
+        return True
+    remove_quiet(tmp)
+    return False
+
+
+def make_folder(path):
+    try:
+        os.mkdir(path)
+    except OSError:
+        pass

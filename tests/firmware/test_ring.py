@@ -5,7 +5,7 @@ import gc
 import os
 
 import fw_helpers as h
-from citynode_fw import ring as ring_mod
+from citynode_fw import store as store_mod
 from citynode_fw.ring import Ring
 
 FOLDER = "ring"
@@ -205,6 +205,9 @@ class CutFlash:
             raise PowerCut()
 
     # os
+    def stat(self, path):
+        return os.stat(path)
+
     def listdir(self, path):
         return os.listdir(path)
 
@@ -246,23 +249,27 @@ class CutFile:
             raise PowerCut()
         return self.f.write(buf, off, n)
 
+    def flush(self):
+        self.f.flush()
+
     def close(self):
         self.flash._tick()
         self.f.close()
 
 
 def _with_flash(flash, fn):
-    real_os = ring_mod.os
-    ring_mod.os = flash
-    ring_mod.open = flash.open
+    """Run fn with store.py (which makes every write on flash) on the cutting flash."""
+    real_os = store_mod.os
+    store_mod.os = flash
+    store_mod.open = flash.open
     try:
         fn()
         return False
     except PowerCut:
         return True
     finally:
-        ring_mod.os = real_os
-        del ring_mod.open
+        store_mod.os = real_os
+        del store_mod.open
 
 
 def _power_cuts(rename_replaces):
