@@ -113,6 +113,7 @@ class Session:
         self.ssl_context = ssl_context
         self.server_hostname = server_hostname
         self.on_message = on_message
+        self.on_puback = None  # called with the packet id when a QoS 1 message is acknowledged
         self.state = DOWN
         self.error = ""  # why the last connection failed or ended
         self.refused = 0  # the last CONNACK's refusal code, 0 if none
@@ -187,6 +188,11 @@ class Session:
         self._drop("stopped")
         self.addr = None
 
+    def lost(self, why, now):
+        """The network under the connection is gone: close it, reconnect after the backoff."""
+        if self.state != DOWN:
+            self._fail(why, now)
+
     def drop_message(self):
         """Forget the message being published (its owner keeps it to send again)."""
         if not self._pub_at:
@@ -216,13 +222,13 @@ class Session:
 
     # -- queueing --------------------------------------------------------------------
 
-    def publish(self, topic, payload, n=-1, qos=1, retain=False):
-        """Take one message (topic bytes, payload buffer, its first n bytes); its packet id
-        (0 for QoS 0). Raises MqttError when not ready() or when it does not fit."""
+    def publish(self, topic, payload, n=-1, qos=1, retain=False, off=0):
+        """Take one message (topic bytes, n bytes of a payload buffer from off); its
+        packet id (0 for QoS 0). Raises MqttError when not ready() or when it does not fit."""
         if not self.ready():
             raise MqttError(errno.EAGAIN, "mqtt: not ready to publish")
         if n < 0:
-            n = len(payload)
+            n = len(payload) - off
         remaining = 2 + len(topic) + (2 if qos else 0) + n
         if remaining + 5 > len(self._pub):
             raise MqttError(errno.ENOBUFS, "mqtt: message of %d bytes over the %d-byte buffer" % (n, len(self._pub)))
@@ -236,7 +242,11 @@ class Session:
             pid = self.pid
             struct.pack_into(">H", buf, at, pid)
             at += 2
-        buf[at : at + n] = payload if n == len(payload) else memoryview(payload)[:n]
+        if off == 0 and n == len(payload):
+            buf[at : at + n] = payload
+        else:
+            for i in range(n):  # no view to make: nothing allocated
+                buf[at + i] = payload[off + i]
         self._pub_n = at + n
         self._pub_at = 0
         self._pub_pid = pid
@@ -441,6 +451,8 @@ class Session:
             if self._pub_qos and pid == self._pub_pid and self._pub_n and self._pub_at == self._pub_n:
                 self._pub_n = self._pub_at = self._pub_pid = self._pub_tries = 0
                 self.acked += 1
+                if self.on_puback is not None:
+                    self.on_puback(pid)
         elif kind == 3:  # PUBLISH
             self._incoming(head, length)
         elif kind == 13:  # PINGRESP

@@ -72,6 +72,19 @@ def sign(raw, signer, boot, seq_hi):
     return bytes(body) + struct.pack("<I", frame.crc32(body))
 
 
+def sign_writer(writer, length, signer, boot, seq_hi):
+    """Sign, in place, the frame a FrameWriter (made with trailer=TRAILER_SIZE) has
+    just finished with a payload of length bytes; the signed raw frame's length.
+    Its wire form is then `writer.encode_raw_into(n, out, at)`."""
+    raw = writer.raw
+    end = frame.HEADER_SIZE + length
+    raw[0] |= SIGNED
+    struct.pack_into("<HHH", raw, end, boot & 0xFFFF, boot >> 16, seq_hi)  # u32 in halves: no long int
+    mac_at = end + 6
+    raw[mac_at : mac_at + MAC_SIZE] = signer.mac(memoryview(raw)[:mac_at])
+    return writer.seal(mac_at + MAC_SIZE)
+
+
 def is_signed(raw):
     return len(raw) > 0 and bool(raw[0] & SIGNED)
 

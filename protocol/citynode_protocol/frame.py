@@ -126,12 +126,12 @@ class FrameWriter:
     `split_crc` True or False forces either way (tests); None is SPLIT_CRC.
     """
 
-    def __init__(self, node_id, max_payload, split_crc=None):
+    def __init__(self, node_id, max_payload, split_crc=None, trailer=0):
         if not 0 <= node_id <= 0xFFFF:
             raise ValueError("node id %d outside 0..65535" % node_id)
         self.node_id = node_id
         self.seq = 0
-        size = HEADER_SIZE + max_payload + CRC_SIZE
+        size = HEADER_SIZE + max_payload + trailer + CRC_SIZE
         self.max_payload = max_payload
         self.raw = bytearray(size)
         raw_view = memoryview(self.raw)
@@ -192,14 +192,24 @@ class FrameWriter:
     def finish(self, msg_type, length, time_ms, time_hi=0):
         if length > self.max_payload:
             raise ValueError("payload of %d bytes exceeds %d" % (length, self.max_payload))
-        raw = self.raw
-        pack_header_into(raw, msg_type, self.node_id, self.seq, time_ms, time_hi)
-        n = HEADER_SIZE + length
+        pack_header_into(self.raw, msg_type, self.node_id, self.seq, time_ms, time_hi)
+        n = self.seal(HEADER_SIZE + length)
+        end = encode_into(self.raw, n, self.wire, 0)
+        self.wire[end] = 0
+        self.seq = (self.seq + 1) & 0xFFFF
+        return end + 1
+
+    def seal(self, n):
+        """The CRC of raw[:n] into raw[n : n + 4]; the raw frame's length."""
         if self._split:
             self._split_crc_into(n)
         else:
-            struct.pack_into("<I", raw, n, self._crc(n))
-        end = encode_into(raw, n + CRC_SIZE, self.wire, 0)
-        self.wire[end] = 0
-        self.seq = (self.seq + 1) & 0xFFFF
+            struct.pack_into("<I", self.raw, n, self._crc(n))
+        return n + CRC_SIZE
+
+    def encode_raw_into(self, n, out, at):
+        """raw[:n] COBS-stuffed into out[at:], with its delimiter; the end offset.
+        Give out room for max_encoded_length(n) + 1 bytes from `at`."""
+        end = encode_into(self.raw, n, out, at)
+        out[end] = 0
         return end + 1

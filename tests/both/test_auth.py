@@ -105,3 +105,23 @@ def test_replay_window_takes_a_new_boot_and_refuses_an_old_one():
     assert w.check(6, 0) == "replay"
     assert w.check(5, 70001) == "old_boot"
     assert w.check(6, 1) == "new"
+
+
+def test_a_frame_writer_signs_in_place_to_the_same_bytes():
+    from citynode_protocol import payload
+
+    for split in (False, True):
+        for v in VECTORS:
+            unsigned = unhex(v["unsigned_raw_hex"])
+            node_id = unsigned[1] | unsigned[2] << 8
+            w = frame.FrameWriter(node_id, 64, split_crc=split, trailer=auth.TRAILER_SIZE)
+            body = unsigned[frame.HEADER_SIZE : -frame.CRC_SIZE]
+            w.payload[: len(body)] = body
+            w.seq = unsigned[3] | unsigned[4] << 8
+            time_ms = unsigned[5] | unsigned[6] << 8 | unsigned[7] << 16 | unsigned[8] << 24
+            w.finish(unsigned[0] & 0x1F, len(body), time_ms & 0x3FFFFFFF, time_ms >> 30)
+            n = auth.sign_writer(w, len(body), auth.Signer(unhex(v["key_hex"])), v["boot"], v["seq_hi"])
+            assert bytes(w.raw[:n]) == unhex(v["signed_raw_hex"]), (v["name"], split)
+            out = bytearray(200)
+            end = w.encode_raw_into(n, out, 7)
+            assert bytes(out[7:end]) == unhex(v["signed_wire_hex"]), v["name"]

@@ -1,0 +1,197 @@
+"""The network uplink: the node's frames, signed, through the flash ring to an MQTT broker.
+
+    frame made ──▶ put(): signed in place (auth.sign_writer), COBS into the ring's page
+    poll(now) ──▶ radio joined? ──▶ MQTT session up? ──▶ publish the ring's front (QoS 1)
+                                                     ◀── PUBACK: those frames leave the ring
+
+Everything is driven from the node loop by `poll(now)`; nothing here waits.
+The radio is the board's (`board.radio()`: Wi-Fi on an ESP32, simulated on the
+Unix port; a cellular modem would be another object with the same four
+methods: connect, connected, failure, rssi). Joining is bounded
+(JOIN_TIMEOUT_MS) and retried after a pause that doubles up to 5 minutes.
+
+Order and loss: frames enter the ring in the order the node made them and
+leave it oldest first, one MQTT message in flight (several frames in it). A
+message not acknowledged goes again (the session resends it with DUP; after a
+reboot the ring offers it again), so receivers drop repeats by (node, boot,
+seq), which the signature makes trustworthy (SPEC.md §9, §10).
+"""
+
+from citynode_protocol import auth, frame, topics
+from citynode_fw import mqtt
+from citynode_fw.nodetime import add, diff
+from citynode_fw.ring import Ring
+
+JOIN_TIMEOUT_MS = 20000
+RETRY_MIN_MS = 2000
+RETRY_MAX_MS = 300000
+FLUSH_AFTER_MS = 30000  # frames wait in RAM at most this long before they go to flash
+MAX_MESSAGE = 2048  # bytes of frames in one MQTT message
+_ACCEL = 2
+
+
+class Uplink:
+    def __init__(self, node_id, radio, signer, boot, broker, ssid="", password="", mqtt_user="",
+                 mqtt_password="", prefix=topics.PREFIX, ssl_context=None, ring=None, keepalive_s=60):
+        """broker: (host, port) with host an IP address or a name."""
+        self.node_id = node_id
+        self.radio = radio
+        self.signer = signer
+        self.boot = boot
+        self.broker = broker
+        self.ssid = ssid
+        self.password = password
+        self.frames_topic = topics.topic(node_id, "frames", prefix).encode()
+        self.status_topic = topics.topic(node_id, "status", prefix).encode()
+        self.cmd_topic = topics.topic(node_id, "cmd", prefix).encode()
+        self.ring = ring if ring is not None else Ring("ring")
+        self.session = mqtt.Session(
+            b"citynode-%d" % node_id, keepalive_s=keepalive_s, user=mqtt_user.encode(),
+            password=mqtt_password.encode(), will_topic=self.status_topic, will_payload=b"offline",
+            max_packet=MAX_MESSAGE + 64, ssl_context=ssl_context,
+            server_hostname=broker[0] if ssl_context is not None else None, on_message=self._on_message,
+        )
+        self.session.subscribe(self.cmd_topic, 1)
+        self.session.on_puback = self._on_puback
+        self.joined = False
+        self.joining = False
+        self.join_started = 0
+        self.next_join = 0
+        self.join_retry_ms = RETRY_MIN_MS
+        self.radio_error = ""
+        self.seq_hi = 0
+        self._last_seq = -1
+        self._ring_pid = 0
+        self._online = False  # "online" was published on this connection
+        self._page_since = -1  # when the page got its first frame not yet on flash
+        self.last_puback = -1
+        self.commands = []  # armoured command lines that came on the cmd topic
+        self.signed = 0
+
+    # -- frames in ---------------------------------------------------------------------
+
+    def put(self, writer, msg_type, length, now):
+        """Sign the frame `writer` has just finished (payload of length bytes) and queue it.
+        The writer must have room for the trailer (FrameWriter(..., trailer=auth.TRAILER_SIZE))."""
+        seq = (writer.seq - 1) & 0xFFFF
+        if seq <= self._last_seq:
+            self.seq_hi += 1  # the node's u16 sequence wrapped
+        self._last_seq = seq
+        n = auth.sign_writer(writer, length, self.signer, self.boot, self.seq_hi)
+        at = self.ring.room(n + n // 254 + 2, msg_type == _ACCEL)
+        if at < 0:
+            return False
+        end = writer.encode_raw_into(n, self.ring.page, at)
+        self.ring.commit(end - at)
+        self.signed += 1
+        return True
+
+    # -- the loop --------------------------------------------------------------------
+
+    def poll(self, now):
+        self._radio(now)
+        if self.joined:
+            if self.session.addr is None:
+                self._resolve(now)
+            self.session.poll(now)
+            if self.session.state == mqtt.UP:
+                self._publish()
+            else:
+                self._online = False
+        if self.ring.used <= self.ring.acked_page:
+            self._page_since = -1
+        elif self._page_since < 0:
+            self._page_since = now
+        elif diff(now, self._page_since) > FLUSH_AFTER_MS:
+            self.ring.flush()  # a power cut now loses at most FLUSH_AFTER_MS of frames
+            self._page_since = -1
+
+    def _radio(self, now):
+        if self.radio.connected():
+            if not self.joined:
+                self.joined = True
+                self.joining = False
+                self.join_retry_ms = RETRY_MIN_MS
+                self.radio_error = ""
+            return
+        if self.joined:
+            self.joined = False
+            self.radio_error = "lost the network"
+            self.next_join = now
+            self.session.lost("network lost", now)
+        if self.joining:
+            why = self.radio.failure()
+            if why is None and diff(now, self.join_started) <= JOIN_TIMEOUT_MS:
+                return
+            self.radio_error = why or "no network within %d s" % (JOIN_TIMEOUT_MS // 1000)
+            self.joining = False
+            self.next_join = add(now, self.join_retry_ms)
+            self.join_retry_ms = min(RETRY_MAX_MS, self.join_retry_ms * 2)
+            return
+        if diff(now, self.next_join) >= 0:
+            self.radio.connect(self.ssid, self.password)
+            self.joining = True
+            self.join_started = now
+
+    def _resolve(self, now):
+        import socket
+
+        try:
+            addr = socket.getaddrinfo(self.broker[0], self.broker[1])[0][-1]
+        except OSError as exc:
+            self.session.error = "cannot resolve %s: %s" % (self.broker[0], exc)
+            return
+        self.session.start(addr, now)
+
+    def _publish(self):
+        s = self.session
+        if not s.ready():
+            return
+        if not self._online:
+            s.publish(self.status_topic, b"online", retain=True)
+            self._online = True
+            return
+        n = self.ring.front(MAX_MESSAGE)
+        if n:
+            self._ring_pid = s.publish(self.frames_topic, self.ring.front_buf, n, off=self.ring.front_off)
+
+    def _on_puback(self, pid):
+        if pid == self._ring_pid and self._ring_pid:
+            self._ring_pid = 0
+            self.ring.acked()
+        self.last_puback = pid
+
+    def _on_message(self, topic, payload):
+        if topic == self.cmd_topic and len(self.commands) < 4:
+            self.commands.append(payload)
+
+    def close(self):
+        """Before a planned reboot: what waits goes to flash, the broker hears a clean goodbye."""
+        self.ring.close()
+        self.session.stop()
+
+    # -- what it reports ----------------------------------------------------------------
+
+    def status(self):
+        s = self.session
+        r = self.ring
+        out = {
+            "network": "joined" if self.joined else ("joining" if self.joining else "down"),
+            "network_error": self.radio_error,
+            "rssi": self.radio.rssi() if self.joined else None,
+            "broker": mqtt.STATE_WORDS[s.state],
+            "broker_error": s.error,
+            "published": s.published,
+            "acked": s.acked,
+            "resent": s.resends,
+            "frames_signed": self.signed,
+            "boot": self.boot,
+        }
+        out.update(r.status())
+        return out
+
+
+def max_wire(length):
+    """Bytes a signed frame with this payload takes on the wire, delimiter included."""
+    n = frame.OVERHEAD + auth.TRAILER_SIZE + length
+    return n + n // 254 + 2
