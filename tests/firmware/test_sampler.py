@@ -243,3 +243,103 @@ def test_mounted_calibration_flags_blocks_calibrated_only():
         assert feats and all(f["flags"] == messages.ACCEL_CALIBRATED | messages.FEATURES_TILT_RELATIVE for f in feats)
     finally:
         h.leave_tmpdir()
+
+
+# -- FIFO overflow: the samples after it keep their times ---------------------------------
+
+
+def _stalled(part, odr_hz, stall_ms):
+    """A node held up for stall_ms part way into a block; returns (rig, stream start ms)."""
+    rig = Rig({"sensors": {"accel": part, "climate": "sht45"}}, accel_odr_hz=odr_hz, climate_period_s=3600)
+    start = rig.board.ms()
+    rig.blocks(2)
+    rig.run_ms(130)  # part way into the third block
+    rig.board.sleep_ms(stall_ms)  # no poll: the FIFO overflows
+    rig.blocks(rig.sampler.blocks + 3)
+    return rig, start
+
+
+def _check_gap_bridged(part, odr_hz, stall_ms):
+    rig, start = _stalled(part, odr_hz, stall_ms)
+    s = rig.sampler
+    odr = s.odr_mhz / 1000
+    blocks = rig.cap.named("accel")
+    gap = messages.ACCEL_OVERRUN | messages.ACCEL_GAP_ESTIMATED
+    marked = [k for k, m in enumerate(blocks) if m["flags"] & messages.ACCEL_GAP_ESTIMATED]
+    assert len(marked) == 1, [m["flags"] for m in blocks]
+    k = marked[0]
+    before, after = blocks[k - 1], blocks[k]
+    assert after["flags"] == gap and rig.counters.fifo_overruns >= 1
+    assert 0 < before["n_samples"] < 100, "the samples before the gap go out as a short block"
+    lost = after["first_index"] - before["first_index"] - before["n_samples"]
+    assert lost > 0.5 * stall_ms * odr / 1000 - 32
+    for m in blocks[k + 1 :]:
+        assert m["flags"] == 0 and m["n_samples"] == 100
+    for a, b in zip(blocks, blocks[1:]):
+        if b is not after:
+            assert b["first_index"] == a["first_index"] + a["n_samples"]
+    # every block's first sample at stream start + index / ODR, as the part took it
+    tol = 2 * 1000 / odr + 1  # the estimate: a sample either side, and the ms clock
+    for m in blocks:
+        t = m.time_ms - m["age_ms"]
+        want = start + 1000 * m["first_index"] / odr
+        assert abs(t - want) <= tol, (m["first_index"], t, want, m["flags"])
+    # and the index went on by as many samples as the part really took
+    dev = rig.bus.device(rig.accel_address)
+    counted = s.index + s._fill + rig.accel.fifo_level()
+    assert abs(counted - dev.samples) <= 2, (counted, dev.samples)
+
+
+def test_fifo_overflow_adxl355_keeps_sample_times():
+    _check_gap_bridged("adxl355", 250, 500)
+
+
+def test_fifo_overflow_adxl345_keeps_sample_times():
+    _check_gap_bridged("adxl345", 200, 700)
+
+
+def test_fifo_overflow_lis3dh_keeps_sample_times():
+    _check_gap_bridged("lis3dh", 400, 300)
+
+
+def test_full_fifo_without_loss_is_no_gap():
+    # the ADXL345 flags an overrun as soon as its FIFO is full, before it drops a sample
+    rig = Rig(ADXL345, accel_odr_hz=200, climate_period_s=3600)
+    rig.blocks(1)
+    rig.board.sleep_ms(140)  # 4 samples waited already: the FIFO fills to 32, no more
+    rig.blocks(4)
+    blocks = rig.cap.named("accel")
+    assert rig.counters.fifo_overruns == 1
+    assert all(not m["flags"] & messages.ACCEL_GAP_ESTIMATED for m in blocks)
+    assert all(b["first_index"] == a["first_index"] + a["n_samples"] for a, b in zip(blocks, blocks[1:]))
+
+
+def test_overflow_longer_than_the_limit_restarts_the_stream():
+    rig = Rig({"sensors": {"accel": "adxl355", "climate": "sht45"}}, accel_odr_hz=250, climate_period_s=3600)
+    rig.blocks(2)
+    rig.board.sleep_ms(61000)
+    restart = rig.board.ms()
+    rig.blocks(4)
+    blocks = rig.cap.named("accel")
+    assert [m["first_index"] for m in blocks] == [0, 100, 0, 100]
+    assert abs(blocks[2].time_ms - blocks[2]["age_ms"] - restart) <= 2
+    assert any("stream restarted" in text for _level, text in rig.logs)
+
+
+def test_overflow_allocates_nothing_with_gc_off():
+    out = NullOut()
+    rig = Rig({"sensors": {"accel": "adxl355", "climate": "sht45"}}, out=out, accel_odr_hz=250,
+              feature_window_s=60, climate_period_s=3600)
+    rig.blocks(3)
+    rig.run_ms(130)
+    gc.collect()
+    gc.disable()
+    try:
+        before = gc.mem_alloc()
+        rig.board.sleep_ms(500)
+        rig.blocks(8)
+        used = gc.mem_alloc() - before
+    finally:
+        gc.enable()
+    assert rig.counters.fifo_overruns >= 1
+    assert used == 0, "%d bytes allocated over an overflow and 5 blocks" % used
