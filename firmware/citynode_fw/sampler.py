@@ -25,8 +25,9 @@ terms) so nothing drifts or allocates.
 
 FIFO overflow: samples the part dropped must not shift the times of those after
 them. When a read finds the overrun flag, the samples lost are estimated from
-the node clock: ODR x (ms since the FIFO was last emptied) - what was read since
-- the FIFO's depth (what it holds now). The samples read before the overflow
+the node clock (read afresh: a blocked send or bus may have held the poll up):
+ODR x (ms since the FIFO was last emptied) - what was read since - the FIFO's
+depth (what it holds now). The samples read before the overflow
 go out at once as a short block; `index` and the block time then jump by the
 estimate, and the next block carries ACCEL_OVERRUN | ACCEL_GAP_ESTIMATED. The
 feature window in progress starts again after it. A stall of more than
@@ -108,6 +109,7 @@ class Sampler:
         self._num = 5  # 1000 / ODR = num / den ms
         self._den = 1
         self._encoder = None
+        self._now = 0  # the time the last poll ended with
 
     # -- set-up ------------------------------------------------------------------
 
@@ -267,6 +269,7 @@ class Sampler:
             wait = self._poll_climate(now)
         if self.streaming:
             w = self._poll_accel(now)
+            now = self._now  # later, if an overflow read the clock again
             if w < wait:
                 wait = w
         f = self.features
@@ -348,7 +351,13 @@ class Sampler:
         else:
             c.sensor_errors += 1
 
+    def _clock(self, now):
+        """The node clock now: the poll's time may be old after a long bus or link wait."""
+        b = self.link.board
+        return now if b is None else b.ms()
+
     def _poll_accel(self, now):
+        self._now = now
         due = self._next_read
         if diff(now, due) < 0:
             return diff(due, now)
@@ -376,10 +385,13 @@ class Sampler:
             if not self.accel_ok:
                 self.log(1, "%s answers again" % drv.PART)
                 self.accel_ok = True
-            if drv.overruns != self._ovr_seen and not self._overflowed(now):
-                return 0  # the stream restarted
+            if drv.overruns != self._ovr_seen:
+                now = self._clock(now)
+                self._now = now
+                if not self._overflowed(now):
+                    return 0  # the stream restarted
             if got <= 0:
-                self._empty_ms = now
+                self._empty_ms = self._clock(now)
                 self._since = 0
                 break
             at = 6 * self._fill
@@ -389,16 +401,16 @@ class Sampler:
             if self._fill >= n:
                 self._block_done(now, n)
             elif got < want:
-                self._empty_ms = now
+                self._empty_ms = self._clock(now)
                 self._since = 0
                 break
         self._next_read = add(now, self._read_ms)
         return self._read_ms
 
     def _overflowed(self, now):
-        """The part's FIFO overflowed before the samples just read: bridge the gap.
-
-        False if it lasted too long to estimate and the stream was restarted."""
+        """The part's FIFO overflowed before the samples just read (now: the clock
+        after that read): bridge the gap. False if it lasted too long to estimate
+        and the stream was restarted."""
         ovr = self.accel.overruns
         self.counters.fifo_overruns += ovr - self._ovr_seen
         self._ovr_seen = ovr

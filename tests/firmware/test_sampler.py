@@ -31,7 +31,7 @@ class Rig:
         self.board = h.FakeBoard(self.clock, self.bus)
         self.cap = h.Capture()
         self.counters = Counters()
-        self.link = Link(5, self.counters, out if out is not None else self.cap.out, h.ScriptedInput())
+        self.link = Link(5, self.counters, out if out is not None else self.cap.out, h.ScriptedInput(), self.board)
         self.logs = []
         self.sampler = Sampler(self.link, self.counters, Features(), self._log)
         self.climate, _a = probe(self.bus, "climate", "auto")
@@ -288,6 +288,36 @@ def _check_gap_bridged(part, odr_hz, stall_ms):
     dev = rig.bus.device(rig.accel_address)
     counted = s.index + s._fill + rig.accel.fifo_level()
     assert abs(counted - dev.samples) <= 2, (counted, dev.samples)
+
+
+class StallingOut:
+    """The link's port, held up for `ms` on its `at`-th write (a host that stops reading)."""
+
+    def __init__(self, out, board, at, ms):
+        self.out, self.board, self.at, self.ms = out, board, at, ms
+
+    def write(self, buf, n):
+        self.at -= 1
+        if self.at == 0:
+            self.board.sleep_ms(self.ms)
+        return self.out.write(buf, n)
+
+
+def test_fifo_overflow_during_a_send_keeps_sample_times():
+    # the node stalls inside its poll, sending a block: the poll's time is old by then
+    rig = Rig({"sensors": {"accel": "adxl355", "climate": "sht45"}}, accel_odr_hz=250, climate_period_s=3600)
+    start = rig.board.ms()
+    rig.link.out = StallingOut(rig.link.out, rig.board, 3, 600)
+    rig.blocks(8)
+    odr = rig.sampler.odr_mhz / 1000
+    blocks = rig.cap.named("accel")
+    assert sum(1 for m in blocks if m["flags"] & messages.ACCEL_GAP_ESTIMATED) == 1
+    times = [m.time_ms for m in rig.cap.messages]
+    assert times == sorted(times), "frame times never go backwards"
+    for m in blocks:
+        t = m.time_ms - m["age_ms"]
+        want = start + 1000 * m["first_index"] / odr
+        assert abs(t - want) <= 2 * 1000 / odr + 1, (m["first_index"], t, want, m["flags"])
 
 
 def test_fifo_overflow_adxl355_keeps_sample_times():
