@@ -414,12 +414,14 @@ class Sampler:
         ovr = self.accel.overruns
         self.counters.fifo_overruns += ovr - self._ovr_seen
         self._ovr_seen = ovr
-        self._flags |= wire.ACCEL_OVERRUN
         ms = diff(now, self._empty_ms)
         if ms > MAX_GAP_MS:
             self.log(2, "accel FIFO overflowed for %d ms: stream restarted" % ms)
+            if self._fill:
+                self._block_done(now, self._fill)  # the samples before it
             self.stop_stream()
             self.start_stream(now)
+            self._flags = wire.ACCEL_OVERRUN
             return False
         # samples due in ms: ODR in whole Hz and the rest, so no product reaches 2^30
         odr = self.odr_mhz
@@ -428,7 +430,8 @@ class Sampler:
         self._empty_ms = now
         self._since = -self._depth  # the FIFO is full now: those samples come before `now`
         if lost <= 0:
-            return True  # a full FIFO, nothing dropped (the ADXL345 flags that too)
+            self._flags |= wire.ACCEL_OVERRUN  # a full FIFO, nothing dropped (the ADXL345 flags that too)
+            return True
         if self._fill:
             self._block_done(now, self._fill)  # the samples before the gap, as a short block
         self._advance(lost)

@@ -271,6 +271,7 @@ def _check_gap_bridged(part, odr_hz, stall_ms):
     before, after = blocks[k - 1], blocks[k]
     assert after["flags"] == gap and rig.counters.fifo_overruns >= 1
     assert 0 < before["n_samples"] < 100, "the samples before the gap go out as a short block"
+    assert before["flags"] == 0, "they came before the overflow"
     lost = after["first_index"] - before["first_index"] - before["n_samples"]
     assert lost > 0.5 * stall_ms * odr / 1000 - 32
     for m in blocks[k + 1 :]:
@@ -349,10 +350,12 @@ def test_overflow_longer_than_the_limit_restarts_the_stream():
     rig.blocks(2)
     rig.board.sleep_ms(61000)
     restart = rig.board.ms()
-    rig.blocks(4)
+    rig.run_ms(900)  # two blocks more
     blocks = rig.cap.named("accel")
-    assert [m["first_index"] for m in blocks] == [0, 100, 0, 100]
-    assert abs(blocks[2].time_ms - blocks[2]["age_ms"] - restart) <= 2
+    # the samples read before the stall (a short block), then the stream from 0
+    assert [(m["first_index"], m["flags"]) for m in blocks] == [
+        (0, 0), (100, 0), (200, 0), (0, messages.ACCEL_OVERRUN), (100, 0)]
+    assert abs(blocks[3].time_ms - blocks[3]["age_ms"] - restart) <= 2
     assert any("stream restarted" in text for _level, text in rig.logs)
 
 
