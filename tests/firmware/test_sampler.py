@@ -376,3 +376,18 @@ def test_overflow_allocates_nothing_with_gc_off():
         gc.enable()
     assert rig.counters.fifo_overruns >= 1
     assert used == 0, "%d bytes allocated over an overflow and 5 blocks" % used
+
+
+def test_no_feature_window_spans_an_overflow():
+    rig = Rig({"sensors": {"accel": "adxl355", "climate": "sht45"}}, accel_odr_hz=250, feature_window_s=1,
+              mode="features", climate_period_s=3600)
+    start = rig.board.ms()
+    rig.run_ms(1500)
+    stalled = rig.board.ms()
+    rig.board.sleep_ms(500)
+    rig.run_ms(2600)
+    windows = [(f.time_ms - f["age_ms"], f["n_samples"]) for f in rig.cap.named("features")]
+    assert windows[0][0] == start and all(n == 250 for _t, n in windows)
+    assert len(windows) >= 3
+    for t, _n in windows:
+        assert t + 1000 <= stalled or t >= stalled + 500 - 32 * 4 - 5, (t, stalled, windows)
