@@ -391,3 +391,18 @@ def test_no_feature_window_spans_an_overflow():
     assert len(windows) >= 3
     for t, _n in windows:
         assert t + 1000 <= stalled or t >= stalled + 500 - 32 * 4 - 5, (t, stalled, windows)
+
+
+def test_short_block_before_an_overflow_in_raw_encoding():
+    rig = Rig({"sensors": {"accel": "adxl355", "climate": "sht45"}}, accel_odr_hz=250, accel_encoding="raw",
+              climate_period_s=3600)
+    rig.blocks(1)
+    rig.run_ms(130)
+    rig.board.sleep_ms(500)
+    rig.blocks(rig.sampler.blocks + 2)
+    blocks = rig.cap.named("accel")
+    short = [m for m in blocks if m["n_samples"] < 100]
+    assert len(short) == 1 and short[0]["encoding"] == messages.ENCODING_RAW
+    z = short[0]["samples"][2::3]
+    assert len(z) == short[0]["n_samples"] and all(0.95 < v / 16384 < 1.05 for v in z)
+    assert blocks[-1]["n_samples"] == 100 and len(blocks[-1]["samples"]) == 300
