@@ -406,3 +406,8 @@ def test_short_block_before_an_overflow_in_raw_encoding():
     z = short[0]["samples"][2::3]
     assert len(z) == short[0]["n_samples"] and all(0.95 < v / 16384 < 1.05 for v in z)
     assert blocks[-1]["n_samples"] == 100 and len(blocks[-1]["samples"]) == 300
+
+
+def test_fifo_overflow_at_4_khz_keeps_sample_times():
+    # the rate of the field report: the FIFO holds 8 ms; the ms clock is 4 samples
+    _check_gap_bridged("adxl355", 4000, 50)
