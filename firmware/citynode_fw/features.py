@@ -210,6 +210,11 @@ class Features:
         self._dn = 0
         self._have_ref = not fresh
 
+    def gap(self):
+        """Samples were lost: the window in progress starts again (a closed one still finishes)."""
+        self._first_set = False
+        self._restart(False)
+
     # -- per sample ------------------------------------------------------------------------
 
     def add_block(self, buf, n, first_index):

@@ -23,6 +23,16 @@ node ms of its first sample, estimated as stream start + index / ODR, kept as
 an integer ms plus a remainder (in 1/den ms: 1000 / ODR = num / den in lowest
 terms) so nothing drifts or allocates.
 
+FIFO overflow: samples the part dropped must not shift the times of those after
+them. When a read finds the overrun flag, the samples lost are estimated from
+the node clock (read afresh: a blocked send or bus may have held the poll up):
+ODR x (ms since the FIFO was last emptied) - what was read since - the FIFO's
+depth (what it holds now). The samples read before the overflow
+go out at once as a short block; `index` and the block time then jump by the
+estimate, and the next block carries ACCEL_OVERRUN | ACCEL_GAP_ESTIMATED. The
+feature window in progress starts again after it. A stall of more than
+MAX_GAP_MS restarts the stream instead (first_index from 0, time from now).
+
 Steady state allocates nothing (tests/firmware/test_sampler.py and
 test_clock_wrap.py measure it), past the 2^30 wraps too.
 """
@@ -39,6 +49,7 @@ _ACCEL_FORMAT = "<BBBBIHHHH"  # wire.FORMATS[wire.ACCEL], first_index as two u16
 _CLIMATE_FORMAT = "<hHB"
 RETRY_MS = 1000  # back-off after a failed accelerometer read
 MIN_READ_MS = 5
+MAX_GAP_MS = 60000  # the longest FIFO overflow bridged by an estimate (keeps ODR x ms a small int)
 
 
 def _age(now, t):
@@ -89,6 +100,8 @@ class Sampler:
         self._fill = 0
         self._flags = 0
         self._ovr_seen = 0
+        self._empty_ms = 0  # node ms when the FIFO was last found empty (or overflowed)
+        self._since = 0  # samples read since then (minus what the FIFO held then)
         self._next_read = 0
         self._read_ms = 80
         self._t_ms = 0
@@ -96,6 +109,7 @@ class Sampler:
         self._num = 5  # 1000 / ODR = num / den ms
         self._den = 1
         self._encoder = None
+        self._now = 0  # the time the last poll ended with
 
     # -- set-up ------------------------------------------------------------------
 
@@ -231,6 +245,8 @@ class Sampler:
         self._fill = 0
         self._flags = 0
         self._ovr_seen = drv.overruns
+        self._empty_ms = now
+        self._since = 0
         self._t_ms = now
         self._t_rem = 0
         self._next_read = add(now, self._read_ms)
@@ -253,6 +269,7 @@ class Sampler:
             wait = self._poll_climate(now)
         if self.streaming:
             w = self._poll_accel(now)
+            now = self._now  # later, if an overflow read the clock again
             if w < wait:
                 wait = w
         f = self.features
@@ -334,7 +351,13 @@ class Sampler:
         else:
             c.sensor_errors += 1
 
+    def _clock(self, now):
+        """The node clock now: the poll's time may be old after a long bus or link wait."""
+        b = self.link.board
+        return now if b is None else b.ms()
+
     def _poll_accel(self, now):
+        self._now = now
         due = self._next_read
         if diff(now, due) < 0:
             return diff(due, now)
@@ -362,25 +385,62 @@ class Sampler:
             if not self.accel_ok:
                 self.log(1, "%s answers again" % drv.PART)
                 self.accel_ok = True
+            if drv.overruns != self._ovr_seen:
+                now = self._clock(now)
+                self._now = now
+                if not self._overflowed(now):
+                    return 0  # the stream restarted
             if got <= 0:
+                self._empty_ms = self._clock(now)
+                self._since = 0
                 break
             at = 6 * self._fill
             stage[at : at + 6 * got] = views[got]
             self._fill += got
+            self._since += got
             if self._fill >= n:
-                self._block_done(now)
+                self._block_done(now, n)
             elif got < want:
+                self._empty_ms = self._clock(now)
+                self._since = 0
                 break
-        ovr = drv.overruns
-        if ovr != self._ovr_seen:
-            self.counters.fifo_overruns += ovr - self._ovr_seen
-            self._ovr_seen = ovr
-            self._flags |= wire.ACCEL_OVERRUN
         self._next_read = add(now, self._read_ms)
         return self._read_ms
 
-    def _block_done(self, now):
-        n = self.block_n
+    def _overflowed(self, now):
+        """The part's FIFO overflowed before the samples just read (now: the clock
+        after that read): bridge the gap. False if it lasted too long to estimate
+        and the stream was restarted."""
+        ovr = self.accel.overruns
+        self.counters.fifo_overruns += ovr - self._ovr_seen
+        self._ovr_seen = ovr
+        ms = diff(now, self._empty_ms)
+        if ms > MAX_GAP_MS:
+            self.log(2, "accel FIFO overflowed for %d ms: stream restarted" % ms)
+            if self._fill:
+                self._block_done(now, self._fill)  # the samples before it
+            self.stop_stream()
+            self.start_stream(now)
+            self._flags = wire.ACCEL_OVERRUN
+            return False
+        # samples due in ms: ODR in whole Hz and the rest, so no product reaches 2^30
+        odr = self.odr_mhz
+        due = (ms * (odr // 1000) + ms * (odr % 1000) // 1000) // 1000
+        lost = due - self._since - self._depth
+        self._empty_ms = now
+        self._since = -self._depth  # the FIFO is full now: those samples come before `now`
+        if lost <= 0:
+            self._flags |= wire.ACCEL_OVERRUN  # a full FIFO, nothing dropped (the ADXL345 flags that too)
+            return True
+        if self._fill:
+            self._block_done(now, self._fill)  # the samples before the gap, as a short block
+        self._advance(lost)
+        self._flags |= wire.ACCEL_OVERRUN | wire.ACCEL_GAP_ESTIMATED
+        self.features.gap()
+        return True
+
+    def _block_done(self, now, n):
+        """Send the n samples staged (a whole block, or fewer before a gap)."""
         stage = self._blk
         acal = self.calib.accel if self.calib is not None and not self.raw_mode else None
         if acal is not None:
@@ -394,7 +454,11 @@ class Sampler:
             if self.encoding == "raw":
                 enc = wire.ENCODING_RAW
                 end = ACCEL_HEAD + 6 * n
-                p[ACCEL_HEAD:end] = stage
+                if n == self.block_n:
+                    p[ACCEL_HEAD:end] = stage
+                else:
+                    for i in range(6 * n):
+                        p[ACCEL_HEAD + i] = stage[i]
             else:
                 end = self._encoder.encode_into(stage, n, p, ACCEL_HEAD)
                 enc = self._encoder.encoding
@@ -415,15 +479,23 @@ class Sampler:
             self.link.send(w, wire.ACCEL, end, now)
         self._flags = 0
         self._fill = 0
-        self.index = add(first, n)
+        self.blocks += 1
+        self._advance(n)
+
+    def _advance(self, k):
+        """`index` and the time of its sample move on by k samples (0 <= k < 2^30)."""
+        first = self.index
+        self.index = add(first, k)
         if self.index < first:
             self.index_wraps += 1
-        self.blocks += 1
-        # the next block's first sample: n samples of 1/ODR later
-        rem = self._t_rem + n * self._num
-        q = rem // self._den
-        self._t_ms = add(t, q)
-        self._t_rem = rem - q * self._den
+        # k / ODR in steps of a block at most, so that step * num stays a small int
+        while k > 0:
+            step = k if k < self.block_n else self.block_n
+            rem = self._t_rem + step * self._num
+            q = rem // self._den
+            self._t_ms = add(self._t_ms, q)
+            self._t_rem = rem - q * self._den
+            k -= step
 
     def sample_ms(self, index):
         """Node ms of a sample counted since the stream started (for features)."""

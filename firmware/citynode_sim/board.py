@@ -8,8 +8,15 @@
 # Before every bus transfer the board asks the scenario to look for a changed
 # file (at most every 200 ms). A change of values reaches the fitted parts at
 # once; a change of part, or a fault of "absent" and back, unplugs the old part
-# and plugs in a fresh one (power-on state), as swapping a sensor would.
+# and plugs in a fresh one (power-on state), as swapping a sensor would. A file
+# that cannot be used is refused on the console (citynode_sim.console).
+#
+# The scenario's `stall` holds the bus (and so the node) for stall.ms every
+# stall.every_s seconds of real time, as a hung bus or a long flash write would.
 
+import time
+
+from citynode_sim import console
 from citynode_sim.bus import SimI2C
 from citynode_sim.scenario import load
 
@@ -45,6 +52,9 @@ class Board:
         self.i2c.board = self
         self.parts = {"climate": None, "accel": None}  # fitted part per kind, or None
         self._version = -1
+        self._stall_ms = 0
+        self._stall_every = 0
+        self._stall_due = 0
         self.sync()
         self.i2c.hook = self.sync
 
@@ -55,9 +65,18 @@ class Board:
         if sc.version != self._version:
             self._version = sc.version
             self._fit()
+        if self._stall_ms and time.ticks_diff(time.ticks_ms(), self._stall_due) >= 0:
+            time.sleep_ms(self._stall_ms)
+            self._stall_due = time.ticks_add(time.ticks_ms(), self._stall_every)
 
     def _fit(self):
         data = self.scenario.data
+        stall = data["stall"]
+        every = int(stall["every_s"] * 1000)
+        self._stall_ms = int(stall["ms"]) if every else 0
+        if every != self._stall_every:
+            self._stall_every = every
+            self._stall_due = time.ticks_add(time.ticks_ms(), every)
         for kind in KINDS:
             part = data["sensors"][kind]
             fault = data["faults"][kind]
@@ -83,7 +102,7 @@ def make_i2c(scenario=None, clock=None):
 
     clock: microsecond ticks function for the parts (default time.ticks_us)."""
     if scenario is None:
-        scenario = load()
+        scenario = load(report=console.say)
     return Board(scenario, clock).i2c
 
 

@@ -170,7 +170,7 @@ class NodeFS:
         return self._cwd
 
 
-_ctl = None  # pipe to the supervisor: b"B" up, b"R" at the REPL, b"I" took a Ctrl-C
+_ctl = None  # pipe to the supervisor: b"B" up, b"R" at the REPL, b"I" took a Ctrl-C, b"S...\n" a console line
 
 
 def _setup():
@@ -193,6 +193,10 @@ def _setup():
     os.mount(NodeFS(root, hidden), "/")
     os.chdir("/")
     sys.path[:] = ["", ".frozen", "/lib", "/.sim"]
+    if sim_pkg and _ctl is not None:
+        from citynode_sim import console
+
+        console.pipe = _ctl  # the simulator's lines for the supervisor's console
 
 
 def _tell(what):

@@ -6,8 +6,9 @@
 # Runs under MicroPython (the simulated node) and CPython (`citynode sim` checks
 # a file with the same validate()), so: json, os, time only.
 #
-# A bad file never takes the node down: the last good values stay in force and
-# `error` says what is wrong until a good file replaces it.
+# A bad file never takes the node down: the last good values stay in force,
+# `error` says what is wrong until a good file replaces it, and `report` (the
+# virtual node's console, citynode_sim.console.say) is told once per change.
 
 import json
 import os
@@ -52,6 +53,10 @@ _ERROR_VECTORS = {
     "accel_scale": (0.5, 1.5),
 }
 _MODE_RANGES = {"freq_hz": (0.001, 2000.0), "amp_g": (0.0, 8.0)}
+# stall: the node's bus hangs for `ms` every `every_s` seconds (0: never), so
+# the accelerometer FIFO overflows as on a node held up by a long write
+_STALL_RANGES = {"every_s": (0.0, 3600.0), "ms": (0, 10000)}
+_NESTED = ("sensor_error", "sensors", "faults", "stall")
 _TOP_KEYS = (
     "temperature_c",
     "relative_humidity_pct",
@@ -62,6 +67,7 @@ _TOP_KEYS = (
     "sensors",
     "faults",
     "seed",
+    "stall",
     "comment",
 )
 
@@ -84,6 +90,7 @@ def defaults():
         "sensors": {"climate": "sht35", "accel": "adxl355"},
         "faults": {"climate": "none", "accel": "none"},
         "seed": 1,
+        "stall": {"every_s": 0.0, "ms": 0},
     }
 
 
@@ -92,7 +99,7 @@ def merged(data):
     out = defaults()
     for key in data:
         value = data[key]
-        if key in ("sensor_error", "sensors", "faults"):
+        if key in _NESTED:
             for sub in value:
                 v = value[sub]
                 out[key][sub] = "none" if v is None else v
@@ -206,6 +213,16 @@ def validate(data):
             for key in FAULTS:
                 if key in f and f[key] is not None and f[key] not in FAULTS[key]:
                     problems.append("faults.%s = %r is not one of %s" % (key, f[key], ", ".join(FAULTS[key])))
+    if "stall" in data:
+        st = data["stall"]
+        if not isinstance(st, dict):
+            problems.append("stall must be an object with every_s and ms, not %r" % (st,))
+        else:
+            _check_keys(problems, "stall.", st, list(_STALL_RANGES))
+            for key in _STALL_RANGES:
+                if key in st:
+                    lo, hi = _STALL_RANGES[key]
+                    _check_num(problems, "stall." + key, st[key], lo, hi)
     if "seed" in data:
         v = data["seed"]
         if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 2**31:
@@ -222,14 +239,17 @@ class Scenario:
     Scenario()             defaults only (no file)
     Scenario(path)         read path now, and again on poll() when it changes
     Scenario(data=dict)    fixed values (tests); update() changes them
+    report: called with one line when a changed file is refused, and when a good
+    one is in force again after that.
     """
 
-    def __init__(self, path=None, data=None):
+    def __init__(self, path=None, data=None, report=None):
         self.path = path
         self.data = defaults()
         self.version = 0
         self.error = None
         self.source = "defaults"
+        self.report = report
         self._stamp = None
         self._text = None
         self._checked = ticks_ms()
@@ -237,6 +257,13 @@ class Scenario:
             self.update(data)
         if path:
             self._look()
+
+    def _refuse(self, why):
+        """A changed file cannot be used: say why, once, and what stays in force."""
+        keep = "keeping the last good values" if self.version else "using the defaults"
+        self.error = "scenario %s: %s; %s" % (self.path, why, keep)
+        if self.report is not None:
+            self.report(self.error)
 
     def update(self, data):
         """Put a dict in force (a partial one is laid over the defaults); ValueError if it is bad."""
@@ -264,8 +291,9 @@ class Scenario:
             st = os.stat(self.path)
         except OSError:
             if self._stamp is not None:
-                self.error = "scenario file %s is gone; keeping the last good values" % self.path
-            else:
+                self._refuse("the file is gone")
+                self._text = None  # the same text coming back is a change
+            elif not self.version:
                 self.source = "defaults (no file %s)" % self.path
             self._stamp = None
             return False
@@ -281,7 +309,7 @@ class Scenario:
             with open(self.path) as f:
                 text = f.read()
         except OSError as e:
-            self.error = "cannot read %s: %s" % (self.path, e)
+            self._refuse("cannot read it (%s)" % e)
             return False
         if text == self._text:
             return False
@@ -289,21 +317,23 @@ class Scenario:
         try:
             data = json.loads(text)
         except ValueError as e:
-            self.error = "%s is not valid JSON (%s); keeping the last good values" % (self.path, e)
+            self._refuse("not valid JSON (%s)" % e)
             return False
         problems = validate(data)
         if problems:
-            self.error = "%s: %s; keeping the last good values" % (self.path, "; ".join(problems))
+            self._refuse("; ".join(problems))
             return False
         self.data = merged(data)
         self.version += 1
+        if self.error is not None and self.report is not None:
+            self.report("scenario %s: read again, in force" % self.path)
         self.error = None
         self.source = self.path
         return True
 
 
-def load(path=None):
+def load(path=None, report=None):
     """The scenario from path, else from env CITYNODE_SCENARIO, else defaults."""
     if path is None:
         path = os.getenv(ENV)
-    return Scenario(path or None)
+    return Scenario(path or None, report=report)

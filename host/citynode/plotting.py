@@ -307,8 +307,9 @@ def _draw_accel(ax, s):
         return
     means = s.accel_g.mean(axis=0)
     for k, axis in enumerate(AXES):
-        ax.plot(s.accel_t, s.accel_g[:, k] - means[k], lw=0.8, color=AXIS_COLOURS[axis],
-                label="%s (mean %+.4f g)" % (axis, means[k]))
+        for r, (start, stop, _odr) in enumerate(s.runs):  # a line never bridges a gap
+            ax.plot(s.accel_t[start:stop], s.accel_g[start:stop, k] - means[k], lw=0.8, color=AXIS_COLOURS[axis],
+                    label="%s (mean %+.4f g)" % (axis, means[k]) if r == 0 else None)
     reach = max(float(np.abs(s.accel_g - means).max()), 1e-4)
     ax.set_ylim(-1.15 * reach, 1.7 * reach)  # headroom above the traces for the legend
     ax.set_xlabel("node time (s)")

@@ -22,6 +22,14 @@ interpolated from the output data rate: `t = t0 + i / odr_hz`. `sample_index`
 is the block's `first_index + i`. Accelerations are in g:
 `counts × range_g / 32768`.
 
+Blocks are joined only where the sample index runs on: `segment` (in `accel`
+and `accel_blocks`) counts, per node, the runs of contiguous samples, and goes
+up at every gap in `first_index` (samples lost in a FIFO overflow, the node's
+estimate, flag ACCEL_GAP_ESTIMATED; frames lost on the link), at a restart of
+the stream (the index starts again) and of the node. `gap_before` (in
+`accel_blocks`) says how many samples are missing before the block: 0 when it
+continues the last one, -1 when the stream or the node started again.
+
 Writers stream: each `TableSet.append()` adds the rows of one decoded batch,
 so a capture of any length is written in bounded memory. CSV and JSON Lines
 write every number with Python's shortest round-trip repr; Parquet keeps types
@@ -30,6 +38,7 @@ write every number with Python's shortest round-trip repr; Parquet keeps types
 
 import json
 import os
+import weakref
 
 import numpy as np
 
@@ -73,7 +82,7 @@ _STATUS = [
 # table name -> columns after the common ones: (name, type)
 SCHEMAS = {
     "climate": [("temperature_c", "float"), ("relative_humidity_pct", "float"), ("status", "int")],
-    "accel": [("sample_index", "int"), ("ax_g", "float"), ("ay_g", "float"), ("az_g", "float")],
+    "accel": [("sample_index", "int"), ("ax_g", "float"), ("ay_g", "float"), ("az_g", "float"), ("segment", "int")],
     "accel_blocks": [
         ("encoding", "int"),
         ("flags", "int"),
@@ -82,6 +91,8 @@ SCHEMAS = {
         ("first_index", "int"),
         ("n_samples", "int"),
         ("age_ms", "int"),
+        ("gap_before", "int"),
+        ("segment", "int"),
     ],
     "features": _FEATURES,
     "status": _STATUS,
@@ -139,7 +150,7 @@ def batch_tables(batch, timebase):
         if "age_ms" in cols:  # the row is about an earlier moment than the frame
             node_ms = node_ms - cols["age_ms"]
         if kind == "accel":
-            out.update(_accel_tables(cols, epoch, node_ms, offset, anchored))
+            out.update(_accel_tables(cols, epoch, node_ms, offset, anchored, timebase))
             continue
         t, node_s = _times(node_ms * 1000, offset, anchored)
         table = _front(cols, epoch, t, node_s)
@@ -175,12 +186,48 @@ def _front(cols, epoch, t, node_s, pick=None):
     }
 
 
-def _accel_tables(cols, epoch, node_ms, offset, anchored):
+_INDEX_WRAP = 1 << 32  # first_index is a u32
+# per Timebase (one decode): node -> (epoch, next first_index, segment) of its last block
+_RUNS = weakref.WeakKeyDictionary()
+
+
+def _runs(cols, epoch, timebase):
+    """(gap_before, segment) of each block, carrying each node's run from batch to batch."""
+    runs = _RUNS.setdefault(timebase, {})
+    nodes = cols["node_id"]
+    first = cols["first_index"].astype(np.int64)
+    ends = (first + cols["n_samples"]) % _INDEX_WRAP
+    epoch = np.asarray(epoch, np.int64)
+    gap = np.zeros(len(first), np.int64)
+    segment = np.zeros(len(first), np.int64)
+    for node in np.unique(nodes).tolist():
+        rows = np.flatnonzero(nodes == node)
+        last_epoch, last_end, last_segment = runs.get(node, (-1, 0, -1))
+        before = np.concatenate(([last_end], ends[rows[:-1]]))
+        before_epoch = np.concatenate(([last_epoch], epoch[rows[:-1]]))
+        skip = (first[rows] - before) % _INDEX_WRAP
+        g = np.where(skip < _INDEX_WRAP // 2, skip, -1)  # the index went back: the stream started again
+        g[epoch[rows] != before_epoch] = -1  # the node started again
+        starts = g != 0
+        if last_epoch < 0:  # the node's first block: nothing before it
+            g[0] = 0
+            starts[0] = True
+        gap[rows] = g
+        segment[rows] = last_segment + np.cumsum(starts)
+        runs[node] = (int(epoch[rows[-1]]), int(ends[rows[-1]]), int(segment[rows[-1]]))
+    return gap, segment
+
+
+def _accel_tables(cols, epoch, node_ms, offset, anchored, timebase):
     counts = cols["n_samples"]
     block_t, block_s = _times(node_ms * 1000, offset, anchored)
     blocks = _front(cols, epoch, block_t, block_s)
+    gap, segment = _runs(cols, epoch, timebase)
     for name, _type in SCHEMAS["accel_blocks"]:
-        blocks[name] = cols[name]
+        if name in cols:
+            blocks[name] = cols[name]
+    blocks["gap_before"] = gap
+    blocks["segment"] = segment
     # per sample: the block's row repeated, i counted within the block
     rows = np.repeat(np.arange(len(counts)), counts)
     i = np.arange(len(rows)) - np.repeat(cols["sample_start"], counts)
@@ -196,6 +243,7 @@ def _accel_tables(cols, epoch, node_ms, offset, anchored):
     accel["ax_g"] = samples[:, 0] * scale
     accel["ay_g"] = samples[:, 1] * scale
     accel["az_g"] = samples[:, 2] * scale
+    accel["segment"] = segment[rows]
     return {"accel": accel, "accel_blocks": blocks}
 
 

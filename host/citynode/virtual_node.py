@@ -57,7 +57,8 @@ _CTRL_C_HOLD = 0.25
 # before it (it does at once when it waits in the REPL; main.py may never read).
 _CTRL_C_DRAIN = 0.02
 _BUF_LIMIT = 4096  # bytes held by the bridge per direction (about a UART driver's buffer)
-_CTL_FD = 3  # the runtime's report pipe: b"B" booted, b"R" REPL reached
+_CTL_FD = 3  # the runtime's report pipe: b"B" booted, b"R" REPL reached, b"S" text b"\n" a console line
+_CONSOLE_LINE_MAX = 4096  # a console line longer than this is cut
 _STOP_GRACE = 1.0  # s for the interpreter to go after SIGTERM
 _CRASH_BACKOFF = 0.5  # s before restarting an interpreter that died twice within a second
 _INSTALL_HINT = (
@@ -253,7 +254,9 @@ class VirtualNode:
     simulated sensors (env CITYNODE_SCENARIO of the node); baud: throttle to
     baud/10 bytes/s each way (None: as fast as it goes); heap: MicroPython heap
     (bytes or '100k'); with_app: install the firmware into root first;
-    log: callable taking one line, told about interpreter crashes.
+    log: callable taking one line, told about interpreter crashes and what the
+    simulator says on its console (a scenario file it refused); `said` keeps
+    the console lines too.
     """
 
     def __init__(self, root, scenario=None, baud=None, heap=DEFAULT_HEAP, with_app=False,
@@ -272,6 +275,8 @@ class VirtualNode:
         self.crashes = 0  # interpreters that ended other than by a soft reboot
         self.last_exit = None
         self.events = []  # one line per interpreter crash, for test failure messages
+        self.said = []  # the simulator's console lines (citynode_sim/console.py)
+        self._line = None  # a console line being received, or None
         self._cond = threading.Condition()
         self._boots = 0  # interpreters that reported "B"
         self._repls = 0  # times the runtime reported reaching the REPL
@@ -595,9 +600,18 @@ class VirtualNode:
         data = _read(self._ctl_r, 4096)
         if not data:
             return
+        lines = []
         with self._cond:
             for b in data:
-                if b == ord("B"):
+                if self._line is not None:
+                    if b == 0x0A:
+                        lines.append(self._line.decode("utf-8", "replace"))
+                        self._line = None
+                    elif len(self._line) < _CONSOLE_LINE_MAX:
+                        self._line.append(b)
+                elif b == ord("S"):
+                    self._line = bytearray()
+                elif b == ord("B"):
                     self._booted = True
                     self._boots += 1
                 elif b == ord("I"):
@@ -605,6 +619,18 @@ class VirtualNode:
                 elif b == ord("R"):
                     self._repls += 1
             self._cond.notify_all()
+        for line in lines:
+            self._say(line)
+
+    def _say(self, line):
+        """A console line of the simulator: node paths made host paths, then logged."""
+        path = self.scenario_path
+        if path is not None:
+            line = line.replace("/.scenario/" + path.name, str(path))
+        line = "virtual node: " + line
+        self.said.append(line)
+        if self.log:
+            self.log(line)
 
     def _reap(self, block):
         try:

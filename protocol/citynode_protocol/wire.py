@@ -31,6 +31,7 @@ CLIMATE_CLAMPED = const(0x08)  # humidity was clamped to 0..100 %RH
 ACCEL_CALIBRATED = const(0x01)  # bias/scale (and mount rotation) applied on the node
 ACCEL_UNCALIBRATED_MODE = const(0x02)  # raw-data mode for calibration
 ACCEL_OVERRUN = const(0x04)  # the sensor FIFO overflowed before this block
+ACCEL_GAP_ESTIMATED = const(0x08)  # first_index skips the samples lost before it: an estimate
 FEATURES_TILT_RELATIVE = const(0x02)  # pitch/roll relative to the mounted zero
 
 # ACCEL encodings

@@ -31,7 +31,7 @@ class Rig:
         self.board = h.FakeBoard(self.clock, self.bus)
         self.cap = h.Capture()
         self.counters = Counters()
-        self.link = Link(5, self.counters, out if out is not None else self.cap.out, h.ScriptedInput())
+        self.link = Link(5, self.counters, out if out is not None else self.cap.out, h.ScriptedInput(), self.board)
         self.logs = []
         self.sampler = Sampler(self.link, self.counters, Features(), self._log)
         self.climate, _a = probe(self.bus, "climate", "auto")
@@ -243,3 +243,171 @@ def test_mounted_calibration_flags_blocks_calibrated_only():
         assert feats and all(f["flags"] == messages.ACCEL_CALIBRATED | messages.FEATURES_TILT_RELATIVE for f in feats)
     finally:
         h.leave_tmpdir()
+
+
+# -- FIFO overflow: the samples after it keep their times ---------------------------------
+
+
+def _stalled(part, odr_hz, stall_ms):
+    """A node held up for stall_ms part way into a block; returns (rig, stream start ms)."""
+    rig = Rig({"sensors": {"accel": part, "climate": "sht45"}}, accel_odr_hz=odr_hz, climate_period_s=3600)
+    start = rig.board.ms()
+    rig.blocks(2)
+    rig.run_ms(130)  # part way into the third block
+    rig.board.sleep_ms(stall_ms)  # no poll: the FIFO overflows
+    rig.blocks(rig.sampler.blocks + 3)
+    return rig, start
+
+
+def _check_gap_bridged(part, odr_hz, stall_ms):
+    rig, start = _stalled(part, odr_hz, stall_ms)
+    s = rig.sampler
+    odr = s.odr_mhz / 1000
+    blocks = rig.cap.named("accel")
+    gap = messages.ACCEL_OVERRUN | messages.ACCEL_GAP_ESTIMATED
+    marked = [k for k, m in enumerate(blocks) if m["flags"] & messages.ACCEL_GAP_ESTIMATED]
+    assert len(marked) == 1, [m["flags"] for m in blocks]
+    k = marked[0]
+    before, after = blocks[k - 1], blocks[k]
+    assert after["flags"] == gap and rig.counters.fifo_overruns >= 1
+    assert 0 < before["n_samples"] < 100, "the samples before the gap go out as a short block"
+    assert before["flags"] == 0, "they came before the overflow"
+    lost = after["first_index"] - before["first_index"] - before["n_samples"]
+    assert lost > 0.5 * stall_ms * odr / 1000 - 32
+    for m in blocks[k + 1 :]:
+        assert m["flags"] == 0 and m["n_samples"] == 100
+    for a, b in zip(blocks, blocks[1:]):
+        if b is not after:
+            assert b["first_index"] == a["first_index"] + a["n_samples"]
+    # every block's first sample at stream start + index / ODR, as the part took it
+    tol = 2 * 1000 / odr + 1  # the estimate: a sample either side, and the ms clock
+    for m in blocks:
+        t = m.time_ms - m["age_ms"]
+        want = start + 1000 * m["first_index"] / odr
+        assert abs(t - want) <= tol, (m["first_index"], t, want, m["flags"])
+    # and the index went on by as many samples as the part really took
+    dev = rig.bus.device(rig.accel_address)
+    counted = s.index + s._fill + rig.accel.fifo_level()
+    assert abs(counted - dev.samples) <= 2, (counted, dev.samples)
+
+
+class StallingOut:
+    """The link's port, held up for `ms` on its `at`-th write (a host that stops reading)."""
+
+    def __init__(self, out, board, at, ms):
+        self.out, self.board, self.at, self.ms = out, board, at, ms
+
+    def write(self, buf, n):
+        self.at -= 1
+        if self.at == 0:
+            self.board.sleep_ms(self.ms)
+        return self.out.write(buf, n)
+
+
+def test_fifo_overflow_during_a_send_keeps_sample_times():
+    # the node stalls inside its poll, sending a block: the poll's time is old by then
+    rig = Rig({"sensors": {"accel": "adxl355", "climate": "sht45"}}, accel_odr_hz=250, climate_period_s=3600)
+    start = rig.board.ms()
+    rig.link.out = StallingOut(rig.link.out, rig.board, 3, 600)
+    rig.blocks(8)
+    odr = rig.sampler.odr_mhz / 1000
+    blocks = rig.cap.named("accel")
+    assert sum(1 for m in blocks if m["flags"] & messages.ACCEL_GAP_ESTIMATED) == 1
+    times = [m.time_ms for m in rig.cap.messages]
+    assert times == sorted(times), "frame times never go backwards"
+    for m in blocks:
+        t = m.time_ms - m["age_ms"]
+        want = start + 1000 * m["first_index"] / odr
+        assert abs(t - want) <= 2 * 1000 / odr + 1, (m["first_index"], t, want, m["flags"])
+
+
+def test_fifo_overflow_adxl355_keeps_sample_times():
+    _check_gap_bridged("adxl355", 250, 500)
+
+
+def test_fifo_overflow_adxl345_keeps_sample_times():
+    _check_gap_bridged("adxl345", 200, 700)
+
+
+def test_fifo_overflow_lis3dh_keeps_sample_times():
+    _check_gap_bridged("lis3dh", 400, 300)
+
+
+def test_full_fifo_without_loss_is_no_gap():
+    # the ADXL345 flags an overrun as soon as its FIFO is full, before it drops a sample
+    rig = Rig(ADXL345, accel_odr_hz=200, climate_period_s=3600)
+    rig.blocks(1)
+    rig.board.sleep_ms(140)  # 4 samples waited already: the FIFO fills to 32, no more
+    rig.blocks(4)
+    blocks = rig.cap.named("accel")
+    assert rig.counters.fifo_overruns == 1
+    assert all(not m["flags"] & messages.ACCEL_GAP_ESTIMATED for m in blocks)
+    assert all(b["first_index"] == a["first_index"] + a["n_samples"] for a, b in zip(blocks, blocks[1:]))
+
+
+def test_overflow_longer_than_the_limit_restarts_the_stream():
+    rig = Rig({"sensors": {"accel": "adxl355", "climate": "sht45"}}, accel_odr_hz=250, climate_period_s=3600)
+    rig.blocks(2)
+    rig.board.sleep_ms(61000)
+    restart = rig.board.ms()
+    rig.run_ms(900)  # two blocks more
+    blocks = rig.cap.named("accel")
+    # the samples read before the stall (a short block), then the stream from 0
+    assert [(m["first_index"], m["flags"]) for m in blocks] == [
+        (0, 0), (100, 0), (200, 0), (0, messages.ACCEL_OVERRUN), (100, 0)]
+    assert abs(blocks[3].time_ms - blocks[3]["age_ms"] - restart) <= 2
+    assert any("stream restarted" in text for _level, text in rig.logs)
+
+
+def test_overflow_allocates_nothing_with_gc_off():
+    out = NullOut()
+    rig = Rig({"sensors": {"accel": "adxl355", "climate": "sht45"}}, out=out, accel_odr_hz=250,
+              feature_window_s=60, climate_period_s=3600)
+    rig.blocks(3)
+    rig.run_ms(130)
+    gc.collect()
+    gc.disable()
+    try:
+        before = gc.mem_alloc()
+        rig.board.sleep_ms(500)
+        rig.blocks(8)
+        used = gc.mem_alloc() - before
+    finally:
+        gc.enable()
+    assert rig.counters.fifo_overruns >= 1
+    assert used == 0, "%d bytes allocated over an overflow and 5 blocks" % used
+
+
+def test_no_feature_window_spans_an_overflow():
+    rig = Rig({"sensors": {"accel": "adxl355", "climate": "sht45"}}, accel_odr_hz=250, feature_window_s=1,
+              mode="features", climate_period_s=3600)
+    start = rig.board.ms()
+    rig.run_ms(1500)
+    stalled = rig.board.ms()
+    rig.board.sleep_ms(500)
+    rig.run_ms(2600)
+    windows = [(f.time_ms - f["age_ms"], f["n_samples"]) for f in rig.cap.named("features")]
+    assert windows[0][0] == start and all(n == 250 for _t, n in windows)
+    assert len(windows) >= 3
+    for t, _n in windows:
+        assert t + 1000 <= stalled or t >= stalled + 500 - 32 * 4 - 5, (t, stalled, windows)
+
+
+def test_short_block_before_an_overflow_in_raw_encoding():
+    rig = Rig({"sensors": {"accel": "adxl355", "climate": "sht45"}}, accel_odr_hz=250, accel_encoding="raw",
+              climate_period_s=3600)
+    rig.blocks(1)
+    rig.run_ms(130)
+    rig.board.sleep_ms(500)
+    rig.blocks(rig.sampler.blocks + 2)
+    blocks = rig.cap.named("accel")
+    short = [m for m in blocks if m["n_samples"] < 100]
+    assert len(short) == 1 and short[0]["encoding"] == messages.ENCODING_RAW
+    z = short[0]["samples"][2::3]
+    assert len(z) == short[0]["n_samples"] and all(0.95 < v / 16384 < 1.05 for v in z)
+    assert blocks[-1]["n_samples"] == 100 and len(blocks[-1]["samples"]) == 300
+
+
+def test_fifo_overflow_at_4_khz_keeps_sample_times():
+    # the rate of the field report: the FIFO holds 8 ms; the ms clock is 4 samples
+    _check_gap_bridged("adxl355", 4000, 50)

@@ -218,3 +218,66 @@ def test_validate_rules():
 def test_validate_reports_every_problem():
     problems = validate({"temperature_c": 300, "relative_humidity_pct": 101, "sensors": {"climate": "x", "accel": "y"}})
     assert len(problems) == 4, problems
+
+
+def test_a_refused_change_is_reported_once_and_a_fix_too():
+    path = temp_path()
+    write(path, {"temperature_c": 12.0})
+    said = []
+    try:
+        sc = Scenario(path, report=said.append)
+        assert said == []
+        write(path, {"temperature_c": 200.0})
+        for _ in range(3):
+            assert sc.poll(force=True) is False  # a new file is looked at again: said once all the same
+        assert said == ["scenario %s: temperature_c = 200.0 is outside -40.0..125.0; keeping the last good values" % path]
+        assert sc.error == said[0] and sc.data["temperature_c"] == 12.0
+        write(path, {"temperature_c": 13.0})
+        assert sc.poll(force=True) is True
+        assert said[1:] == ["scenario %s: read again, in force" % path] and sc.error is None
+    finally:
+        remove(path)
+
+
+def test_a_bad_file_at_start_says_the_defaults_are_used():
+    path = temp_path()
+    write(path, {"seed": -3})
+    said = []
+    try:
+        Scenario(path, report=said.append)
+        assert len(said) == 1 and "seed" in said[0] and said[0].endswith("using the defaults"), said
+    finally:
+        remove(path)
+
+
+def test_a_file_that_comes_back_unchanged_is_read_again():
+    path = temp_path()
+    write(path, {"temperature_c": 15.0})
+    said = []
+    sc = Scenario(path, report=said.append)
+    remove(path)
+    try:
+        assert sc.poll(force=True) is False and "gone" in said[0]
+        write(path, {"temperature_c": 15.0})
+        assert sc.poll(force=True) is True and sc.error is None
+    finally:
+        remove(path)
+
+
+def test_stall_rules():
+    assert validate({"stall": {"every_s": 2.5, "ms": 300}}) == []
+    assert scenario.merged({"stall": {"ms": 40}})["stall"] == {"every_s": 0.0, "ms": 40}
+    _one({"stall": {"every_s": -1}}, "stall.every_s")
+    _one({"stall": {"ms": 20000}}, "stall.ms", "0..10000")
+    _one({"stall": {"for_ms": 1}}, "stall.for_ms")
+    _one({"stall": 300}, "stall", "every_s and ms")
+
+
+def test_a_stall_holds_the_bus():
+    from citynode_sim.board import make_i2c
+
+    i2c = make_i2c(Scenario(data={"stall": {"every_s": 0.001, "ms": 30}}))
+    time.sleep_ms(5)
+    start = time.ticks_ms()
+    i2c.scan()
+    assert time.ticks_diff(time.ticks_ms(), start) >= 30

@@ -74,7 +74,7 @@ def test_default_out_dir_columns_and_values(capsys, small_capture):
     assert [r["node_time_s"] for r in climate] == ["1.0", "1.0", "3.0"]
     assert [r["seq"] for r in climate] == ["0", "0", "3"]
     accel = read_csv(folder / "accel.csv")
-    assert list(accel[0]) == ["node_id", "time", "node_time_s", "epoch", "seq", "sample_index", "ax_g", "ay_g", "az_g"]
+    assert list(accel[0]) == ["node_id", "time", "node_time_s", "epoch", "seq", "sample_index", "ax_g", "ay_g", "az_g", "segment"]
     a1 = [r for r in accel if r["node_id"] == "1"]
     # interpolated within the block: t0 + i / 200 Hz
     assert [r["time"] for r in a1] == [

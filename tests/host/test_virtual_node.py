@@ -307,3 +307,87 @@ def test_heap_sizes():
     for bad in ("64k", "lots"):
         with pytest.raises(CitynodeError, match="heap"):
             virtual_node.parse_heap(bad)
+
+
+SCENARIO_MAIN = """\
+import time
+from citynode_sim.board import make_i2c
+i2c = make_i2c()
+scenario = i2c.board.scenario
+while True:
+    i2c.scan()  # every transfer looks for a changed scenario file
+    print("t=%r" % scenario.data["temperature_c"])
+    time.sleep_ms(50)
+"""
+
+
+class _Lines:
+    """Lines of a child's pipe, read without blocking past a deadline."""
+
+    def __init__(self, stream):
+        self.fd = stream.fileno()
+        self.buf = b""
+
+    def until(self, want, timeout=10.0):
+        """Lines up to the first that contains `want`; fails the test after timeout s."""
+        import select
+
+        lines = []
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\n" in self.buf:
+                line, self.buf = self.buf.split(b"\n", 1)
+                lines.append(line.decode())
+                if want in lines[-1]:
+                    return lines
+            left = deadline - time.monotonic()
+            assert left > 0, "no line with %r within %.0f s, got %r" % (want, timeout, lines)
+            if select.select([self.fd], [], [], left)[0]:
+                data = os.read(self.fd, 4096)
+                assert data, "the pipe ended; got %r" % lines
+                self.buf += data
+
+
+def test_cli_says_a_refused_scenario_once_and_keeps_the_last_good(tmp_path):
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    (flash / "main.py").write_text(SCENARIO_MAIN)
+    scenario = tmp_path / "scenario.json"
+    scenario.write_text(json.dumps({"temperature_c": 21.5}))
+    proc = _cli("--root", str(flash), "--scenario", str(scenario))
+    ser = None
+    try:
+        out, err = _Lines(proc.stdout), _Lines(proc.stderr)
+        port = out.until("port: ", 20)[-1][len("port: "):]
+        import serial
+
+        ser = serial.serial_for_url(port, baudrate=115200, timeout=0.1)
+        read_until(ser, b"t=21.5")
+        scenario.write_text(json.dumps({"temperature_c": 500}))  # out of range
+        said = err.until("keeping the last good values")
+        assert said == ["citynode: virtual node: scenario %s: temperature_c = 500 is outside -40.0..125.0; "
+                       "keeping the last good values" % scenario], said
+        ser.reset_input_buffer()
+        read_until(ser, b"\nt=21.5\n")  # still the last good value
+        scenario.write_text('{"temperature_c": 2')  # broken mid-write
+        said = err.until("keeping the last good values")
+        assert len(said) == 1 and "scenario %s: not valid JSON" % scenario in said[0], said
+        scenario.write_text(json.dumps({"temperature_c": 25.0}))
+        said = err.until("in force")
+        assert said == ["citynode: virtual node: scenario %s: read again, in force" % scenario], said
+        read_until(ser, b"t=25.0")
+        time.sleep(0.5)  # the file is re-read while it is new: still said once per change
+        ser.close()
+        ser = None
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
+        rest = err.buf + os.read(err.fd, 65536)
+    finally:
+        if ser is not None:
+            ser.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        proc.stdout.close()
+        proc.stderr.close()
+    assert proc.returncode == 0 and rest == b"", rest.decode()
