@@ -1,6 +1,7 @@
 """Calibration maths on synthetic data: ellipsoid fit, stillness, faces, climate fits, mount, limits."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -314,7 +315,9 @@ def test_limits_table_is_documented():
     md = limits.table_markdown()
     for row in limits.LIMITS.values():
         assert row.source and row.why and row.lo <= row.hi
-        assert row.what in md
+        assert row.what.replace("|", "\\|") in md
+    for line in md.splitlines():  # four cells in every row: a `|` in the text is escaped
+        assert len(re.split(r"(?<!\\)\|", line)) == 6, line
     assert limits.check("t_offset_c", 4.9) is None
     assert limits.check("t_offset_c", float("nan")) is not None
     assert isinstance(accel.CalibrationError("x"), CitynodeError)

@@ -54,14 +54,16 @@ def test_climate_and_mount_reports(tmp_path):
            "points": [{"reading": (22.3, 9.4), "ref_t": 21.5, "ref_rh": 11.3, "salt": "LiCl"},
                       {"reading": (22.3, 79.8), "ref_t": None, "ref_rh": 75.3, "salt": "NaCl"}],
            "forced": ["humidity gain 0.64 is outside the limit"]}
-    f = report.write(res, NODE, "written", tmp_path / "c")
+    f = tmp_path / "c"
+    report.write(res, NODE, "written", f)
     md = (f / "report.md").read_text()
     assert "Stored past the limits" in md and "two-point linear" in md
     assert json.loads((f / "report.json").read_text())["points"][0]["salt"] == "LiCl"
     m = mount.solve([0.01, -0.999, 0.02], "-y", "x")
     res = {"kind": "mount", "mount": m, "gravity_g": [0.01, -0.999, 0.02], "raw_g": [0.01, -0.999, 0.02],
            "document": {"id": 4}}
-    f = report.write(res, NODE, "written", tmp_path / "m")
+    f = tmp_path / "m"
+    report.write(res, NODE, "written", f)
     assert (f / "gravity.png").exists() and "Rotation (sensor → structure" in (f / "report.md").read_text()
 
 
