@@ -54,8 +54,8 @@ def folder_for(root, node_id, kind, cal_id=None, when=None):
 
 
 def _f(v):
-    if v is None:
-        return None
+    if v is None or isinstance(v, (bool, np.bool_)):
+        return None if v is None else bool(v)
     if isinstance(v, (np.floating, float)):
         return float(v)
     if isinstance(v, (np.integer, int)):

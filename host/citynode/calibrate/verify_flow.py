@@ -241,13 +241,13 @@ def _accel_checks(opts, acal, m):
         return [Check("accelerometer", FAIL, m.gravity_problem)]
     g = m.gravity
     sigma = opts.gravity_sigma_g
-    vib = "vibration %.1f mg rms" % (1000 * float(np.max(g.vibration_g)))
     if g.sigma_g > sigma:
         return [Check("gravity mean", FAIL,
-                      "not known well enough within %.0f s: +-%.2f mg, need +-%.2f mg (%s): the structure sways "
-                      "or was moved; try again with a longer --timeout" % (opts.timeout_s, 1000 * g.sigma_g,
-                                                                         1000 * sigma, vib))]
+                      "not known well enough within %.0f s: +-%.2f mg, need +-%.2f mg (spread %.1f mg rms): the "
+                      "structure sways or was moved; try again when it is calmer, or with a longer --timeout"
+                      % (opts.timeout_s, 1000 * g.sigma_g, 1000 * sigma, 1000 * float(np.max(g.vibration_g))))]
     n = g.norm_g
+    vib = "vibration %.1f mg rms" % (1000 * float(np.max(g.vibration_g)))
     out = [_check("gravity |a|", abs(n - 1) <= opts.tol_g, "%.4f g +- %.2f mg over %.0f s (limit 1 +- %.3f g); %s"
                   % (n, 1000 * g.sigma_g, m.seconds, opts.tol_g, vib))]
     if acal and ("rotation" in acal or any(acal.get("tilt_zero_deg", [0, 0]))):
