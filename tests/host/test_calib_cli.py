@@ -153,3 +153,11 @@ def test_mount_on_a_vibrating_bridge(mocker, capsys):
     rot = np.array(fake.calib["accel"]["rotation"])
     assert np.allclose(rot @ g, [0, 0, 1], atol=0.003)  # the measured gravity turned straight up
     assert "vibration 21." in out
+
+
+def test_first_calibration_says_there_was_none_before(mocker, capsys):
+    fake = FakeClient(World(temperature=21.5, humidity=48.0, t_offset=0.4), parts=("climate",), calib=None)
+    code, out, err, _ = run(mocker, capsys, fake, "climate", "--point", "21.5,48", "--stable-window", "20")
+    assert code == 0, err
+    assert "written and read back (no previous calibration)" in out and "None" not in out
+    assert fake.calib["method"] == "climate: temperature one-point offset; humidity one-point offset"
