@@ -95,18 +95,22 @@ def add_arguments(parser):
     p.add_argument("--align", choices=("gravity", "axes"), default="gravity",
                    help="gravity: structure z is true vertical (default); axes: keep the named axes, "
                         "store the installed tilt as the zero")
-    p.add_argument("--seconds", type=float, default=10.0, metavar="S", help="seconds of gravity averaged")
-    p.add_argument("--timeout", type=float, default=120.0, metavar="S")
+    p.add_argument("--seconds", type=float, default=MountOptions.seconds, metavar="S",
+                   help="least seconds of gravity averaged (default %g)" % MountOptions.seconds)
+    p.add_argument("--timeout", type=float, default=MountOptions.timeout_s, metavar="S",
+                   help="give up when the mean of gravity does not hold within this long (default %g)"
+                   % MountOptions.timeout_s)
     p.set_defaults(flow="mount")
 
     p = sub.add_parser("verify", help="compare the node now with a reference and gravity: pass or fail")
     _common(p, force=False)
     p.add_argument("--reference-temperature", type=float, metavar="C", help="reference temperature now")
     p.add_argument("--reference-humidity", type=float, metavar="PCT", help="reference humidity now")
-    p.add_argument("--seconds", type=float, default=5.0, metavar="S",
-                   help="least seconds of gravity averaged (default 5; longer while the structure vibrates)")
-    p.add_argument("--timeout", type=float, default=60.0, metavar="S",
-                   help="longest measurement (default 60)")
+    p.add_argument("--seconds", type=float, default=VerifyOptions.seconds, metavar="S",
+                   help="least seconds of gravity averaged (default %g; longer while the structure vibrates)"
+                   % VerifyOptions.seconds)
+    p.add_argument("--timeout", type=float, default=VerifyOptions.timeout_s, metavar="S",
+                   help="longest measurement (default %g)" % VerifyOptions.timeout_s)
     p.set_defaults(flow="verify")
 
     p = sub.add_parser("rollback", help="go back to the previous calibration on the node")
