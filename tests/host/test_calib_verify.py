@@ -119,3 +119,14 @@ def test_verify_climate_silent_fails_that_check_only(mocker, capsys):
     assert "no climate reading for 1" in check_line(out, "climate")
     assert " PASS " in check_line(out, "gravity |a|")
     assert fake.config["climate_period_s"] == 60
+
+
+def test_verify_asks_for_references_in_a_terminal_until_they_make_sense(mocker, capsys):
+    fake = FakeClient(World([("still", MOUNTED_G, 10000)], t_offset=0.8), calib=mounted_calibration())
+    mocker.patch("sys.stdin.isatty", return_value=True)
+    answers = iter(["warm", "48", "21.5", "NaCl", "21.5", "48"])
+    asked = mocker.patch("builtins.input", side_effect=lambda prompt="": next(answers))
+    code, out, err, _ = run(mocker, capsys, fake, "verify")
+    assert code == 0, err
+    assert asked.call_count == 6 and "'warm' is not a number" in out and "not a salt name" in out
+    assert " PASS " in check_line(out, "temperature") and " PASS " in check_line(out, "humidity")

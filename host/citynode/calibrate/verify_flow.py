@@ -21,8 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from citynode.calibrate import limits, mount
+from citynode.calibrate.climate_reference import parse_point
 from citynode.calibrate.node_link import NO_DATA_S, ClimatePeriod, MeanCollector, first_line
-from citynode.errors import CitynodeError
+from citynode.errors import CitynodeError, UsageError
 from citynode_protocol import messages
 
 PASS, FAIL, NOT_CHECKED = "PASS", "FAIL", "not checked"
@@ -116,14 +117,21 @@ def _calibration_checks(doc, status):
 def _references(session, opts):
     """(t_ref, h_ref) from the options, or asked in a terminal; (None, None) means no climate check."""
     t_ref, h_ref = opts.reference_temperature, opts.reference_humidity
-    if t_ref is None and h_ref is None and session.ui.interactive:
-        from citynode.calibrate import climate
-
-        t = session.ui.ask("reference temperature now in degC (empty: skip)", "--reference-temperature")
-        h = session.ui.ask("reference humidity now in %RH (empty: skip)", "--reference-humidity")
-        t_ref = climate.check_reference("temperature", float(t)) if t else None
-        h_ref = climate.check_reference("humidity", float(h)) if h else None
-    return t_ref, h_ref
+    ui = session.ui
+    if t_ref is not None or h_ref is not None or not ui.interactive:
+        return t_ref, h_ref
+    while True:  # asked again until the answers are numbers in range, or both empty
+        t = ui.ask("reference temperature now in degC (empty: skip)", "--reference-temperature")
+        h = ui.ask("reference humidity now in %RH (empty: skip)", "--reference-humidity")
+        if not t and not h:
+            return None, None
+        try:
+            p = parse_point("%s,%s" % (t or "-", h or "-"))
+            if p.salt:
+                raise UsageError("give the reference humidity in %RH, not a salt name")
+            return p.temperature_c, p.humidity_pct
+        except UsageError as exc:
+            ui.say(str(exc))
 
 
 @dataclass
