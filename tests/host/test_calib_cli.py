@@ -161,3 +161,21 @@ def test_first_calibration_says_there_was_none_before(mocker, capsys):
     assert code == 0, err
     assert "written and read back (no previous calibration)" in out and "None" not in out
     assert fake.calib["method"] == "climate: temperature one-point offset; humidity one-point offset"
+
+
+def test_reports_that_cannot_be_filed_are_said_before_measuring(mocker, capsys, tmp_path):
+    (tmp_path / "file").write_text("")
+    fake = FakeClient(calib=OLD)
+    code, out, err, opened = run(mocker, capsys, fake, "rollback", report_dir=tmp_path / "file" / "sub")
+    assert code == 2 and "is not a writable folder" in one_line(err) and not opened.called
+
+
+def test_a_report_that_fails_to_write_after_the_calibration_is_one_line(mocker, capsys, tmp_path):
+    from citynode.calibrate import report
+
+    mocker.patch.object(report, "write", side_effect=PermissionError(13, "Permission denied"))
+    fake = FakeClient(calib=dict(OLD, id=6), prev=OLD)
+    code, out, err, _ = run(mocker, capsys, fake, "rollback", report_dir=tmp_path)
+    line = one_line(err)
+    assert code == 1 and "the node holds the new calibration, but the report could not be written" in line
+    assert fake.calib["id"] == 5

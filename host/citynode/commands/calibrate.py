@@ -145,6 +145,14 @@ def _report_options(args):
         raise UsageError("--no-report and --report-dir contradict each other: give one")
     if args.report_dir and os.path.exists(args.report_dir) and not os.path.isdir(args.report_dir):
         raise UsageError("--report-dir %s is a file, not a folder" % args.report_dir)
+    if not args.no_report:
+        root = report.reports_root(args.inventory, args.report_dir)
+        there = root
+        while not there.exists() and there != there.parent:
+            there = there.parent  # the folder the reports' folders will be made in
+        if not there.is_dir() or not os.access(there, os.W_OK | os.X_OK):
+            raise UsageError("reports cannot be filed in %s (%s is not a writable folder): give --report-dir "
+                             "or --no-report" % (root, there))
 
 
 def _climate_options(args):
@@ -248,7 +256,12 @@ def _outcome(args, s, port, status, error=None):
     else:
         root = report.reports_root(args.inventory, args.report_dir)
         folder = report.folder_for(root, s.node_id, s.result["kind"], (doc or {}).get("id"))
-        data = report.write(s.result, node, status, folder, error, run_words)
+        try:
+            data = report.write(s.result, node, status, folder, error, run_words)
+        except OSError as exc:
+            raise CitynodeError("%sthe report could not be written to %s: %s" % (
+                "the node holds the new calibration, but " if status in ("written", "rolled back") else "",
+                folder, exc)) from None
         if doc is None or status not in ("written", "rolled back"):
             inv = "not recorded (nothing was written to the node)"
         elif args.report_dir:
