@@ -327,10 +327,12 @@ def capture_mean(session, seconds, timeout_s, want, sigma_g, what="gravity"):
     for m in session.frames(("accel",), what="accelerometer data"):
         collector.feed(m)
         st = collector.mean()
-        if st is not None and int(collector.seconds_so_far) != shown:  # a line a second
+        if int(collector.seconds_so_far) != shown:  # a line a second
             shown = int(collector.seconds_so_far)
-            session.ui.progress("%s: %.0f s averaged, |a| %.4f g +- %.2f mg, vibration %.1f mg rms" % (
-                what, collector.seconds_so_far, st.norm_g, 1000 * st.sigma_g, 1000 * float(np.max(st.vibration_g))))
+            words = "at least %.0f s" % seconds if st is None else "|a| %.4f g +- %.2f mg (need +- %.2f), " \
+                "vibration %.1f mg rms" % (st.norm_g, 1000 * st.sigma_g, 1000 * sigma_g,
+                                           1000 * float(np.max(st.vibration_g)))
+            session.ui.progress("%s: %.0f s averaged, %s" % (what, collector.seconds_so_far, words))
         if st is not None and st.sigma_g <= sigma_g:
             return st
         if session.clock() - start > timeout_s:

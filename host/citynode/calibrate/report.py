@@ -168,8 +168,9 @@ def markdown(data, plots):
         "| sensors | %s |" % ", ".join("%s %s" % kv for kv in sorted((node.get("parts") or {}).items())),
         "| app | %s |" % node.get("app_version"),
         "| calibration now | %s |" % _md_doc(data.get("calibration")),
-        "| previous | %s |" % _md_doc(data.get("previous")),
     ]
+    if kind != "verify":  # a verify changes nothing: there is no previous calibration to name
+        lines.append("| previous | %s |" % _md_doc(data.get("previous")))
     if data.get("note"):
         lines.append("| note | %s |" % md.cell(data["note"]))
     lines.append("")

@@ -213,7 +213,7 @@ def _progress_words(elapsed, climate, opts, gravity):
     if gravity is not None:
         st = gravity.mean()
         if st is None:
-            words.append("gravity: collecting")
+            words.append("gravity %.0f of at least %.0f s" % (gravity.seconds_so_far, gravity.seconds))
         else:
             words.append("|a| %.4f g +- %.2f mg (need +- %.2f), vibration %.1f mg rms" % (
                 st.norm_g, 1000 * st.sigma_g, 1000 * opts.gravity_sigma_g, 1000 * float(np.max(st.vibration_g))))
