@@ -95,7 +95,10 @@ def test_json_of_a_verify(mocker, capsys, tmp_path):
     assert {c["check"]: c["result"] for c in data["checks"]}["humidity"] == "not checked"
     assert data["report_folder"] and json.loads((next(tmp_path.glob("node-7/*-verify*")) / "report.json")
                                                 .read_text())["checks"] == data["checks"]
-    assert len(data["measured"]["climate_readings"]) == 5
+    readings = data["measured"]["climate_readings"]
+    assert len(readings) == 5 and all(r["utc"].startswith("2026-05-28T") for r in readings)
+    assert [r["utc"] for r in readings] == sorted(r["utc"] for r in readings)
+    assert data["measured"]["gravity"]["samples"] >= 1000  # 5 s at 200 Hz
 
 
 def test_json_of_a_failed_verify_then_one_line(mocker, capsys):

@@ -136,7 +136,7 @@ def _references(session, opts):
 
 @dataclass
 class _Measured:
-    climate: list  # [temperature_c, humidity_pct, status] per reading
+    climate: list  # {temperature_c, humidity_pct, status, utc} per reading
     climate_problem: str
     gravity: object  # accel.LongMean or None
     gravity_problem: str
@@ -179,7 +179,8 @@ def _measure(session, opts, climate_on, accel_on, want):
                 f = m.fields
                 bad = f["status"] & (messages.CLIMATE_SENSOR_ERROR | messages.CLIMATE_CRC_ERROR)
                 if not bad and len(climate) < opts.climate_readings:
-                    climate.append([f["temperature_c"], f["relative_humidity_pct"], f["status"]])
+                    climate.append({"temperature_c": f["temperature_c"], "humidity_pct": f["relative_humidity_pct"],
+                                    "status": f["status"], "utc": session.utc(now)})
                     last_climate = now
             elif gravity is not None:
                 gravity.feed(m)
@@ -227,13 +228,13 @@ def _climate_checks(opts, doc, t_ref, h_ref, m):
         return [Check("climate", FAIL, "no climate readings: %s" % (m.climate_problem or "none came"))]
     out = []
     if doc is not None and doc.get("climate") is not None and not all(
-            r[2] & messages.CLIMATE_CALIBRATED for r in m.climate):
+            r["status"] & messages.CLIMATE_CALIBRATED for r in m.climate):
         out.append(Check("climate flag", FAIL, "records are not marked calibrated"))
     n = len(m.climate)
     few = "" if n >= opts.climate_readings else "; only %d of %d readings (%s)" % (
         n, opts.climate_readings, m.climate_problem or "time ran out")
-    for name, ref, col, tol, unit in (("temperature", t_ref, 0, opts.tol_t, "degC"),
-                                      ("humidity", h_ref, 1, opts.tol_rh, "%RH")):
+    for name, ref, col, tol, unit in (("temperature", t_ref, "temperature_c", opts.tol_t, "degC"),
+                                      ("humidity", h_ref, "humidity_pct", opts.tol_rh, "%RH")):
         if ref is None:
             out.append(Check(name, NOT_CHECKED, "no reference %s given" % name))
             continue
