@@ -2,8 +2,9 @@
 
 Every calibration is written to the node atomically (id, date, method, site),
 read back, and filed as a report (JSON + Markdown + PNG plots) beside the
-inventory, with the report's path in the node's inventory record. The steps
-and checks are explained in docs/installer-guide.md.
+inventory, with the report's path in the node's inventory record; `--json`
+prints the report's JSON. Every argument is checked before the node is
+touched. The steps and checks are explained in docs/installer-guide.md.
 """
 
 import json
@@ -26,6 +27,7 @@ from citynode.commands.common import add_port_argument, link_options
 from citynode.errors import CitynodeError, UsageError
 
 CLIMATE_PERIOD_RANGE_S = (2, 86400)  # the node's config climate_period_s (citynode_fw/config.py)
+
 
 def _common(p, force=True):
     add_port_argument(p, baud=True)
