@@ -182,3 +182,12 @@ def test_a_report_that_fails_to_write_after_the_calibration_is_one_line(mocker, 
     line = one_line(err)
     assert code == 1 and "the node holds the new calibration, but the report could not be written" in line
     assert fake.calib["id"] == 5
+
+
+def test_the_node_facts_the_command_checks_against_are_the_firmware_s():
+    from citynode.calibrate import record
+    from citynode.commands import calibrate as calibrate_cmd
+    from citynode_fw import config  # on the path through test_calib_fakenode
+
+    assert config.BY_KEY["climate_period_s"][3] == calibrate_cmd.CLIMATE_PERIOD_RANGE_S
+    assert config.BY_KEY["site"][3] == record.NODE_SITE_MAX
