@@ -191,3 +191,15 @@ def test_the_node_facts_the_command_checks_against_are_the_firmware_s():
 
     assert config.BY_KEY["climate_period_s"][3] == calibrate_cmd.CLIMATE_PERIOD_RANGE_S
     assert config.BY_KEY["site"][3] == record.NODE_SITE_MAX
+
+
+@pytest.mark.parametrize("argv,words", [
+    (("mount", "--align", "sideways"), "calibrate mount: argument --align: invalid choice: 'sideways'"),
+    (("verify", "--seconds", "abc"), "calibrate verify: argument --seconds: invalid float value: 'abc'"),
+    (("accel", "--positions", "6.5"), "calibrate accel: argument --positions: invalid int value: '6.5'"),
+])
+def test_argument_parse_errors_are_one_line_too(mocker, capsys, argv, words):
+    with pytest.raises(SystemExit) as exc:
+        run(mocker, capsys, FakeClient(calib=OLD), *argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and words in one_line(err)
