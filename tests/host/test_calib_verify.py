@@ -130,3 +130,26 @@ def test_verify_asks_for_references_in_a_terminal_until_they_make_sense(mocker, 
     assert code == 0, err
     assert asked.call_count == 6 and "'warm' is not a number" in out and "not a salt name" in out
     assert " PASS " in check_line(out, "temperature") and " PASS " in check_line(out, "humidity")
+
+
+def test_verify_of_a_node_left_in_raw_mode_says_so_at_once(mocker, capsys):
+    fake = FakeClient(World([("still", MOUNTED_G, 10000)]), calib=mounted_calibration())
+    fake.raw = True  # an earlier calibration was cut off before it turned raw mode off
+    code, out, err, _ = run(mocker, capsys, fake, "verify")
+    assert code == 1 and one_line(err) == "citynode: verify failed: accelerometer"
+    assert "raw mode left on?" in check_line(out, "accelerometer") and fake.t < 5
+
+
+def test_verify_link_lost_while_averaging(mocker, capsys):
+    fake = FakeClient(bridge(0.03), calib=mounted_calibration())
+    frames = fake.read_frames
+
+    def dies_after_3_s(seconds=None, stop=None):
+        if fake.t > 3:
+            fake.dead = True
+        return frames(seconds, stop)
+
+    fake.read_frames = dies_after_3_s
+    code, out, err, _ = run(mocker, capsys, fake, "verify")
+    assert code == 1 and "verify failed" in one_line(err)
+    assert "link to fake lost" in out

@@ -27,6 +27,7 @@ from citynode.errors import CitynodeError, UsageError
 from citynode_protocol import messages
 
 PASS, FAIL, NOT_CHECKED = "PASS", "FAIL", "not checked"
+WRONG_BLOCKS_S = 3.0  # only blocks of another kind (raw, uncalibrated) for this long: say so, do not wait
 
 
 @dataclass
@@ -163,7 +164,7 @@ def _measure(session, opts, climate_on, accel_on, want):
         return not climate_on or climate_problem or len(climate) >= opts.climate_readings
 
     def gravity_done():
-        return gravity is None or gravity.confident(sigma)
+        return gravity is None or gravity_problem or gravity.confident(sigma)
 
     if names:
         ui.say("measuring: %s%s%s (at most %.0f s)" % (
@@ -182,8 +183,9 @@ def _measure(session, opts, climate_on, accel_on, want):
                     climate.append({"temperature_c": f["temperature_c"], "humidity_pct": f["relative_humidity_pct"],
                                     "status": f["status"], "utc": session.utc(now)})
                     last_climate = now
-            elif gravity is not None:
-                gravity.feed(m)
+            elif gravity is not None and not gravity.feed(m) and not gravity.n and now - start > WRONG_BLOCKS_S:
+                gravity_problem = "the node sends no %s accelerometer data (block flags 0x%02x): raw mode left on? " \
+                    "(a reboot turns it off)" % (want, m.fields["flags"])
             if climate_on and not climate_done() and now - last_climate > session.climate_silence_s:
                 climate_problem = "no climate reading for %.0f s" % (now - last_climate)
             if int(now - start) != shown:  # a line a second
@@ -200,7 +202,7 @@ def _measure(session, opts, climate_on, accel_on, want):
         if not gravity_done():
             gravity_problem = lost
     mean = None
-    if gravity is not None:
+    if gravity is not None and gravity.n:
         mean = gravity.mean()
         if mean is None and gravity_problem is None:
             gravity_problem = "no accelerometer data of the kind needed (%s) within %.0f s" % (want, opts.timeout_s)
@@ -250,6 +252,9 @@ def _accel_checks(opts, acal, m):
         return [Check("accelerometer", FAIL, m.gravity_problem)]
     g = m.gravity
     sigma = opts.gravity_sigma_g
+    if g.sigma_g > sigma and m.gravity_problem:
+        return [Check("gravity mean", FAIL, "known to +-%.2f mg when the measurement stopped: %s"
+                      % (1000 * g.sigma_g, m.gravity_problem))]
     if g.sigma_g > sigma:
         return [Check("gravity mean", FAIL,
                       "not known well enough within %.0f s: +-%.2f mg, need +-%.2f mg (spread %.1f mg rms): the "
