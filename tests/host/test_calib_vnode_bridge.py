@@ -5,11 +5,10 @@ while the deck vibrates under traffic (issue 9: a verify after mounting on a rea
 The simulated accelerometer reads gravity plus a 4.1 Hz deck mode of 40 mg on a
 slanted axis, about 27 mg rms on the worst axis: more than the 10 mg a still
 capture allows. The node runs its 60 s climate period; the verify shortens it
-for the check and sets it back.
+for the check and sets it back. (That a verify on a vibrating node still sees a
+sagged bracket is shown against the scripted fake, test_calib_verify.py, and on
+a still virtual node in test_calib_vnode_accel.py.)
 """
-
-import math
-import time
 
 import numpy as np
 import pytest
@@ -60,14 +59,3 @@ def test_mount_then_verify_on_a_vibrating_bridge(tmp_path):
         with NodeClient(node.port) as c:
             assert c.command("config_get", key="climate_period_s")["config"]["climate_period_s"] == 60
 
-        # the bracket sags by 1 degree about the bridge axis: the vibrating node still shows it
-        k = math.radians(1.0)
-        rot_x = np.array([[1, 0, 0], [0, math.cos(k), -math.sin(k)], [0, math.sin(k), math.cos(k)]])
-        sagged = rotation.T @ rot_x @ (rotation @ np.array(MOUNTED))
-        node.set_scenario(gravity=[round(float(v), 6) for v in sagged])
-        time.sleep(1.5)  # let the blocks from before the sag drain
-        code, out, err = run_done("calibrate", "verify", "--port", node.port, "--no-report", timeout=60)
-        assert code == 1 and err.strip() == "citynode: verify failed: tilt since install", "\n".join(out) + err
-        assert " not checked " in check_line(out, "climate")
-        roll = float(check_line(out, "tilt since install").split("roll ")[1].split()[0])
-        assert 0.9 <= abs(roll) <= 1.1
