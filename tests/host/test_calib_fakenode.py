@@ -238,6 +238,8 @@ class FakeClient:
 
     def _cmd_config_set(self, values):
         self.config.update(values)
+        if "climate_period_s" in values:  # as the node: a shorter period applies at once
+            self.next_climate = min(self.next_climate, self.t + values["climate_period_s"])
         return {"changed": sorted(values)}
 
     def close(self):

@@ -3,6 +3,8 @@
 from pathlib import Path
 
 from citynode.calibrate import accel, limits
+from citynode.calibrate.mount_flow import MountOptions
+from citynode.calibrate.verify_flow import VerifyOptions
 from citynode.commands import calibrate as calibrate_cmd
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "installer-guide.md"
@@ -28,6 +30,21 @@ def test_guide_states_the_numbers_the_code_uses():
     assert "1 g within 5 mg" in text and v["g"] == 0.005
     assert "within 0.5°" in text and v["tilt_deg"] == 0.5
     assert "within 30° of the measured vertical" in text and limits.LIMITS["mount_axis_error_deg"].hi == 30
+
+
+def test_guide_states_how_verify_and_mount_measure():
+    text = " ".join(GUIDE.read_text().split())
+    v, m = VerifyOptions(), MountOptions()
+    assert "calibrated mean of 5 readings" in text and v.climate_readings == 5
+    assert "climate period is set to 2 s for the check" in text and v.climate_period_s == 2
+    assert "averaged for at least 5 s (`--seconds`)" in text and v.seconds == 5
+    assert "within `--timeout` (60 s" in text and v.timeout_s == 60
+    assert "a quarter of the tighter tolerance (1.25 mg" in text and v.confidence == 4
+    assert abs(v.gravity_sigma_g - 0.00125) < 1e-12
+    assert "ten consecutive parts" in text and accel.MEAN_BATCHES == 10
+    assert "averages gravity for at least 10 s (`--seconds`)" in text and m.seconds == 10
+    assert "known to 1 mg (0.06° of tilt)" in text and m.sigma_g == 0.001
+    assert "after `--timeout` 120 s" in text and m.timeout_s == 120
 
 
 def test_guide_mentions_every_option():

@@ -1,6 +1,7 @@
 """Calibration maths on synthetic data: ellipsoid fit, stillness, faces, climate fits, mount, limits."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -314,7 +315,9 @@ def test_limits_table_is_documented():
     md = limits.table_markdown()
     for row in limits.LIMITS.values():
         assert row.source and row.why and row.lo <= row.hi
-        assert row.what in md
+        assert row.what.replace("|", "\\|") in md
+    for line in md.splitlines():  # four cells in every row: a `|` in the text is escaped
+        assert len(re.split(r"(?<!\\)\|", line)) == 6, line
     assert limits.check("t_offset_c", 4.9) is None
     assert limits.check("t_offset_c", float("nan")) is not None
     assert isinstance(accel.CalibrationError("x"), CitynodeError)
@@ -377,3 +380,32 @@ def test_collector_gives_up_after_disturbed_captures():
         for _ in range(3):
             ev, t = _feed(c, rng, [1, 0, 0], 1.5, t)
             ev, t = _feed(c, rng, [1, 0, 0], 0.5, t, move=0.05)
+
+
+def test_long_mean_of_a_vibrating_node_and_of_one_that_moved():
+    rng = np.random.default_rng(3)
+    t = np.arange(2000) / 200.0  # 10 s at 200 Hz
+    still = np.array([0.02, -0.99, 0.01]) + rng.normal(scale=0.004, size=(2000, 3))
+    m = accel.long_mean(still)
+    assert np.allclose(m.mean_g, [0.02, -0.99, 0.01], atol=0.0005)
+    assert 0.5 * 0.004 / math.sqrt(2000) < m.sigma_g < 2 * 0.004 / math.sqrt(2000)  # white noise: std/sqrt(n)
+    # a deck mode of 40 mg at 4.1 Hz: far from still, and its mean still known to about a milli-g
+    deck = still + 0.04 * np.sin(2 * math.pi * 4.1 * t)[:, None] * [0.3, 0.9, 0.3]
+    assert not accel.stillness(deck[:200]).still
+    m = accel.long_mean(deck)
+    assert np.max(np.abs(m.mean_g - [0.02, -0.99, 0.01])) < 0.001 and m.sigma_g < 0.00125
+    assert 0.024 < np.max(m.vibration_g) < 0.027  # 36 mg amplitude on y: 25 mg rms
+    assert m.tilt_sigma_deg == pytest.approx(math.degrees(m.sigma_g / m.norm_g))
+    # turned by 5 degrees half way: the batch means disagree, the sample count alone would not see it
+    turned = still.copy()
+    turned[1000:] = mount_rotated(still[1000:], 5.0)
+    m = accel.long_mean(turned)
+    assert m.sigma_g > 0.01 and m.sigma_g > 10 * np.max(m.vibration_g) / math.sqrt(2000)
+    with pytest.raises(ValueError):
+        accel.long_mean(still[:10])
+
+
+def mount_rotated(samples, deg):
+    a = math.radians(deg)
+    r = np.array([[1, 0, 0], [0, math.cos(a), -math.sin(a)], [0, math.sin(a), math.cos(a)]])
+    return samples @ r.T

@@ -156,7 +156,7 @@ def test_six_position_calibration_against_the_virtual_node(tmp_path):
             assert abs(bias_left) < 0.002, (axis, up, down)
             assert abs(scale_left - 1) < 0.002, (axis, up, down)
 
-        code, out, err = run_done("calibrate", "verify", "--port", node.port, "--no-report")
+        code, out, err = run_done("calibrate", "verify", "--port", node.port, "--seconds", "2", "--no-report")
         assert code == 0, "\n".join(out) + err
         assert any(ln.startswith("gravity |a|") and "PASS" in ln for ln in out)
 
@@ -180,7 +180,7 @@ def test_six_position_calibration_against_the_virtual_node(tmp_path):
         sagged = r.T @ rot_x @ (r @ np.array(mounted))
         node.set_scenario(gravity=[round(float(v), 6) for v in sagged])
         time.sleep(1.0)  # let the blocks from before the sag drain
-        code, out, err = run_done("calibrate", "verify", "--port", node.port, "--no-report")
+        code, out, err = run_done("calibrate", "verify", "--port", node.port, "--seconds", "2", "--no-report")
         assert code == 1 and err.strip() == "citynode: verify failed: tilt since install", "\n".join(out) + err
         tilt_line = next(ln for ln in out if ln.startswith("tilt since install"))
         roll = float(tilt_line.split("roll ")[1].split()[0])

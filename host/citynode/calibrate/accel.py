@@ -91,6 +91,46 @@ def stillness(samples_g, std_max=STILL_STD_G, jerk_max=STILL_JERK_G, chunks=STIL
     return Stillness(not reasons, mean, std, jerk, "; ".join(reasons))
 
 
+# A long mean (a node on a structure that vibrates): batch means over this many
+# consecutive parts. Vibration samples are correlated, so std/sqrt(n) alone
+# would overstate the confidence; the spread of the batch means sees a slow
+# sway or a step (the structure moved) as well.
+MEAN_BATCHES = 10
+
+
+@dataclass
+class LongMean:
+    """The mean of a stretch of samples that may vibrate, and how far it can be trusted."""
+
+    mean_g: np.ndarray
+    sigma_g: float  # 1-sigma uncertainty of the mean, worst axis
+    vibration_g: np.ndarray  # rms about the mean, per axis
+    n: int
+
+    @property
+    def norm_g(self):
+        return float(np.linalg.norm(self.mean_g))
+
+    @property
+    def tilt_sigma_deg(self):
+        """1-sigma uncertainty of a tilt from this mean (an error across gravity turns it)."""
+        return math.degrees(self.sigma_g / max(self.norm_g, 1e-9))
+
+
+def long_mean(samples_g, batches=MEAN_BATCHES):
+    """LongMean of N x 3 samples: sigma is the larger of std/sqrt(n) and the batch means' standard error."""
+    a = np.asarray(samples_g, dtype=float).reshape(-1, 3)
+    n = len(a)
+    if n < 2 * batches:
+        raise ValueError("a long mean needs at least %d samples, got %d" % (2 * batches, n))
+    mean = a.mean(axis=0)
+    std = a.std(axis=0)
+    parts = np.array([p.mean(axis=0) for p in np.array_split(a, batches)])
+    batch_se = parts.std(axis=0, ddof=1) / math.sqrt(batches)
+    sigma = float(max(np.max(std) / math.sqrt(n), np.max(batch_se)))
+    return LongMean(mean, sigma, std, n)
+
+
 def face_of(mean_g):
     """(face, tilt_deg): the face pointing up and how far its axis is from vertical.
 
@@ -411,7 +451,9 @@ class PositionCollector:
         self.attempts = {}
         self.moved_since_taken = True
         self.announced = None
-        self.timeline = []  # (t, mean x, y, z, state) per block, for the report
+        self.timeline = []  # (t, mean x, y, z, state) per tenth of a second, for the report
+        self.captures = []  # (t start, t end, face) of each position taken, for the report
+        self.capture_t0 = None
         self.last_event_t = None
 
     @property
@@ -431,7 +473,11 @@ class PositionCollector:
         if len(samples_g) == 0:
             return events
         state = "capture" if self.capture is not None else "wait"
-        self.timeline.append((t, *samples_g.mean(axis=0), state))
+        n = len(samples_g)
+        t_first = t - n / self.odr  # a block comes when its last sample is in
+        pieces = max(1, min(n, int(round(n / self.odr * 10))))
+        for k, piece in enumerate(np.array_split(samples_g, pieces)):
+            self.timeline.append((t_first + (k + 1) * n / pieces / self.odr, *piece.mean(axis=0), state))
         self.window.append((t, samples_g))
         need = max(int(self.opts.window_s * self.odr), 8)
         while len(self.window) > 1 and sum(len(w) for _, w in self.window[1:]) >= need:
@@ -462,6 +508,7 @@ class PositionCollector:
                 "repeat", pos.face, "position taken twice: this is position %d again (%s); turn to %s"
                 % (rep + 1, FACE_WORDS.get(other.face, other.face), self._todo_words())))
         self.capture = [win]
+        self.capture_t0 = t - len(win) / self.odr
         self.capture_face = pos.face
         self.announced = None
         events.append(Event("capturing", pos.face, "still on %s: capturing, hold still for %.0f s"
@@ -508,6 +555,7 @@ class PositionCollector:
         if len(cap) >= int(self.opts.capture_s * self.odr):
             pos = make_position(cap)
             self.taken.append(pos)
+            self.captures.append((self.capture_t0, self.timeline[-1][0], pos.face))
             self.capture = None
             self.moved_since_taken = False
             self.announced = None

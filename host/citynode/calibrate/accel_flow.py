@@ -45,7 +45,8 @@ def run_accel(session, opts):
         session.ensure_stream()
         ui.say("turn to: " + collector._todo_words())
         _collect(session, collector, opts)
-        result.update(positions=collector.taken, timeline=collector.timeline)
+        result.update(positions=collector.taken, timeline=collector.timeline, captures=collector.captures,
+                      captures_utc=[session.utc(c[1]) for c in collector.captures])
         means = [p.mean_g for p in collector.taken]
         sigmas = [accel.position_sigma(p) for p in collector.taken]
         fit = accel.fit_ellipsoid(means, sigmas)

@@ -201,7 +201,10 @@ class Stability:
     n: int
 
 
-def stability(times_s, values, window_s, max_spread, max_slope_per_min=None, min_n=5):
+SETTLED_MIN_READINGS = 5  # readings in the window before it can count as settled
+
+
+def stability(times_s, values, window_s, max_spread, max_slope_per_min=None, min_n=SETTLED_MIN_READINGS):
     """Are the values of the last window_s seconds settled?
 
     Settled: at least min_n readings in the window, max - min within

@@ -10,7 +10,7 @@ import numpy as np
 
 from citynode.calibrate import climate
 from citynode.calibrate.climate_reference import ClimatePoint, asked_point, expected_change, ref_words
-from citynode.calibrate.node_link import NO_DATA_S, first_line, raw_off
+from citynode.calibrate.node_link import NO_DATA_S, ClimatePeriod, raw_off
 from citynode.calibrate.record import RecordOptions, new_document, record_site, refuse_or_warn
 from citynode.errors import CitynodeError, UsageError
 from citynode_protocol import messages
@@ -35,34 +35,6 @@ class ClimateOptions(RecordOptions):
     max_slope_pct_min: float = 0.1
     point_timeout_s: float = 2700.0
     min_overlap_s: float = 300.0
-
-
-class _Period:
-    """Shorten the node's climate period for the calibration; put it back after."""
-
-    def __init__(self, session, period_s):
-        self.session = session
-        self.period_s = period_s
-        self.old = None
-
-    def __enter__(self):
-        old = self.session.config.get("climate_period_s")
-        period = old if isinstance(old, int) else 60
-        # a shorter period applies at once on the node: the next reading comes within it
-        self.session.climate_silence_s = min(period, self.period_s) + 10.0
-        if period > self.period_s:
-            self.session.client.command("config_set", values={"climate_period_s": self.period_s})
-            self.old = old
-            self.session.ui.say("climate period set to %d s for the calibration (was %d s)" % (self.period_s, old))
-        return self
-
-    def __exit__(self, *exc):
-        if self.old is not None:
-            try:
-                self.session.client.command("config_set", values={"climate_period_s": self.old})
-            except CitynodeError as e:
-                self.session.ui.say("warning: could not set climate_period_s back to %d (%s): "
-                                    "`citynode config set climate_period_s %d`" % (self.old, first_line(e), self.old))
 
 
 class ClimateReadings:
@@ -105,7 +77,7 @@ def run_climate(session, opts):
         opts.points = [ClimatePoint(ask=True)]  # the values are asked once the node has settled
     ui.say("node %s (%s): climate calibration of the %s" % (session.node_id, session.port, part))
     result = session.result = {"kind": "climate", "part": part, "previous": current}
-    with _Period(session, opts.period_s):  # kept short until the check afterwards is done
+    with ClimatePeriod(session, opts.period_s):  # kept short until the check afterwards is done
         session.raw_mode(True)
         try:
             if opts.reference_csv:
@@ -122,7 +94,7 @@ def run_climate(session, opts):
             result["forced"] = refuse_or_warn(climate.check_limits(t_fit, rh_fit), opts.force, ui,
                                               "climate calibration")
             method = "climate: " + "; ".join("%s %s" % (f.quantity, f.method) for f in (t_fit, rh_fit) if f)
-            doc = new_document(session, current, method[:60], record_site(session, opts),
+            doc = new_document(session, current, method, record_site(session, opts),
                                climate_part=climate.node_part(t_fit, rh_fit, cur_part))
             result["document"] = session.write_calibration(doc, current)
         finally:
@@ -195,7 +167,8 @@ def _climate_points(session, opts):
         ui.say("point %d/%d taken: node reads %.2f degC, %.2f %%RH (mean of %d; spread %.2f degC, %.2f %%RH)"
                "; reference %s" % (i + 1, len(opts.points), t, h, n, sp_t, sp_h,
                                     ref_words(p.temperature_c, ref_h)))
-        taken.append({"reading": (t, h), "ref_t": p.temperature_c, "ref_rh": ref_h, "salt": p.salt})
+        taken.append({"reading": (t, h), "ref_t": p.temperature_c, "ref_rh": ref_h, "salt": p.salt,
+                      "taken_utc": session.utc()})
     t_pts = [(x["reading"][0], x["ref_t"]) for x in taken if x["ref_t"] is not None]
     h_pts = [(x["reading"][1], x["ref_rh"]) for x in taken if x["ref_rh"] is not None]
     t_fit = climate.fit("temperature", *zip(*t_pts)) if t_pts else None

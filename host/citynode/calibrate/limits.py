@@ -20,6 +20,8 @@ Sources, short names used in the table:
 
 from dataclasses import dataclass
 
+from citynode.calibrate import md
+
 
 @dataclass(frozen=True)
 class Limit:
@@ -123,5 +125,6 @@ def table_markdown():
     """The table as Markdown, for the installer's guide and the reports."""
     lines = ["| limit | allowed | why | source |", "|---|---|---|---|"]
     for row in _ROWS:
-        lines.append("| %s | %g .. %g %s | %s | %s |" % (row.what, row.lo, row.hi, row.unit, row.why, row.source))
+        cells = (row.what, "%g .. %g %s" % (row.lo, row.hi, row.unit), row.why, row.source)
+        lines.append("| %s |" % " | ".join(md.cell(c) for c in cells))
     return "\n".join(lines)

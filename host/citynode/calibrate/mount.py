@@ -44,6 +44,17 @@ def parse_axis(text):
     return s, np.array(AXES[s])
 
 
+def check_axes(up, along):
+    """The named up and along-bridge axes, parsed: ((name, vec), (name, vec)). UsageError when they are
+    not two different lines (checked before anything is measured)."""
+    up_name, up_vec = parse_axis(up)
+    along_name, along_vec = parse_axis(along)
+    if abs(float(up_vec @ along_vec)) > 0.5:
+        raise UsageError("the up axis %s and the along-bridge axis %s are the same line; name two different axes"
+                         % (up_name, along_name))
+    return (up_name, up_vec), (along_name, along_vec)
+
+
 def tilt_deg(a):
     """(pitch, roll) in degrees of a gravity reading, the node's convention."""
     x, y, z = (float(v) for v in a)
@@ -96,11 +107,7 @@ def solve(gravity_g, up, along, align="gravity"):
     axis more than the documented limit from gravity, the along axis not
     horizontal, the two axes the same line.
     """
-    up_name, up_vec = parse_axis(up)
-    along_name, along_vec = parse_axis(along)
-    if abs(float(up_vec @ along_vec)) > 0.5:
-        raise UsageError("the up axis %s and the along-bridge axis %s are the same line; name two different axes"
-                         % (up_name, along_name))
+    (up_name, up_vec), (along_name, along_vec) = check_axes(up, along)
     g = np.asarray(gravity_g, dtype=float)
     norm = float(np.linalg.norm(g))
     if not math.isfinite(norm) or norm < 0.5:

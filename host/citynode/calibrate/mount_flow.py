@@ -10,7 +10,7 @@ import numpy as np
 
 from citynode.calibrate import limits, mount
 from citynode.calibrate.installer_ui import fmt_values
-from citynode.calibrate.node_link import capture_still, raw_off
+from citynode.calibrate.node_link import capture_mean, raw_off
 from citynode.calibrate.record import RecordOptions, new_document, record_site, refuse_or_warn
 from citynode.errors import CitynodeError
 
@@ -22,9 +22,9 @@ class MountOptions(RecordOptions):
     align: str = "gravity"
     seconds: float = 10.0
     timeout_s: float = 120.0
-    # on a structure in service: vibration is allowed, the mean must hold
-    std_g: float = 0.05
-    jerk_g: float = 0.003
+    # on a structure in service vibration is allowed: the mean of gravity must be known to this (1 sigma;
+    # 1 mg is 0.06 degrees of tilt)
+    sigma_g: float = 0.001
 
 
 def run_mount(session, opts):
@@ -34,22 +34,22 @@ def run_mount(session, opts):
     current = session.calib_get()
     acal = (current or {}).get("accel") or {}
     up = opts.up or ui.ask("which sensor axis points up (+x, -x, +y, -y, +z, -z)", "--up")
+    if opts.up is None:
+        mount.parse_axis(up)
     along = opts.along or ui.ask("which sensor axis points along the bridge", "--along")
-    mount.parse_axis(up)
-    mount.parse_axis(along)
+    mount.check_axes(up, along)
     notes = []
     if "bias_g" not in acal and "matrix" not in acal and "scale" not in acal:
         notes.append("the accelerometer has no six-position calibration: the direction of gravity may be off by "
                      "up to a few degrees (run `citynode calibrate accel` before mounting)")
         ui.say("warning: " + notes[-1])
     result = session.result = {"kind": "mount", "part": part, "previous": current, "notes": notes}
-    ui.say("node %s (%s): measuring gravity for %.0f s; leave the structure as it is" % (
+    ui.say("node %s (%s): averaging gravity for %.0f s or more; leave the bracket as it is (traffic may pass)" % (
         session.node_id, session.port, opts.seconds))
     session.raw_mode(True)
     try:
         session.ensure_stream()
-        st = capture_still(session, opts.seconds, opts.timeout_s, "raw", std_g=opts.std_g,
-                           jerk_g=opts.jerk_g)
+        st = capture_mean(session, opts.seconds, opts.timeout_s, "raw", opts.sigma_g)
         raw = st.mean_g
         g = _apply_part(acal, raw)
         m = mount.solve(g, up, along, opts.align)
@@ -67,8 +67,7 @@ def run_mount(session, opts):
         raw_off(session)
     after = None
     try:
-        st2 = capture_still(session, min(opts.seconds, 3.0), opts.timeout_s, "calibrated", std_g=opts.std_g,
-                            jerk_g=opts.jerk_g)
+        st2 = capture_mean(session, min(opts.seconds, 3.0), opts.timeout_s, "calibrated", opts.sigma_g)
         p, r = mount.tilt_deg(st2.mean_g)
         p -= m.tilt_zero_deg[0]
         r -= m.tilt_zero_deg[1]

@@ -15,6 +15,7 @@ current and previous, `calib_get` returns the document.
 
 import json
 import time
+from datetime import datetime, timezone
 
 import numpy as np
 
@@ -44,6 +45,16 @@ class NodeSession:
         self.config = {}
         self.result = None  # the flow's result so far (for a report on rejection)
         self.climate_silence_s = 70.0  # longest wait for a climate reading
+        self._wall_at = (clock(), wall())  # the session clock against UTC, for timestamps
+
+    @property
+    def started_utc(self):
+        return utc_iso(self._wall_at[1])
+
+    def utc(self, t=None):
+        """ISO 8601 UTC of session-clock time t (default now)."""
+        t = self.clock() if t is None else t
+        return utc_iso(self._wall_at[1] + (t - self._wall_at[0]))
 
     # identity ---------------------------------------------------------------
     def load_info(self):
@@ -111,7 +122,8 @@ class NodeSession:
             raise DeviceError(
                 "the node acknowledged calibration id %s but reads back %s: not trusted; run "
                 "`citynode calibrate verify --port %s`" % (doc["id"], (held or {}).get("id"), self.port))
-        self.ui.say("calibration id %s written and read back (previous: %s)" % (doc["id"], old_id))
+        self.ui.say("calibration id %s written and read back (%s)" % (
+            doc["id"], "previous: id %s" % old_id if old_id is not None else "no previous calibration"))
         return held
 
     def _read_back_after_loss(self):
@@ -149,6 +161,42 @@ class NodeSession:
 
 
 _UNKNOWN = object()
+
+
+def utc_iso(seconds):
+    """Seconds since 1970 as ISO 8601 UTC with milliseconds."""
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class ClimatePeriod:
+    """Shorten the node's climate period (config `climate_period_s`) for a while; put it back after.
+
+    A shorter period applies at once on the node: the next reading comes within it.
+    """
+
+    def __init__(self, session, period_s, why="the calibration"):
+        self.session = session
+        self.period_s = period_s
+        self.why = why
+        self.old = None
+
+    def __enter__(self):
+        old = self.session.config.get("climate_period_s")
+        period = old if isinstance(old, int) else 60
+        self.session.climate_silence_s = min(period, self.period_s) + 10.0
+        if period > self.period_s:
+            self.session.client.command("config_set", values={"climate_period_s": self.period_s})
+            self.old = old
+            self.session.ui.say("climate period set to %d s for %s (was %d s)" % (self.period_s, self.why, old))
+        return self
+
+    def __exit__(self, *exc):
+        if self.old is not None:
+            try:
+                self.session.client.command("config_set", values={"climate_period_s": self.old})
+            except CitynodeError as e:
+                self.session.ui.say("warning: could not set climate_period_s back to %d (%s): "
+                                    "`citynode config set climate_period_s %d`" % (self.old, first_line(e), self.old))
 
 
 def _same(a, b):
@@ -191,14 +239,7 @@ def capture_still(session, seconds, timeout_s, want, std_g=None, jerk_g=None):
     reason = "no data"
     for m in session.frames(("accel",), what="accelerometer data"):
         f = m.fields
-        flags = f["flags"]
-        if want == "raw":
-            ok = is_raw_block(flags)
-        elif want == "calibrated":
-            ok = flags & messages.ACCEL_CALIBRATED
-        else:
-            ok = not is_raw_block(flags)
-        if not ok or flags & messages.ACCEL_OVERRUN:
+        if not wanted_block(f["flags"], want):
             buf = []
         else:
             odr = float(f["odr_hz"] or odr)
@@ -215,3 +256,89 @@ def capture_still(session, seconds, timeout_s, want, std_g=None, jerk_g=None):
                 buf = [a[len(a) // 2:]]
         if session.clock() - start > timeout_s:
             raise CitynodeError("the node was not still for %.0f s within %.0f s (%s)" % (seconds, timeout_s, reason))
+
+
+def wanted_block(flags, want):
+    """Is an accel block with these flags of the kind asked for ("raw", "calibrated" or "normal")?"""
+    if flags & messages.ACCEL_OVERRUN:
+        return False
+    if want == "raw":
+        return is_raw_block(flags)
+    if want == "calibrated":
+        return bool(flags & messages.ACCEL_CALIBRATED)
+    return not is_raw_block(flags)
+
+
+class MeanCollector:
+    """Accel blocks into a long mean (accel.long_mean) that need not be still, only steady.
+
+    feed(m) takes the blocks of the wanted kind; `mean()` is None until `seconds`
+    of them have come, then the LongMean of everything so far. `confident(sigma_g)`
+    says whether the mean is known to sigma_g (1 sigma).
+    """
+
+    def __init__(self, want, seconds, odr_hz=200.0):
+        self.want = want
+        self.seconds = seconds
+        self.odr = float(odr_hz)
+        self.blocks = []
+        self.n = 0
+        self._last = None
+        self._last_n = 0
+
+    def feed(self, m):
+        f = m.fields
+        if not wanted_block(f["flags"], self.want):
+            return False
+        self.odr = float(f["odr_hz"] or self.odr)
+        g = block_g(m)
+        self.blocks.append(g)
+        self.n += len(g)
+        return True
+
+    @property
+    def seconds_so_far(self):
+        return self.n / self.odr
+
+    def mean(self):
+        """The LongMean so far (recomputed at most every quarter second of data), or None."""
+        if self.seconds_so_far < self.seconds or self.n < 2 * accel.MEAN_BATCHES:
+            return None
+        if self._last is None or self.n - self._last_n >= self.odr / 4:
+            self._last = accel.long_mean(np.concatenate(self.blocks))
+            self._last_n = self.n
+        return self._last
+
+    def confident(self, sigma_g):
+        st = self.mean()
+        return st is not None and st.sigma_g <= sigma_g
+
+
+def capture_mean(session, seconds, timeout_s, want, sigma_g, what="gravity"):
+    """The long mean of at least `seconds` of accel data, once known to sigma_g (1 sigma).
+
+    For a node on a structure that vibrates: no stillness asked, only a mean
+    that holds. CitynodeError after timeout_s when it does not get there (the
+    structure swayed or moved too much), saying how far it got.
+    """
+    collector = MeanCollector(want, seconds, session.config.get("accel_odr_hz") or 200)
+    start = session.clock()
+    shown = None
+    for m in session.frames(("accel",), what="accelerometer data"):
+        collector.feed(m)
+        st = collector.mean()
+        if int(collector.seconds_so_far) != shown:  # a line a second
+            shown = int(collector.seconds_so_far)
+            words = "at least %.0f s" % seconds if st is None else "|a| %.4f g +- %.2f mg (need +- %.2f), " \
+                "vibration %.1f mg rms" % (st.norm_g, 1000 * st.sigma_g, 1000 * sigma_g,
+                                           1000 * float(np.max(st.vibration_g)))
+            session.ui.progress("%s: %.0f s averaged, %s" % (what, collector.seconds_so_far, words))
+        if st is not None and st.sigma_g <= sigma_g:
+            return st
+        if session.clock() - start > timeout_s:
+            if st is None:
+                raise CitynodeError("no %s data of the kind needed (%s) within %.0f s" % (what, want, timeout_s))
+            raise CitynodeError(
+                "the %s mean did not hold within %.0f s: known to +-%.2f mg, need +-%.2f mg (vibration %.1f mg rms; "
+                "the structure swayed or moved)" % (what, timeout_s, 1000 * st.sigma_g, 1000 * sigma_g,
+                                                    1000 * float(np.max(st.vibration_g))))

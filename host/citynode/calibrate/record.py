@@ -47,6 +47,30 @@ def canonical_length(doc):
     return len(json.dumps(doc, sort_keys=True, separators=(",", ":")))
 
 
+# The largest record a flow can write apart from its site words: every part, the longest method, numbers
+# with their most digits. A site name not given comes from the node's config (at most 64 characters).
+_LONGEST = {"id": 4294967295, "date": "2026-11-26",
+            "method": "climate: temperature least-squares line (99999 points); humidity least-squares line "
+                      "(99999 points)",
+            "climate": {"t_gain": 1.012345, "t_offset_c": -0.1234, "rh_gain": 0.912345, "rh_offset_pct": -12.7123},
+            "accel": {"bias_g": [-0.123456] * 3, "scale": [1.012345] * 3, "rotation": [[-0.1234567] * 3] * 3,
+                      "tilt_zero_deg": [-12.345, -12.345]}}
+NODE_SITE_MAX = 64  # config `site` (citynode_fw/config.py)
+
+
+def check_fits(opts):
+    """UsageError, before anything is measured, when --site/--installer/--note could make the record too long."""
+    site = {"name": opts.site if opts.site is not None else "s" * NODE_SITE_MAX}
+    if opts.installer:
+        site["installer"] = opts.installer
+    if opts.note:
+        site["note"] = opts.note
+    n = canonical_length(dict(_LONGEST, site=site))
+    if n > MAX_DOCUMENT:
+        raise UsageError("the calibration record could be %d bytes, the node keeps at most %d: shorten --site, "
+                         "--installer or --note (a long note belongs in the report's folder)" % (n, MAX_DOCUMENT))
+
+
 def new_document(session, current, method, site, climate_part=None, accel_part=None):
     """A full calibration document: the parts not calibrated now are kept from current."""
     doc = {"id": session.new_id(current), "date": utc_date(), "method": method, "site": site}

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from citynode.calibrate import climate, limits
+from citynode.calibrate import climate, limits, md
 from citynode.calibrate.report_plots import PLOTTERS
 
 _JSON_LIMIT = 2000  # points kept per series in report.json
@@ -54,8 +54,8 @@ def folder_for(root, node_id, kind, cal_id=None, when=None):
 
 
 def _f(v):
-    if v is None:
-        return None
+    if v is None or isinstance(v, (bool, np.bool_)):
+        return None if v is None else bool(v)
     if isinstance(v, (np.floating, float)):
         return float(v)
     if isinstance(v, (np.integer, int)):
@@ -69,13 +69,24 @@ def _f(v):
     return v
 
 
-def summary(result, node, status, error=None):
-    """The JSON document of a report (plain types only)."""
+def summary(result, node, status, error=None, run=None):
+    """The JSON document of a report (plain types only).
+
+    run: who and when, {"installer", "note", "started_utc", "finished_utc"}: the
+    installer is also in a written calibration's site, but a verify or a
+    rollback writes none.
+    """
+    run = run or {}
+    site = (result.get("document") or {}).get("site") or {}
     doc = {
         "kind": result.get("kind"),
         "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "started_utc": run.get("started_utc"),
+        "finished_utc": run.get("finished_utc"),
         "status": status,
         "error": error,
+        "installer": run.get("installer") or site.get("installer"),
+        "note": run.get("note") or site.get("note"),
         "node": node,
         "calibration": result.get("document"),
         "previous": result.get("previous"),
@@ -90,6 +101,8 @@ def summary(result, node, status, error=None):
         doc["fit"] = fit.as_dict()
     if result.get("positions"):
         doc["positions"] = [p.as_dict() for p in result["positions"]]
+        for d, c in zip(doc["positions"], result.get("captures_utc") or []):
+            d["captured_utc"] = c
         if fit is not None:
             for d, p in zip(doc["positions"], result["positions"]):
                 d["calibrated_g"] = _f(fit.apply(p.mean_g))
@@ -98,7 +111,8 @@ def summary(result, node, status, error=None):
             doc[key] = result[key].as_dict()
     if result.get("points"):
         doc["points"] = [_f({"reading_c": p["reading"][0], "reading_pct": p["reading"][1],
-                             "reference_c": p["ref_t"], "reference_pct": p["ref_rh"], "salt": p["salt"]})
+                             "reference_c": p["ref_t"], "reference_pct": p["ref_rh"], "salt": p["salt"],
+                             "taken_utc": p.get("taken_utc")})
                          for p in result["points"]]
     pairing = result.get("pairing")
     if pairing is not None:
@@ -114,7 +128,8 @@ def summary(result, node, status, error=None):
     if result.get("checks") is not None:
         doc["checks"] = result["checks"]
         doc["pass"] = result.get("pass")
-    return doc
+        doc["measured"] = _f(result.get("measured"))
+    return _f(doc)
 
 
 # -- the page -------------------------------------------------------------------------------
@@ -123,7 +138,18 @@ def summary(result, node, status, error=None):
 def _md_doc(doc):
     if not doc:
         return "none"
-    return "id %s (%s, %s)" % (doc.get("id"), doc.get("date"), doc.get("method"))
+    return md.cell("id %s (%s, %s)" % (doc.get("id"), doc.get("date"), doc.get("method")))
+
+
+# the rows of "the node afterwards": key -> label
+AFTER_LABELS = {
+    "temperature_c": "temperature (°C)",
+    "humidity_pct": "humidity (%RH)",
+    "n": "readings averaged",
+    "node_mean_g": "node's mean acceleration (g)",
+    "host_expected_g": "expected from the fit (g)",
+    "tilt_deg": "tilt against the installed zero: pitch, roll (°)",
+}
 
 
 def markdown(data, plots):
@@ -136,13 +162,18 @@ def markdown(data, plots):
         "|---|---|",
         "| result | **%s**%s |" % (data["status"], (": " + data["error"]) if data.get("error") else ""),
         "| created (UTC) | %s |" % data["created_utc"],
-        "| node | %s, site %r, port %s |" % (node.get("node_id"), node.get("site"), node.get("port")),
+        "| measured (UTC) | %s to %s |" % (data.get("started_utc") or "?", data.get("finished_utc") or "?"),
+        "| installer | %s |" % md.cell(data.get("installer") or "not given (--installer)"),
+        "| node | %s, site %s, port %s |" % (node.get("node_id"), md.cell(repr(node.get("site"))), node.get("port")),
         "| sensors | %s |" % ", ".join("%s %s" % kv for kv in sorted((node.get("parts") or {}).items())),
         "| app | %s |" % node.get("app_version"),
         "| calibration now | %s |" % _md_doc(data.get("calibration")),
-        "| previous | %s |" % _md_doc(data.get("previous")),
-        "",
     ]
+    if kind != "verify":  # a verify changes nothing: there is no previous calibration to name
+        lines.append("| previous | %s |" % _md_doc(data.get("previous")))
+    if data.get("note"):
+        lines.append("| note | %s |" % md.cell(data["note"]))
+    lines.append("")
     if data.get("forced_past_limits"):
         lines += ["**Stored past the limits (--force):**", ""] + ["- " + v for v in data["forced_past_limits"]] + [""]
     for note in data.get("notes") or []:
@@ -202,7 +233,7 @@ def markdown(data, plots):
     if data.get("checks") is not None:
         lines += ["## Checks", "", "| check | result | detail |", "|---|---|---|"]
         for c in data["checks"]:
-            lines.append("| %s | %s | %s |" % (c["check"], "PASS" if c["pass"] else "FAIL", c["detail"]))
+            lines.append("| %s | %s | %s |" % (md.cell(c["check"]), c["result"], md.cell(c["detail"])))
         lines.append("")
     if data.get("after"):
         lines += ["## The node afterwards (its own calibrated output)", "", "| | |", "|---|---|"]
@@ -211,7 +242,7 @@ def markdown(data, plots):
                 value = ", ".join("%.5f" % v for v in value)
             elif isinstance(value, float):
                 value = "%.3f" % value
-            lines.append("| %s | %s |" % (key.replace("_", " "), value))
+            lines.append("| %s | %s |" % (AFTER_LABELS.get(key, key.replace("_", " ")), value))
         lines.append("")
     for name in plots:
         lines += ["![%s](%s)" % (name[:-4].replace("_", " "), name), ""]
@@ -219,11 +250,11 @@ def markdown(data, plots):
     return "\n".join(lines)
 
 
-def write(result, node, status, folder, error=None):
-    """Write report.json, report.md and the plots into folder; returns the folder."""
+def write(result, node, status, folder, error=None, run=None):
+    """Write report.json, report.md and the plots into folder; returns the summary (as in report.json)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    data = summary(result, node, status, error)
+    data = summary(result, node, status, error, run)
     plots = []
     plotter = PLOTTERS.get(result.get("kind"))
     if plotter is not None:
@@ -236,7 +267,7 @@ def write(result, node, status, folder, error=None):
     tmp.write_text(json.dumps(_f(data), indent=2, default=str) + "\n")
     os.replace(tmp, folder / "report.json")
     (folder / "report.md").write_text(markdown(_f(data), plots))
-    return folder
+    return _f(data)
 
 
 def record_in_inventory(inventory_path, node_id, doc, folder):

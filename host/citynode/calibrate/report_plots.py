@@ -40,15 +40,15 @@ def plot_accel(result, folder):
         t0 = timeline[0][0]
         t = np.array([r[0] - t0 for r in timeline])
         xyz = np.array([r[1:4] for r in timeline], dtype=float)
-        cap = np.array([r[4] == "capture" for r in timeline])
         fig, ax = plt.subplots(figsize=(10, 4.2))
+        for i, (a, b) in enumerate(_capture_spans(result, timeline)):
+            # a band as wide as the capture, at least visible at the plot's scale
+            mid, half = (a + b) / 2 - t0, max((b - a) / 2, 0.004 * (t[-1] - t[0]))
+            ax.axvspan(mid - half, mid + half, color="0.82", lw=0, label="capture" if i == 0 else None)
+            if i < len(positions):
+                ax.annotate("%d: %s" % (i + 1, positions[i].face), (mid, 1.15), ha="center", fontsize=8)
         for i, name in enumerate("xyz"):
             ax.plot(t, xyz[:, i], lw=1, label=name)
-        ax.fill_between(t, -1.3, 1.3, where=cap, color="0.85", step="mid", label="capture")
-        for i, p in enumerate(positions):
-            # label each position near the middle of its capture, at the axis that points up
-            idx = int(np.argmin(np.linalg.norm(xyz - p.mean_g, axis=1) + (~cap) * 10))
-            ax.annotate("%d: %s" % (i + 1, p.face), (t[idx], 1.15), ha="center", fontsize=8)
         ax.set_ylim(-1.3, 1.3)
         ax.set_xlabel("time (s)")
         ax.set_ylabel("raw acceleration (g)")
@@ -95,6 +95,23 @@ def plot_accel(result, folder):
     return files
 
 
+def _capture_spans(result, timeline):
+    """(t start, t end) of each position taken: the flow's record, else the runs of "capture" in the timeline."""
+    if result.get("captures"):
+        return [(c[0], c[1]) for c in result["captures"]]
+    spans, start, prev = [], None, None
+    for row in timeline:
+        if row[4] == "capture" and start is None:
+            start = prev if prev is not None else row[0]
+        elif row[4] != "capture" and start is not None:
+            spans.append((start, prev))
+            start = None
+        prev = row[0]
+    if start is not None:
+        spans.append((start, prev))
+    return spans
+
+
 def plot_climate(result, folder):
     plt = _plt()
     files = []
@@ -124,9 +141,15 @@ def plot_climate(result, folder):
         ax.plot(np.arange(1, f.n + 1), f.residuals, "o-" if f.n <= 30 else "-", ms=5, lw=0.8)
         ax.axhline(lim, color="C3", ls="--", lw=0.8, label="limit (RMS) %g" % lim)
         ax.axhline(-lim, color="C3", ls="--", lw=0.8)
+        ax.set_xlim(0.5, f.n + 0.5)  # one point would otherwise get an axis of 0.96..1.04
+        if f.n <= 30:
+            ax.set_xticks(np.arange(1, f.n + 1))
         ax.set_xlabel("point" if f.n <= 30 else "pair")
         ax.set_ylabel("residual (%s)" % unit)
         ax.set_title("%s residuals: RMS %.3f %s" % (f.quantity, f.rms, unit))
+        if f.n == 1:
+            ax.text(0.5, 0.25, "one point: an offset only;\nthe residual is zero by construction",
+                    transform=ax.transAxes, ha="center", va="center", fontsize=8, color="0.3")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     files.append(_save(plt, fig, folder, "residuals.png"))

@@ -12,6 +12,7 @@ def run_rollback(session):
     if after is None or after.get("id") != body.get("id"):
         raise DeviceError("rollback acknowledged (id %s) but the node reads back %s" % (
             body.get("id"), (after or {}).get("id")))
-    ui.say("node %s: calibration id %s (%s, %s) restored; id %s is now the previous one" % (
-        session.node_id, after.get("id"), after.get("date"), after.get("method"), (before or {}).get("id")))
+    ui.say("node %s: calibration id %s (%s, %s) restored; %s" % (
+        session.node_id, after.get("id"), after.get("date"), after.get("method"),
+        "id %s is now the previous one" % before.get("id") if before else "there was none in use before"))
     return {"kind": "rollback", "previous": before, "document": after}

@@ -2,24 +2,33 @@
 
 Every calibration is written to the node atomically (id, date, method, site),
 read back, and filed as a report (JSON + Markdown + PNG plots) beside the
-inventory, with the report's path in the node's inventory record. The steps
-and checks are explained in docs/installer-guide.md.
+inventory, with the report's path in the node's inventory record; `--json`
+prints the report's JSON. Every argument is checked before the node is
+touched. The steps and checks are explained in docs/installer-guide.md.
 """
 
+import argparse
+import json
+import math
+import os
+import sys
 import time
 
-from citynode.calibrate import report
+from citynode.calibrate import climate, mount, report
 from citynode.calibrate.accel_flow import AccelOptions, run_accel
 from citynode.calibrate.climate_flow import ClimateOptions, run_climate
 from citynode.calibrate.climate_reference import parse_point
 from citynode.calibrate.installer_ui import Ui
 from citynode.calibrate.mount_flow import MountOptions, run_mount
 from citynode.calibrate.node_link import NodeSession
-from citynode.calibrate.record import Rejected
+from citynode.calibrate.record import RecordOptions, Rejected, check_fits
 from citynode.calibrate.rollback_flow import run_rollback
-from citynode.calibrate.verify_flow import VerifyOptions, run_verify
+from citynode.calibrate.verify_flow import FAIL, VerifyOptions, run_verify
 from citynode.commands.common import add_port_argument, link_options
 from citynode.errors import CitynodeError, UsageError
+
+CLIMATE_PERIOD_RANGE_S = (2, 86400)  # the node's config climate_period_s (citynode_fw/config.py)
+
 
 def _common(p, force=True):
     add_port_argument(p, baud=True)
@@ -29,13 +38,22 @@ def _common(p, force=True):
     p.add_argument("--site", help="site name for the calibration record (default: the node's config)")
     p.add_argument("--installer", help="who calibrated (goes into the calibration and the report)")
     p.add_argument("--note", help="a short note for the calibration record")
+    p.add_argument("--json", action="store_true",
+                   help="print the report's JSON on stdout (the progress goes to stderr)")
     if force:
         p.add_argument("--force", action="store_true",
                        help="store a result outside the documented limits (the report says so)")
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """A bad argument (`--seconds abc`, `--align sideways`) is one line, as every other error, not usage."""
+
+    def error(self, message):
+        self.exit(2, "citynode: %s: %s (see --help)\n" % (self.prog.split(" ", 1)[-1], message))
+
+
 def add_arguments(parser):
-    sub = parser.add_subparsers(dest="calibrate_what", metavar="WHAT")
+    sub = parser.add_subparsers(dest="calibrate_what", metavar="WHAT", parser_class=_OneLineParser)
     sub.required = True
 
     p = sub.add_parser("climate", help="temperature/humidity against a reference: one point, salts, or a logger CSV")
@@ -87,15 +105,22 @@ def add_arguments(parser):
     p.add_argument("--align", choices=("gravity", "axes"), default="gravity",
                    help="gravity: structure z is true vertical (default); axes: keep the named axes, "
                         "store the installed tilt as the zero")
-    p.add_argument("--seconds", type=float, default=10.0, metavar="S", help="seconds of gravity averaged")
-    p.add_argument("--timeout", type=float, default=120.0, metavar="S")
+    p.add_argument("--seconds", type=float, default=MountOptions.seconds, metavar="S",
+                   help="least seconds of gravity averaged (default %g)" % MountOptions.seconds)
+    p.add_argument("--timeout", type=float, default=MountOptions.timeout_s, metavar="S",
+                   help="give up when the mean of gravity does not hold within this long (default %g)"
+                   % MountOptions.timeout_s)
     p.set_defaults(flow="mount")
 
     p = sub.add_parser("verify", help="compare the node now with a reference and gravity: pass or fail")
     _common(p, force=False)
-    p.add_argument("--reference-temperature", type=float, metavar="C")
-    p.add_argument("--reference-humidity", type=float, metavar="PCT")
-    p.add_argument("--timeout", type=float, default=120.0, metavar="S")
+    p.add_argument("--reference-temperature", type=float, metavar="C", help="reference temperature now")
+    p.add_argument("--reference-humidity", type=float, metavar="PCT", help="reference humidity now")
+    p.add_argument("--seconds", type=float, default=VerifyOptions.seconds, metavar="S",
+                   help="least seconds of gravity averaged (default %g; longer while the structure vibrates)"
+                   % VerifyOptions.seconds)
+    p.add_argument("--timeout", type=float, default=VerifyOptions.timeout_s, metavar="S",
+                   help="longest measurement (default %g)" % VerifyOptions.timeout_s)
     p.set_defaults(flow="verify")
 
     p = sub.add_parser("rollback", help="go back to the previous calibration on the node")
@@ -110,7 +135,62 @@ def open_client(port, baud):
     return NodeClient(port, baud)
 
 
+def _positive(args, *names):
+    """UsageError unless each of these options is a finite number above 0."""
+    for name in names:
+        v = getattr(args, name)
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise UsageError("--%s must be a positive number, not %s" % (name.replace("_", "-"), v))
+
+
+def _not_longer(args, short, long_):
+    a, b = getattr(args, short), getattr(args, long_)
+    if a > b:
+        raise UsageError("--%s %g is longer than --%s %g: it could never finish" % (
+            short.replace("_", "-"), a, long_.replace("_", "-"), b))
+
+
+def _report_options(args):
+    if args.no_report and args.report_dir:
+        raise UsageError("--no-report and --report-dir contradict each other: give one")
+    if args.report_dir and os.path.exists(args.report_dir) and not os.path.isdir(args.report_dir):
+        raise UsageError("--report-dir %s is a file, not a folder" % args.report_dir)
+    if not args.no_report:
+        root = report.reports_root(args.inventory, args.report_dir)
+        there = root
+        while not there.exists() and there != there.parent:
+            there = there.parent  # the folder the reports' folders will be made in
+        if not there.is_dir() or not os.access(there, os.W_OK | os.X_OK):
+            raise UsageError("reports cannot be filed in %s (%s is not a writable folder): give --report-dir "
+                             "or --no-report" % (root, there))
+
+
 def _climate_options(args):
+    _positive(args, "duration", "stable_window", "stable_temperature", "stable_humidity", "point_timeout")
+    if not math.isfinite(args.min_overlap) or args.min_overlap < 0:
+        raise UsageError("--min-overlap must be 0 or more seconds, not %s" % args.min_overlap)
+    if args.csv_shift is not None and not math.isfinite(args.csv_shift):
+        raise UsageError("--csv-shift must be a number of seconds, not %s" % args.csv_shift)
+    lo, hi = CLIMATE_PERIOD_RANGE_S
+    if not lo <= args.period <= hi:
+        raise UsageError("--period must be %d..%d s (the node's climate_period_s), not %d" % (lo, hi, args.period))
+    if args.stable_window < (climate.SETTLED_MIN_READINGS - 1) * args.period:
+        raise UsageError("--stable-window %g s holds fewer than %d readings at --period %d s: give at least %d s"
+                         % (args.stable_window, climate.SETTLED_MIN_READINGS, args.period,
+                            (climate.SETTLED_MIN_READINGS - 1) * args.period))
+    if args.reference_csv:
+        csv = os.path.abspath(args.reference_csv)
+        if os.path.isdir(csv) or not os.path.isdir(os.path.dirname(csv)):
+            raise UsageError("--reference-csv %s: no such file can be there (a folder, or its folder is missing)"
+                             % args.reference_csv)
+        if os.path.isfile(csv):  # already there: a line that cannot be read is said now, not after --duration
+            from datetime import timezone
+
+            climate.read_reference_csv(args.reference_csv, args.csv_time_column, args.csv_temperature_column,
+                                       args.csv_humidity_column, tz=timezone.utc if args.csv_utc else None)
+        if args.duration < args.min_overlap:
+            raise UsageError("--duration %g s is shorter than --min-overlap %g s: the overlap could never be reached"
+                             % (args.duration, args.min_overlap))
     points = [parse_point(p) for p in args.point]
     if args.reference_temperature is not None or args.reference_humidity is not None:
         t = "-" if args.reference_temperature is None else repr(args.reference_temperature)
@@ -130,15 +210,36 @@ def _climate_options(args):
 def _accel_options(args):
     if not 6 <= args.positions <= 12:
         raise UsageError("--positions must be 6..12, not %d" % args.positions)
+    _positive(args, "capture", "window", "timeout")
+    if args.attempts < 1:
+        raise UsageError("--attempts must be 1 or more, not %d" % args.attempts)
     return AccelOptions(
         positions=args.positions, window_s=args.window, capture_s=args.capture, position_timeout_s=args.timeout,
         max_attempts=args.attempts, force=args.force, site=args.site, installer=args.installer, note=args.note)
 
 
 def _mount_options(args):
+    _positive(args, "seconds", "timeout")
+    _not_longer(args, "seconds", "timeout")
+    if args.up is not None:
+        mount.parse_axis(args.up)
+    if args.along is not None:
+        mount.parse_axis(args.along)
+    if args.up is not None and args.along is not None:
+        mount.check_axes(args.up, args.along)
     return MountOptions(up=args.up, along=args.along, align=args.align, seconds=args.seconds,
                                 timeout_s=args.timeout, force=args.force, site=args.site,
                                 installer=args.installer, note=args.note)
+
+
+def _verify_options(args):
+    for q, v in (("temperature", args.reference_temperature), ("humidity", args.reference_humidity)):
+        if v is not None:
+            climate.check_reference(q, v)
+    _positive(args, "seconds", "timeout")
+    _not_longer(args, "seconds", "timeout")
+    return VerifyOptions(reference_temperature=args.reference_temperature,
+                         reference_humidity=args.reference_humidity, seconds=args.seconds, timeout_s=args.timeout)
 
 
 def _node_words(s, port):
@@ -147,27 +248,49 @@ def _node_words(s, port):
             "app_version": info.get("app_version"), "parts": s.parts()}
 
 
-def _file(args, s, port, status, error=None):
-    """Write the report of the flow's result; returns (folder, inventory words) or (None, None)."""
-    if args.no_report or not s.result:
-        return None, None
-    root = report.reports_root(args.inventory, args.report_dir)
+def _outcome(args, s, port, status, error=None):
+    """File the report of the flow's result (unless --no-report); returns (folder, inventory words, summary).
+
+    The summary is report.json's document, with where it was filed: what --json prints.
+    """
+    if not s.result:
+        return None, None, None
+    run_words = {"installer": args.installer, "note": args.note, "started_utc": s.started_utc,
+                 "finished_utc": s.utc()}
     doc = s.result.get("document")
-    folder = report.folder_for(root, s.node_id, s.result["kind"], (doc or {}).get("id"))
-    report.write(s.result, _node_words(s, port), status, folder, error)
-    if doc is None or status not in ("written", "rolled back"):
-        return folder, "not recorded (nothing was written to the node)"
-    if args.report_dir:
-        return folder, "not recorded (the report was filed with --report-dir)"
-    try:
-        inv = report.record_in_inventory(args.inventory, s.node_id, doc, folder)
-    except CitynodeError as exc:
-        inv = str(exc)
-    return folder, inv
+    node = _node_words(s, port)
+    folder = inv = None
+    if args.no_report:
+        data = report.summary(s.result, node, status, error, run_words)
+        inv = "not recorded (--no-report)"
+    else:
+        root = report.reports_root(args.inventory, args.report_dir)
+        folder = report.folder_for(root, s.node_id, s.result["kind"], (doc or {}).get("id"))
+        try:
+            data = report.write(s.result, node, status, folder, error, run_words)
+        except OSError as exc:
+            raise CitynodeError("%sthe report could not be written to %s: %s" % (
+                "the node holds the new calibration, but " if status in ("written", "rolled back") else "",
+                folder, exc)) from None
+        if doc is None or status not in ("written", "rolled back"):
+            inv = "not recorded (nothing was written to the node)"
+        elif args.report_dir:
+            inv = "not recorded (the report was filed with --report-dir)"
+        else:
+            try:
+                inv = report.record_in_inventory(args.inventory, s.node_id, doc, folder) or (
+                    "record of node %s updated with the report's path" % s.node_id)
+            except CitynodeError as exc:
+                inv = str(exc)
+    data.update(report_folder=str(folder) if folder else None, inventory=inv)
+    if args.json:
+        print(json.dumps(data, indent=2, default=str), flush=True)
+    return folder, inv, data
 
 
 def run(args):
-    # check the arguments before touching the node
+    # check every argument before touching the node
+    _report_options(args)
     options = None
     if args.flow == "climate":
         options = _climate_options(args)
@@ -176,15 +299,11 @@ def run(args):
     elif args.flow == "mount":
         options = _mount_options(args)
     elif args.flow == "verify":
-        options = VerifyOptions(reference_temperature=args.reference_temperature,
-                                reference_humidity=args.reference_humidity, timeout_s=args.timeout)
-        from citynode.calibrate import climate
-
-        for q, v in (("temperature", options.reference_temperature), ("humidity", options.reference_humidity)):
-            if v is not None:
-                climate.check_reference(q, v)
+        options = _verify_options(args)
+    if isinstance(options, RecordOptions):
+        check_fits(options)
     port, baud = link_options(args)
-    ui = Ui()
+    ui = Ui(out=sys.stderr) if args.json else Ui()  # --json: stdout carries the JSON only
     client = open_client(port, baud)
     # a scripted fake link brings its own clock (tests); a real one uses the computer's
     clock = getattr(client, "session_clock", None) or time.monotonic
@@ -203,7 +322,7 @@ def run(args):
             else:
                 s.result = run_rollback(s)
         except Rejected as exc:
-            folder, _ = _file(args, s, port, "rejected", str(exc))
+            folder, _, _ = _outcome(args, s, port, "rejected", str(exc))
             if folder is not None:
                 raise Rejected("%s; report: %s" % (exc, folder)) from None
             raise
@@ -214,17 +333,17 @@ def run(args):
             pass
     if args.flow == "verify":
         ok = s.result["pass"]
-        folder, _ = _file(args, s, port, "pass" if ok else "fail")
+        folder, _, _ = _outcome(args, s, port, "pass" if ok else "fail")
         if folder is not None:
             ui.say("report: %s" % folder)
         if not ok:
-            failed = [c["check"] for c in s.result["checks"] if not c["pass"]]
+            failed = [c["check"] for c in s.result["checks"] if c["result"] == FAIL]
             raise CitynodeError("verify failed: %s" % ", ".join(failed))
         ui.say("verify passed")
         return 0
     status = "rolled back" if args.flow == "rollback" else "written"
-    folder, inv = _file(args, s, port, status)
+    folder, inv, _ = _outcome(args, s, port, status)
     if folder is not None:
         ui.say("report: %s" % folder)
-        ui.say("inventory: " + (inv if inv else "record of node %s updated with the report's path" % s.node_id))
+        ui.say("inventory: " + inv)
     return 0
