@@ -9,6 +9,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -30,7 +31,10 @@ pytestmark = pytest.mark.xdist_group("mosquitto")
 
 def start_node(**opt):
     env = dict(os.environ, MICROPYPATH="%s:%s" % (firmware_root(), protocol_root()))
-    return subprocess.Popen([str(MICROPYTHON), str(PROGRAM), json.dumps(opt)], env=env, stdout=subprocess.PIPE,
+    fd, path = tempfile.mkstemp(prefix="opt", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(opt, f)
+    return subprocess.Popen([str(MICROPYTHON), str(PROGRAM), path], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 

@@ -1,6 +1,7 @@
 # A node-side MQTT session under MicroPython for tests/host/test_node_mqtt.py.
-# argv[1] is a JSON object of options; events are printed as JSON lines.
+# argv[1] is a JSON file of options; events are printed as JSON lines.
 import json
+import os
 import socket
 import sys
 import time
@@ -8,7 +9,9 @@ import time
 from citynode_fw import mqtt
 from citynode_fw.nodetime import MASK
 
-opt = json.loads(sys.argv[1])
+with open(sys.argv[1]) as f:  # a file: this Unix port dies on an argument of 256+ characters
+    opt = json.load(f)
+os.remove(sys.argv[1])
 t0 = time.ticks_ms()
 
 
