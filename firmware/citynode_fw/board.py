@@ -56,6 +56,18 @@ class Board:
             )
         return self.i2c
 
+    # -- network -----------------------------------------------------------------------
+
+    def radio(self):
+        """The network interface for the uplink: Wi-Fi station on a board, simulated
+        on Unix (the scenario's `wifi` key; the sockets are real). A cellular modem
+        (network.PPP) would be another class with the same four methods."""
+        if SIM:
+            from citynode_sim.radio import SimRadio  # type: ignore[import-not-found]
+
+            return SimRadio(self.i2c.board if self.i2c is not None else None)
+        return WlanRadio()
+
     # -- watchdog --------------------------------------------------------------------
 
     def start_watchdog(self, seconds):
@@ -128,3 +140,42 @@ class Board:
             machine.soft_reset()
         else:
             machine.reset()
+
+
+class WlanRadio:
+    """Wi-Fi station mode: connect() starts joining and returns at once."""
+
+    def __init__(self):
+        import network
+
+        self._network = network
+        self.wlan = network.WLAN(network.STA_IF)
+        self.wlan.active(True)
+
+    def connect(self, ssid, password):
+        try:
+            self.wlan.disconnect()
+        except OSError:
+            pass
+        self.wlan.connect(ssid, password)
+
+    def connected(self):
+        return self.wlan.isconnected()
+
+    def failure(self):
+        """Why joining failed, in words, or None while it may still succeed."""
+        n = self._network
+        st = self.wlan.status()
+        if st in (n.STAT_NO_AP_FOUND, getattr(n, "STAT_NO_AP_FOUND_W_COMPATIBLE_SECURITY", -1)):
+            return "no AP found"
+        if st == n.STAT_WRONG_PASSWORD:
+            return "wrong password"
+        if st in (n.STAT_CONNECT_FAIL, getattr(n, "STAT_HANDSHAKE_TIMEOUT", -1), getattr(n, "STAT_BEACON_TIMEOUT", -1)):
+            return "connect failed (status %d)" % st
+        return None
+
+    def rssi(self):
+        try:
+            return self.wlan.status("rssi")
+        except (OSError, ValueError):
+            return None

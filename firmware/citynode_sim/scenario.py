@@ -56,7 +56,10 @@ _MODE_RANGES = {"freq_hz": (0.001, 2000.0), "amp_g": (0.0, 8.0)}
 # stall: the node's bus hangs for `ms` every `every_s` seconds (0: never), so
 # the accelerometer FIFO overflows as on a node held up by a long write
 _STALL_RANGES = {"every_s": (0.0, 3600.0), "ms": (0, 10000)}
-_NESTED = ("sensor_error", "sensors", "faults", "stall")
+# wifi: the radio the uplink joins (citynode_sim.radio): up or down, the signal,
+# the networks in reach (null: any SSID is found) and their password (null: any)
+_WIFI_KEYS = ("up", "rssi", "ssids", "password")
+_NESTED = ("sensor_error", "sensors", "faults", "stall", "wifi")
 _TOP_KEYS = (
     "temperature_c",
     "relative_humidity_pct",
@@ -68,6 +71,7 @@ _TOP_KEYS = (
     "faults",
     "seed",
     "stall",
+    "wifi",
     "comment",
 )
 
@@ -91,6 +95,7 @@ def defaults():
         "faults": {"climate": "none", "accel": "none"},
         "seed": 1,
         "stall": {"every_s": 0.0, "ms": 0},
+        "wifi": {"up": True, "rssi": -60, "ssids": None, "password": None},
     }
 
 
@@ -102,7 +107,7 @@ def merged(data):
         if key in _NESTED:
             for sub in value:
                 v = value[sub]
-                out[key][sub] = "none" if v is None else v
+                out[key][sub] = "none" if v is None and key in ("sensors", "faults") else v
         else:
             out[key] = value
     return out
@@ -223,6 +228,21 @@ def validate(data):
                 if key in st:
                     lo, hi = _STALL_RANGES[key]
                     _check_num(problems, "stall." + key, st[key], lo, hi)
+    if "wifi" in data:
+        w = data["wifi"]
+        if not isinstance(w, dict):
+            problems.append("wifi must be an object with up, rssi, ssids, password, not %r" % (w,))
+        else:
+            _check_keys(problems, "wifi.", w, _WIFI_KEYS)
+            if "up" in w and not isinstance(w["up"], bool):
+                problems.append("wifi.up must be true or false, not %r" % (w["up"],))
+            if "rssi" in w:
+                _check_num(problems, "wifi.rssi", w["rssi"], -120, 0)
+            ssids = w.get("ssids")
+            if ssids is not None and (not isinstance(ssids, list) or not all(isinstance(x, str) for x in ssids)):
+                problems.append("wifi.ssids must be a list of names or null, not %r" % (ssids,))
+            if w.get("password") is not None and not isinstance(w["password"], str):
+                problems.append("wifi.password must be text or null, not %r" % (w["password"],))
     if "seed" in data:
         v = data["seed"]
         if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 2**31:
