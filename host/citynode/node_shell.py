@@ -34,9 +34,14 @@ def run_code(transport, code, timeout=DEFAULT_EXEC_TIMEOUT_S, on_output=None):
     """
     from mpremote.transport import TransportError as MpremoteTransportError
 
+    def consume(data):
+        data = data.replace(b"\x04", b"")  # the end marker arrives with the last output, as in mpremote
+        if data and on_output is not None:
+            on_output(data)
+
     try:
         transport.exec_raw_no_follow(code)
-        _out, err = transport.follow(timeout, on_output)
+        _out, err = transport.follow(timeout, consume)
     except MpremoteTransportError as exc:
         if "timeout" in str(exc):
             raise TransportError("the code ran on %s for %g s without finishing or printing; "
