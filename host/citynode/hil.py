@@ -13,11 +13,11 @@ interpreter (soft reset); the runner's PASS/FAIL/SKIP lines are its verdict.
 import fnmatch
 import hashlib
 import re
-import time
 from pathlib import Path
 
 from citynode import paths
 from citynode.errors import CitynodeError, TransportError
+from citynode.node_shell import interrupt
 
 NODE_ROOT = "/hil"
 SUITES = ("both", "firmware")
@@ -233,6 +233,7 @@ def run_module(transport, rel, keyword=None, timeout=None, on_result=lambda r: N
             problem = err.decode("utf-8", "replace").strip()
     except MpremoteTransportError as exc:
         problem = "the run ended: %s (no output for %g s, or the node reset)" % (exc, timeout)
+        interrupt(transport)
     output.close()
     results = []
     for name in names:
@@ -248,13 +249,4 @@ def run_module(transport, rel, keyword=None, timeout=None, on_result=lambda r: N
     if problem and output.summary is None and not names:
         results.append(Result("%s::<run>" % rel, "FAIL", problem))
         on_result(results[-1])
-    if problem is not None and transport.in_raw_repl:
-        _recover(transport)
     return results
-
-
-def _recover(transport):
-    """After a timeout, interrupt what still runs so the next module starts clean."""
-    transport.serial.write(b"\x03\x03")
-    time.sleep(0.2)
-    transport.serial.reset_input_buffer()

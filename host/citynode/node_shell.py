@@ -44,12 +44,26 @@ def run_code(transport, code, timeout=DEFAULT_EXEC_TIMEOUT_S, on_output=None):
         _out, err = transport.follow(timeout, consume)
     except MpremoteTransportError as exc:
         if "timeout" in str(exc):
+            interrupt(transport)
             raise TransportError("the code ran on %s for %g s without finishing or printing; "
                                  "interrupted (raise --timeout for longer runs)" % (transport.device_name, timeout))
         raise TransportError("link to %s: %s" % (transport.device_name, exc)) from None
     if err:
         return exception_line(err.decode("utf-8", "replace"))
     return None
+
+
+def interrupt(transport, timeout=3.0):
+    """Ctrl-C what still runs in the raw REPL and wait (bounded) for the REPL to take the
+    next command, so that the next step (another run, the soft reset) reaches it."""
+    from mpremote.transport import TransportError as MpremoteTransportError
+
+    transport.serial.write(b"\x03")
+    transport.serial.flush()
+    try:
+        transport.follow(timeout)  # the KeyboardInterrupt traceback, between the end markers
+    except MpremoteTransportError:
+        pass
 
 
 def _fs_error(port, path, exc):
