@@ -17,7 +17,7 @@ from pathlib import Path
 
 from citynode import paths
 from citynode.errors import CitynodeError, TransportError
-from citynode.node_shell import interrupt
+from citynode.node_shell import follow, interrupt
 
 NODE_ROOT = "/hil"
 SUITES = ("both", "firmware")
@@ -43,13 +43,14 @@ def tests_root():
 
 def select_modules(pattern=None, root=None):
     """Test modules as paths relative to tests/ ("both/test_cobs.py"), those matching
-    `pattern` (a glob on that path, or a part of it) when given."""
+    `pattern` when given: a part of that path, or a glob on it or on the file name."""
     root = root or tests_root()
     found = []
     for suite in SUITES:
         for path in sorted((root / suite).glob("test_*.py")):
             rel = "%s/%s" % (suite, path.name)
-            if pattern is None or pattern in rel or fnmatch.fnmatch(rel, pattern):
+            if pattern is None or pattern in rel or fnmatch.fnmatch(rel, pattern) \
+                    or fnmatch.fnmatch(path.name, pattern):
                 found.append(rel)
     if not found:
         raise CitynodeError("no test module matches %r in %s/{%s}" % (pattern, root, ",".join(SUITES)))
@@ -228,11 +229,11 @@ def run_module(transport, rel, keyword=None, timeout=None, on_result=lambda r: N
     try:
         transport.enter_raw_repl(soft_reset=True)
         transport.exec_raw_no_follow(code)
-        _out, err = transport.follow(timeout, output.feed)
+        err = follow(transport, timeout, output.feed, overall=timeout)
         if err:
             problem = err.decode("utf-8", "replace").strip()
     except MpremoteTransportError as exc:
-        problem = "the run ended: %s (no output for %g s, or the node reset)" % (exc, timeout)
+        problem = "the run ended: %s (%g s: the module's `# mp: timeout=`, or --timeout)" % (exc, timeout)
         interrupt(transport)
     output.close()
     results = []

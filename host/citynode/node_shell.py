@@ -6,6 +6,7 @@ turns mpremote's errors into one line naming the node's port.
 """
 
 import errno
+import time
 
 from citynode.errors import CitynodeError, DeviceError, TransportError
 
@@ -26,6 +27,26 @@ def exception_line(error_output):
     return lines[-1] if lines else "error with no message"
 
 
+def follow(transport, timeout, on_output=None, overall=None):
+    """mpremote's `follow` (the output, then the error output, of code sent to the raw REPL),
+    with an overall bound as well: a node streaming bytes that never end the output
+    (its app came back, say) cannot keep us waiting. mpremote TransportError on a timeout."""
+    from mpremote.transport import TransportError as MpremoteTransportError
+
+    deadline = None if overall is None else time.monotonic() + overall
+
+    def remaining():
+        return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+    out = transport.read_until(1, b"\x04", timeout=timeout, data_consumer=on_output, timeout_overall=remaining())
+    if not out.endswith(b"\x04"):
+        raise MpremoteTransportError("timeout waiting for the end of the output")
+    err = transport.read_until(1, b"\x04", timeout=timeout, timeout_overall=remaining())
+    if not err.endswith(b"\x04"):
+        raise MpremoteTransportError("timeout waiting for the end of the error output")
+    return err[:-1]
+
+
 def run_code(transport, code, timeout=DEFAULT_EXEC_TIMEOUT_S, on_output=None):
     """Run `code` on the node; its output goes to `on_output(bytes)` as it comes.
 
@@ -41,7 +62,7 @@ def run_code(transport, code, timeout=DEFAULT_EXEC_TIMEOUT_S, on_output=None):
 
     try:
         transport.exec_raw_no_follow(code)
-        _out, err = transport.follow(timeout, consume)
+        err = follow(transport, timeout, consume)
     except MpremoteTransportError as exc:
         if "timeout" in str(exc):
             interrupt(transport)
@@ -61,7 +82,7 @@ def interrupt(transport, timeout=3.0):
     transport.serial.write(b"\x03")
     transport.serial.flush()
     try:
-        transport.follow(timeout)  # the KeyboardInterrupt traceback, between the end markers
+        follow(transport, timeout, overall=timeout)  # the KeyboardInterrupt traceback, between the end markers
     except MpremoteTransportError:
         pass
 

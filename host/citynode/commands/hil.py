@@ -20,7 +20,7 @@ def add_arguments(parser):
     add_port_argument(parser, baud=True)
     parser.add_argument("-k", dest="keyword", metavar="NAME", help="run only tests whose name contains NAME")
     parser.add_argument("--timeout", type=float, metavar="S",
-                        help="give up on a module that prints nothing for S seconds "
+                        help="give up on a module not finished within S seconds "
                              "(default: its `# mp: timeout=` line, else 300)")
     parser.add_argument("--clean", action="store_true", help="remove /hil from the node afterwards")
 
