@@ -32,7 +32,7 @@ COMMANDS = {
 }
 
 
-class ArgumentError(UsageError):
+class BadArguments(UsageError):
     """argparse refused the arguments; the message names the command and where its usage is."""
 
 
@@ -44,7 +44,7 @@ class OneLineParser(argparse.ArgumentParser):
     """
 
     def error(self, message):
-        raise ArgumentError("%s%s (`%s --help` for usage)" % (self._command_words(), message, self.prog))
+        raise BadArguments("%s%s (`%s --help` for usage)" % (self._command_words(), message, self.prog))
 
     def _command_words(self):
         words = self.prog.split()[1:]  # "citynode calibrate accel" -> ["calibrate", "accel"]
@@ -84,13 +84,26 @@ def _chosen_command(argv):
     return None
 
 
-def _parse(parser, argv, command):
+def _command_words(parser, argv):
+    """The (sub)command words argv chose: ["config", "get"] for `config get --bogus`."""
+    words = []
+    for arg in argv:
+        subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if arg.startswith("-") or not subparsers:
+            continue
+        if arg not in subparsers[0].choices:
+            break
+        words.append(arg)
+        parser = subparsers[0].choices[arg]
+    return words
+
+
+def _parse(parser, argv):
     args, extra = parser.parse_known_args(argv)
     if extra:
-        # parse_args would say this at the top level; say it for the command, whose usage it is
-        words = "%s: " % command if command else ""
-        raise ArgumentError("%sunrecognized arguments: %s (`citynode %s--help` for usage)"
-                            % (words, " ".join(extra), command + " " if command else ""))
+        # parse_args would say this at the top level; say it for the (sub)command, whose usage it is
+        prog = " ".join(["citynode"] + _command_words(parser, argv))
+        OneLineParser(prog=prog).error("unrecognized arguments: %s" % " ".join(extra))
     return args
 
 
@@ -103,7 +116,7 @@ def main(argv=None):
         print("citynode: %s is not available in this install (%s)" % (command, exc), file=sys.stderr)
         return 1
     try:
-        args = _parse(parser, argv, command)
+        args = _parse(parser, argv)
         if not getattr(args, "run", None):
             raise UsageError("no command given: one of %s (`citynode --help` says what each does)"
                              % ", ".join(COMMANDS))

@@ -135,3 +135,14 @@ def test_help_still_prints_the_usage():
                           capture_output=True, text=True, env=_env())
     assert proc.returncode == 0
     assert proc.stdout.startswith("usage: citynode calibrate accel")
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["config", "get", "--bogus"], "citynode: config get: unrecognized arguments: --bogus (`citynode config get --help`"),
+    (["calibrate", "accel", "--positions", "x"], "citynode: calibrate accel: argument --positions: invalid int"),
+    (["inventory", "export", "--format", "xml"], "citynode: inventory export: argument --format: invalid choice"),
+    (["no-such-command"], "citynode: argument COMMAND: invalid choice: 'no-such-command'"),
+])
+def test_the_error_names_the_subcommand_whose_usage_it_is(argv, words, capsys):
+    assert main(argv) == 2
+    assert capsys.readouterr().err.startswith(words)
