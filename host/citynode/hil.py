@@ -29,7 +29,7 @@ _TEST_DEF = re.compile(r"^def (test_\w+)\s*\(", re.MULTILINE)
 _TIMEOUT_OPTION = re.compile(r"^#\s*mp:\s*timeout\s*=\s*(\S+)\s*$", re.MULTILINE)
 _STATUS = re.compile(r"^(PASS|FAIL|SKIP) (\w+)::(\w+|<import>)(?:: | \(|$)(.*)$")
 _SUMMARY = re.compile(r"^\d+ passed, \d+ failed, \d+ skipped$")
-_WORDS = {"PASS": "PASSED", "FAIL": "FAILED", "SKIP": "SKIPPED"}
+VERDICTS = {"PASS": "PASSED", "FAIL": "FAILED", "SKIP": "SKIPPED"}
 
 
 def tests_root():

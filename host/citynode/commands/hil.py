@@ -40,7 +40,7 @@ def run(args):
 
     def report(result):
         counts[result.status] += 1
-        print("%s %s" % (result.nodeid, hil._WORDS[result.status]), flush=True)
+        print("%s %s" % (result.nodeid, hil.VERDICTS[result.status]), flush=True)
         if result.status == "FAIL":
             failures.append(result)
 
