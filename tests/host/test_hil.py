@@ -22,6 +22,7 @@ _TEST_DEF = re.compile(r"^def (test_\w+)\s*\(", re.MULTILINE)
 @pytest.fixture(scope="module")
 def board(tmp_path_factory):
     with virtual_node(tmp_path_factory.mktemp("hil"), with_app=True) as node:
+        assert app_runs(node.port)  # the app is up: the first run does not meet it booting
         yield node
 
 

@@ -9,10 +9,14 @@ restart first, so the boot lines (version, reset cause, sensors found) show.
 import datetime
 import json
 import signal
+import sys
+import time
 
 from citynode.commands.common import add_port_argument, interrupt_on, link_options
 from citynode.errors import UsageError
 from citynode_protocol import messages
+
+QUIET_HINT_S = 5.0  # no frame at all for this long: say the app may not be running
 
 
 def add_arguments(parser):
@@ -50,8 +54,19 @@ def run(args):
     with NodeClient(port, baud) as client, interrupt_on(signal.SIGTERM):
         if args.reboot:
             client.command("reboot")
+        quiet_until = time.monotonic() + QUIET_HINT_S
+
+        def hint_when_quiet():
+            nonlocal quiet_until
+            if quiet_until is not None and time.monotonic() > quiet_until:
+                quiet_until = None
+                if not client.stats.frames:
+                    print("citynode: no frames from the node on %s in %g s: is its app running? "
+                          "(`citynode reset` restarts it)" % (port, QUIET_HINT_S), file=sys.stderr, flush=True)
+            return False
+
         try:
-            for msg in client.read_frames(seconds=args.duration):
+            for msg in client.read_frames(seconds=args.duration, stop=hint_when_quiet):
                 if msg.name != "log" or msg["level"] < least:
                     continue
                 record = log_record(msg)
