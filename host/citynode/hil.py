@@ -17,7 +17,7 @@ from pathlib import Path
 
 from citynode import paths
 from citynode.errors import CitynodeError, TransportError
-from citynode.node_shell import follow, interrupt
+from citynode.node_shell import OutputTimeout, follow, interrupt
 
 NODE_ROOT = "/hil"
 SUITES = ("both", "firmware")
@@ -232,8 +232,11 @@ def run_module(transport, rel, keyword=None, timeout=None, on_result=lambda r: N
         err = follow(transport, timeout, output.feed, overall=timeout)
         if err:
             problem = err.decode("utf-8", "replace").strip()
+    except OutputTimeout:
+        problem = "the run ended: not finished within %g s (the module's `# mp: timeout=`, or --timeout)" % timeout
+        interrupt(transport)
     except MpremoteTransportError as exc:
-        problem = "the run ended: %s (%g s: the module's `# mp: timeout=`, or --timeout)" % (exc, timeout)
+        problem = "the run ended: the link to the node failed: %s" % exc
         interrupt(transport)
     output.close()
     results = []

@@ -27,12 +27,14 @@ def exception_line(error_output):
     return lines[-1] if lines else "error with no message"
 
 
+class OutputTimeout(TransportError):
+    """Code sent to the raw REPL did not finish its output in time."""
+
+
 def follow(transport, timeout, on_output=None, overall=None):
     """mpremote's `follow` (the output, then the error output, of code sent to the raw REPL),
     with an overall bound as well: a node streaming bytes that never end the output
-    (its app came back, say) cannot keep us waiting. mpremote TransportError on a timeout."""
-    from mpremote.transport import TransportError as MpremoteTransportError
-
+    (its app came back, say) cannot keep us waiting. OutputTimeout when a bound runs out."""
     deadline = None if overall is None else time.monotonic() + overall
 
     def remaining():
@@ -40,10 +42,10 @@ def follow(transport, timeout, on_output=None, overall=None):
 
     out = transport.read_until(1, b"\x04", timeout=timeout, data_consumer=on_output, timeout_overall=remaining())
     if not out.endswith(b"\x04"):
-        raise MpremoteTransportError("timeout waiting for the end of the output")
+        raise OutputTimeout("timeout waiting for the end of the output")
     err = transport.read_until(1, b"\x04", timeout=timeout, timeout_overall=remaining())
     if not err.endswith(b"\x04"):
-        raise MpremoteTransportError("timeout waiting for the end of the error output")
+        raise OutputTimeout("timeout waiting for the end of the error output")
     return err[:-1]
 
 
@@ -63,11 +65,11 @@ def run_code(transport, code, timeout=DEFAULT_EXEC_TIMEOUT_S, on_output=None):
     try:
         transport.exec_raw_no_follow(code)
         err = follow(transport, timeout, consume)
+    except OutputTimeout:
+        interrupt(transport)
+        raise TransportError("the code ran on %s for %g s without finishing or printing; "
+                             "interrupted (raise --timeout for longer runs)" % (transport.device_name, timeout)) from None
     except MpremoteTransportError as exc:
-        if "timeout" in str(exc):
-            interrupt(transport)
-            raise TransportError("the code ran on %s for %g s without finishing or printing; "
-                                 "interrupted (raise --timeout for longer runs)" % (transport.device_name, timeout))
         raise TransportError("link to %s: %s" % (transport.device_name, exc)) from None
     if err:
         return exception_line(err.decode("utf-8", "replace"))
@@ -77,13 +79,11 @@ def run_code(transport, code, timeout=DEFAULT_EXEC_TIMEOUT_S, on_output=None):
 def interrupt(transport, timeout=3.0):
     """Ctrl-C what still runs in the raw REPL and wait (bounded) for the REPL to take the
     next command, so that the next step (another run, the soft reset) reaches it."""
-    from mpremote.transport import TransportError as MpremoteTransportError
-
     transport.serial.write(b"\x03")
     transport.serial.flush()
     try:
         follow(transport, timeout, overall=timeout)  # the KeyboardInterrupt traceback, between the end markers
-    except MpremoteTransportError:
+    except OutputTimeout:
         pass
 
 
