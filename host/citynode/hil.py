@@ -119,7 +119,12 @@ def _folders(node_path):
     return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
-def sync(transport, files, progress=None):
+def _mkdir(transport, folder):
+    """A folder on the node, unless it is there already."""
+    transport.exec("import os\ntry:\n os.mkdir(%r)\nexcept OSError:\n pass" % folder)
+
+
+def sync(transport, files):
     """Copy the files whose content differs on the node; return (copied, unchanged)."""
     from mpremote.transport import TransportError as MpremoteTransportError
 
@@ -131,11 +136,9 @@ def sync(transport, files, progress=None):
         for host, node in stale:
             for folder in _folders(node):
                 if folder not in made:
-                    transport.exec("import os\ntry:\n os.mkdir(%r)\nexcept OSError:\n pass" % folder)
+                    _mkdir(transport, folder)
                     made.add(folder)
             transport.fs_writefile(node, host.read_bytes(), chunk_size=WRITE_CHUNK)
-            if progress:
-                progress(node)
     except (OSError, MpremoteTransportError) as exc:
         raise TransportError("copying the tests to %s failed: %s" % (transport.device_name, exc)) from None
     return len(stale), len(files) - len(stale)
@@ -147,7 +150,12 @@ SCRATCH = "/tmp"
 
 
 def make_scratch(transport):
-    transport.exec("import os\ntry:\n os.mkdir(%r)\nexcept OSError:\n pass" % SCRATCH)
+    _mkdir(transport, SCRATCH)
+
+
+def remove_scratch(transport):
+    """/tmp again gone, if the tests left it empty."""
+    transport.exec("import os\ntry:\n os.rmdir(%r)\nexcept OSError:\n pass" % SCRATCH)
 
 
 def remove_tree(transport, folder=NODE_ROOT):

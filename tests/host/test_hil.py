@@ -134,6 +134,7 @@ def test_clean_removes_the_files_from_the_node(board, capfd):
     code, _out, _err = run_hil(capfd, "test_cobs", "--port", board.port, "-k", "chain_ends", "--clean")
     assert code == 0
     assert not (board.root / "hil").exists()
+    assert not (board.root / "tmp").exists()  # the firmware tests' scratch folder, left empty
 
 
 def test_no_matching_module_is_one_line(capfd):

@@ -54,7 +54,7 @@ def run(args):
             hil.run_module(transport, rel, args.keyword, args.timeout, report)
         if args.clean:
             hil.remove_tree(transport)
-            transport.exec("import os\ntry:\n os.rmdir(%r)\nexcept OSError:\n pass" % hil.SCRATCH)
+            hil.remove_scratch(transport)
     if failures:
         print("=" * 30 + " FAILURES " + "=" * 30)
         for result in failures:
