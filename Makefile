@@ -76,6 +76,12 @@ mpy: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m citynode.demo
 
+# The MicroPython tests on a board (hardware in the loop), reported like pytest:
+#   make hil PORT=/dev/ttyUSB0 [PATTERN=test_cobs] [K=name]   (PORT: default the only board found)
+.PHONY: hil
+hil: $(STAMP)
+	$(PY) -m citynode hil $(if $(PORT),--port $(PORT)) $(if $(K),-k $(K)) $(PATTERN)
+
 bench: $(STAMP)
 	@set -e; found=0; for f in bench/bench_*.py; do \
 	  [ -e "$$f" ] || continue; found=1; \

@@ -8,4 +8,11 @@ Skipping: raise mp_skip.SkipTest("reason"), which is pytest's own skip
 exception under CPython and is reported as SKIP by tests/mp_runner.py.
 """
 
+import os
+import tempfile
+
 collect_ignore = ["firmware"]
+
+# `citynode sim` registers running virtual nodes there (citynode.sim_registry): each
+# test process keeps its own, so no test finds another's node as "the only one".
+os.environ["CITYNODE_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="citynode-run-")

@@ -2,28 +2,30 @@
 
 A command that talks to one node calls `add_port_argument(parser)` in its
 `add_arguments` and `port_of(args)` (or `link_options(args)` with `baud=True`)
-in its `run`: the option, its environment default and its error are written
-here once.
+in its `run`: the option, its defaults (the environment, then the only board
+or virtual node plugged in) and its error are written here once.
 """
 
 import contextlib
 import os
 import signal
+import sys
 import threading
 
 from citynode.errors import UsageError
 
 PORT_ENV = "CITYNODE_PORT"
 BAUD_ENV = "CITYNODE_BAUD"
-NO_PORT = "no port: give --port PORT or set %s (`citynode ports` lists them)" % PORT_ENV
+HOW_TO_GIVE_A_PORT = "give --port PORT or set %s (`citynode ports` lists them)" % PORT_ENV
 
 
 def add_port_argument(parser, many=False, baud=False):
-    """--port (repeatable when `many`), defaulting from $CITYNODE_PORT; --baud too when `baud`."""
+    """--port (repeatable when `many`), defaulting from $CITYNODE_PORT, then from the
+    only board or virtual node found; --baud too when `baud`."""
     parser.add_argument(
         "--port", "-p", action="append" if many else "store", metavar="PORT", default=None,
-        help="serial port or pyserial URL of the node%s (default: $%s)"
-        % (", repeat for several" if many else "", PORT_ENV),
+        help="serial port or pyserial URL of the node%s (default: $%s, else the only ESP32 board "
+        "or virtual node found)" % (", repeat for several" if many else "", PORT_ENV),
     )
     if baud:
         from citynode.serial_link import DEFAULT_BAUD
@@ -31,21 +33,48 @@ def add_port_argument(parser, many=False, baud=False):
         parser.add_argument("--baud", type=int, help="baud rate (default: $%s or %d)" % (BAUD_ENV, DEFAULT_BAUD))
 
 
+def found_ports():
+    """[(port, what)] of the boards that look like ESP32s and the running virtual nodes."""
+    from citynode.ports import esp32_ports
+    from citynode.sim_registry import virtual_ports
+
+    return [(p, "ESP32 board") for p in esp32_ports()] + [(p, "virtual node") for p in virtual_ports()]
+
+
+def only_port(found=None):
+    """The one port when exactly one board or virtual node is there, said on stderr;
+    else UsageError naming what was found."""
+    found = found_ports() if found is None else found
+    if len(found) == 1:
+        port, what = found[0]
+        print("citynode: using %s, the only %s found" % (port, what), file=sys.stderr, flush=True)
+        return port
+    if not found:
+        raise UsageError("no port: no board that looks like an ESP32 and no virtual node found; "
+                         + HOW_TO_GIVE_A_PORT)
+    raise UsageError("no port: %d found (%s); %s" % (
+        len(found), ", ".join("%s %s" % (port, what) for port, what in found), HOW_TO_GIVE_A_PORT))
+
+
 def ports_of(args):
-    """The ports given with a repeatable --port, else [$CITYNODE_PORT], else []."""
+    """The ports given with a repeatable --port, else [$CITYNODE_PORT], else the only
+    board or virtual node found, else [] (the caller says what to give)."""
     ports = list(args.port or [])
     if not ports and os.environ.get(PORT_ENV):
         ports = [os.environ[PORT_ENV]]
+    if not ports:
+        found = found_ports()
+        if len(found) == 1:
+            ports = [only_port(found)]
     return ports
 
 
 def port_of(args):
-    """The one port of a single-node command: --port, else $CITYNODE_PORT; UsageError when neither."""
+    """The one port of a single-node command: --port, else $CITYNODE_PORT, else the only
+    board or virtual node found; UsageError naming what was found when none or several."""
     port = args.port[0] if isinstance(args.port, list) and args.port else args.port
     port = port or os.environ.get(PORT_ENV)
-    if not port:
-        raise UsageError(NO_PORT)
-    return port
+    return port or only_port()
 
 
 def baud_of(args):

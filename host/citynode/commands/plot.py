@@ -19,6 +19,8 @@ def add_arguments(parser):
 
 def run(args):
     output = args.output
+    if not output.lower().endswith(".png"):
+        raise UsageError("-o %s: plot writes a PNG image; give a file name ending in .png" % output)
     check_output_path(output)
     try:
         with open(args.capture, "rb") as f:

@@ -1,4 +1,8 @@
-"""`citynode sim`: run a virtual node until interrupted; host tools open the printed port."""
+"""`citynode sim`: run a virtual node until interrupted; host tools open the printed port.
+
+While it runs it is registered (citynode.sim_registry), so `citynode ports`
+lists it and a command given no port finds it when it is the only node.
+"""
 
 import shutil
 import signal
@@ -8,6 +12,7 @@ import threading
 from pathlib import Path
 
 from citynode.errors import CitynodeError
+from citynode.sim_registry import registered
 from citynode.virtual_node import DEFAULT_HEAP, VirtualNode
 
 
@@ -47,11 +52,12 @@ def run(args):
                        with_app=args.with_app, log=log)
     try:
         port = node.start()
-        print("root: %s" % root)
-        print("port: %s" % port, flush=True)
-        while not stop.wait(0.5):
-            if not node.alive:
-                raise CitynodeError("virtual node stopped unexpectedly")
+        with registered(port, root):
+            print("root: %s" % root)
+            print("port: %s" % port, flush=True)
+            while not stop.wait(0.5):
+                if not node.alive:
+                    raise CitynodeError("virtual node stopped unexpectedly")
     finally:
         node.stop()
         for sig, handler in old.items():
