@@ -7,7 +7,6 @@ prints the report's JSON. Every argument is checked before the node is
 touched. The steps and checks are explained in docs/installer-guide.md.
 """
 
-import argparse
 import json
 import math
 import os
@@ -45,15 +44,8 @@ def _common(p, force=True):
                        help="store a result outside the documented limits (the report says so)")
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """A bad argument (`--seconds abc`, `--align sideways`) is one line, as every other error, not usage."""
-
-    def error(self, message):
-        self.exit(2, "citynode: %s: %s (see --help)\n" % (self.prog.split(" ", 1)[-1], message))
-
-
 def add_arguments(parser):
-    sub = parser.add_subparsers(dest="calibrate_what", metavar="WHAT", parser_class=_OneLineParser)
+    sub = parser.add_subparsers(dest="calibrate_what", metavar="WHAT")  # cli.py's one-line parser, inherited
     sub.required = True
 
     p = sub.add_parser("climate", help="temperature/humidity against a reference: one point, salts, or a logger CSV")
