@@ -2,6 +2,7 @@
 refused in one line with nothing written."""
 
 import csv
+import datetime
 import json
 import os
 import sys
@@ -67,11 +68,11 @@ def test_default_out_dir_columns_and_values(capsys, small_capture):
     climate = read_csv(folder / "climate.csv")
     assert list(climate[0]) == ["node_id", "time", "node_time_s", "epoch", "seq", "temperature_c", "relative_humidity_pct", "status"]
     assert [(r["node_id"], r["time"], r["temperature_c"], r["relative_humidity_pct"], r["status"]) for r in climate] == [
-        ("1", "1.0", "21.5", "48.25", "4"),  # before the anchor: node seconds
-        ("2", "1.0", "-3.75", "99.5", "0"),  # never anchored
-        ("1", "2026-11-26T06:12:25.000000Z", "21.55", "48.0", "0"),  # 1 s after the anchor
+        ("1", "", "21.5", "48.25", "4"),  # before the anchor: no UTC
+        ("2", "", "-3.75", "99.5", "0"),  # never anchored
+        ("1", "2026-11-26T06:12:25.000000Z", "21.55", "48", "0"),  # 1 s after the anchor
     ]
-    assert [r["node_time_s"] for r in climate] == ["1.0", "1.0", "3.0"]
+    assert [r["node_time_s"] for r in climate] == ["1", "1", "3"]
     assert [r["seq"] for r in climate] == ["0", "0", "3"]
     accel = read_csv(folder / "accel.csv")
     assert list(accel[0]) == ["node_id", "time", "node_time_s", "epoch", "seq", "sample_index", "ax_g", "ay_g", "az_g"]
@@ -89,16 +90,20 @@ def test_default_out_dir_columns_and_values(capsys, small_capture):
     assert [float(r["ay_g"]) for r in a1] == [-8 / 16384, -16 / 16384, 0.0, 32767 / 16384]
     assert float(a1[0]["az_g"]) == 1.0
     a2 = [r for r in accel if r["node_id"] == "2"]
-    assert [r["time"] for r in a2] == ["4.0", "4.0025", "4.005", "4.0075"]  # 400 Hz, no anchor
+    assert [r["time"] for r in a2] == [""] * 4  # no anchor
+    assert [r["node_time_s"] for r in a2] == ["4", "4.0025", "4.005", "4.0075"]  # 400 Hz
     assert [float(r["ax_g"]) for r in a2] == [16 * 8 / 32768, 32 * 8 / 32768, 48 * 8 / 32768, -8.0]
     blocks = read_csv(folder / "accel_blocks.csv")
     assert [(b["encoding"], b["range_g"], b["odr_hz"], b["n_samples"]) for b in blocks] == [
-        ("0", "2", "200.0", "4"),
-        ("1", "8", "400.0", "4"),
+        ("0", "2", "200", "4"),
+        ("1", "8", "400", "4"),
     ]
     time_rows = read_csv(folder / "time.csv")
     assert time_rows[0]["utc"] == "2026-11-26T06:12:24.000000Z" and time_rows[0]["time"] == time_rows[0]["utc"]
+    assert (time_rows[0]["utc_ms"], time_rows[0]["plausible"]) == (str(UTC0_MS), "true")
     assert "decoded 6 messages from 2 node(s)" in out
+    # rows before the anchor: 1 climate of node 1; node 2's climate and 4 samples
+    assert "note: 6 row(s) have no UTC" in out and "node 1 epoch 0; node 2 epoch 0" in out
 
 
 def test_jsonl_and_parquet_hold_the_same_rows(capsys, small_capture, tmp_path):
@@ -106,16 +111,18 @@ def test_jsonl_and_parquet_hold_the_same_rows(capsys, small_capture, tmp_path):
     assert code == 0, err
     with open(tmp_path / "j" / "climate.jsonl") as f:
         rows = [json.loads(line) for line in f]
-    assert rows[0]["time"] == 1.0 and rows[2]["time"] == "2026-11-26T06:12:25.000000Z"
+    assert rows[0]["time"] is None and rows[2]["time"] == "2026-11-26T06:12:25.000000Z"
     assert rows[2]["temperature_c"] == 21.55 and rows[2]["node_time_s"] == 3.0
     pq = pytest.importorskip("pyarrow.parquet")
     code, _, err = run(capsys, small_capture, "--out-dir", tmp_path / "p", "--format", "parquet")
     assert code == 0, err
     table = pq.read_table(tmp_path / "p" / "accel.parquet").to_pylist()
     assert len(table) == 8
-    assert table[0]["time"] == "2026-11-26T06:12:24.500000Z" and table[0]["ax_g"] == 16 / 16384
-    assert table[4]["time"] == "4.0" and table[4]["node_time_s"] == 4.0
+    utc0 = datetime.datetime(2026, 11, 26, 6, 12, 24, tzinfo=datetime.timezone.utc)
+    assert table[0]["time"] == utc0 + datetime.timedelta(milliseconds=500) and table[0]["ax_g"] == 16 / 16384
+    assert table[4]["time"] is None and table[4]["node_time_s"] == 4.0
     climate = pq.read_table(tmp_path / "p" / "climate.parquet")
+    assert str(climate.schema.field("time").type) == "timestamp[us, tz=UTC]"
     assert climate.schema.field("temperature_c").type == "double"
     assert climate.schema.field("node_id").type == "int64"
 
@@ -150,8 +157,8 @@ def test_restart_drops_the_anchor_until_the_next_time_message(capsys, tmp_path):
     assert code == 0, err
     rows = read_csv(tmp_path / "o" / "climate.csv")
     assert [(r["time"], r["epoch"], r["node_time_s"]) for r in rows] == [
-        ("2026-11-26T06:12:25.000000Z", "0", "11.0"),
-        ("0.5", "1", "0.5"),
+        ("2026-11-26T06:12:25.000000Z", "0", "11"),
+        ("", "1", "0.5"),
         ("2026-11-26T07:00:01.000000Z", "1", "1.6"),
     ]
     assert "restarts" in out
@@ -169,7 +176,7 @@ def test_accel_and_features_rows_are_stamped_at_their_first_sample(capsys, tmp_p
     assert code == 0, err
     assert json.loads(out)["nodes"]["5"]["restarts"] == 0
     feats = read_csv(tmp_path / "o" / "features.csv")
-    assert (feats[0]["time"], feats[0]["node_time_s"], feats[0]["age_ms"]) == ("2026-11-26T06:12:24.000000Z", "1.0", "9000")
+    assert (feats[0]["time"], feats[0]["node_time_s"], feats[0]["age_ms"]) == ("2026-11-26T06:12:24.000000Z", "1", "9000")
     accel = read_csv(tmp_path / "o" / "accel.csv")
     assert [(r["time"][11:], r["node_time_s"]) for r in accel] == [("06:12:32.980000Z", "9.98"), ("06:12:32.990000Z", "9.99")]
     assert read_csv(tmp_path / "o" / "accel_blocks.csv")[0]["age_ms"] == "20"
@@ -316,11 +323,12 @@ def test_unknown_format(capsys, small_capture):
     only_the_capture_left(small_capture.parent, "run1.bin")
 
 
-def test_parquet_without_pyarrow(capsys, small_capture, monkeypatch):
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_without_pyarrow(capsys, small_capture, monkeypatch, fmt):
     for name in [m for m in sys.modules if m == "pyarrow" or m.startswith("pyarrow.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow raises ImportError
-    one_line_error(*run(capsys, small_capture, "--format", "parquet"), "pyarrow")
+    one_line_error(*run(capsys, small_capture, "--format", fmt), "pyarrow")
     only_the_capture_left(small_capture.parent, "run1.bin")
 
 
