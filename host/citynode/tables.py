@@ -443,6 +443,13 @@ class TableSet:
 # -- atomic output ---------------------------------------------------------------------
 
 
+_STAGING_INSIDE = ".citynode-staging-"
+
+
+def _staging_beside(target):
+    return ".%s.staging-" % os.path.basename(target)
+
+
 class StagedDir:
     """Write a run's files into a hidden staging folder, then move them into place.
 
@@ -452,6 +459,9 @@ class StagedDir:
     Either way nothing appears under the target's name until `commit()`, and
     `abort()` removes everything the run made, missing parent folders included.
     Raises OSError when the target cannot be made or written.
+
+    The staging folder's name carries the process id; staging folders of this
+    target whose process is gone (a run killed with SIGKILL) are removed first.
     """
 
     def __init__(self, target):
@@ -463,19 +473,22 @@ class StagedDir:
         import tempfile
 
         if self.existed:
-            self.path = tempfile.mkdtemp(prefix=".citynode-staging-", dir=self.target)
+            remove_stale_staging(self.target, _STAGING_INSIDE)
+            self.path = tempfile.mkdtemp(prefix="%s%d-" % (_STAGING_INSIDE, os.getpid()), dir=self.target)
         else:
             parent = os.path.dirname(self.target)
             missing = []
             while parent and not os.path.isdir(parent):
                 missing.append(parent)
                 parent = os.path.dirname(parent)
+            if not missing:
+                remove_stale_staging(os.path.dirname(self.target), _staging_beside(self.target))
             try:
                 for folder in reversed(missing):
                     os.mkdir(folder)
                     self.created.append(folder)
-                name = os.path.basename(self.target)
-                self.path = tempfile.mkdtemp(prefix=".%s.staging-" % name, dir=os.path.dirname(self.target))
+                prefix = "%s%d-" % (_staging_beside(self.target), os.getpid())
+                self.path = tempfile.mkdtemp(prefix=prefix, dir=os.path.dirname(self.target))
                 # mkdtemp makes it private (0700); as the output folder it gets the usual mode
                 umask = os.umask(0)
                 os.umask(umask)
@@ -505,3 +518,30 @@ class StagedDir:
             except OSError:
                 break
         self.created = []
+
+
+def remove_stale_staging(folder, prefix):
+    """Remove the folders `prefix<pid>-*` in `folder` whose process no longer runs."""
+    import shutil
+
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(prefix) :].split("-", 1)[0] if name.startswith(prefix) else ""
+        path = os.path.join(folder, name)
+        if pid.isdigit() and not _running(int(pid)) and os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _running(pid):
+    if pid <= 0 or pid == os.getpid():
+        return True  # never ours to judge: 0 would mean our own process group
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: another user's live process
+        return True
+    return True

@@ -359,3 +359,116 @@ def test_out_dir_gets_the_usual_mode_and_rows_written_in_pieces_are_the_same(cap
     assert names == sorted(os.listdir(tmp_path / "pieces")) and "features.csv" in names
     for name in names:
         assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "pieces" / name).read_bytes(), name
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(REPO, "host"), os.path.join(REPO, "protocol")]))
+
+
+def test_help_imports_neither_numpy_nor_pyarrow():
+    import subprocess
+
+    code = (
+        "import sys\nfrom citynode.cli import main\n"
+        "try:\n    main(['decode', '--help'])\nexcept SystemExit:\n    pass\n"
+        "sys.stderr.write(' '.join(m for m in ('numpy', 'pyarrow') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=60)
+    assert "--time-format" in done.stdout and "messages.jsonl" in done.stdout
+    assert done.stderr == ""
+
+
+def test_a_run_killed_with_sigkill_leaves_staging_that_the_next_run_removes(capsys, small_capture, tmp_path):
+    import subprocess
+
+    killed = (
+        "import os, sys\nfrom citynode.tables import StagedDir\n"
+        "for target in sys.argv[1:]:\n    open(os.path.join(StagedDir(target).path, 'climate.csv'), 'w').close()\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    fresh, existing = tmp_path / "fresh", tmp_path / "existing"
+    existing.mkdir()
+    done = subprocess.run([sys.executable, "-c", killed, str(fresh), str(existing)], env=ENV, timeout=60)
+    assert done.returncode == -9
+    stale = [n for n in os.listdir(tmp_path) if n.startswith(".fresh.staging-")] + os.listdir(existing)
+    assert len(stale) == 2, stale
+    alive = tmp_path / (".fresh.staging-%d-live" % os.getppid())  # a running process's: left alone
+    alive.mkdir()
+    other = tmp_path / ".fresh.staging-notapid"  # not named by us: left alone
+    other.mkdir()
+    for target in (fresh, existing):
+        code, _, err = run(capsys, small_capture, "--out-dir", target)
+        assert code == 0, err
+    assert sorted(n for n in os.listdir(tmp_path) if "staging" in n) == sorted([alive.name, other.name])
+    assert "climate.csv" in os.listdir(existing) and not [n for n in os.listdir(existing) if "staging" in n]
+
+
+def test_sigterm_midway_leaves_nothing(capsys, small_capture, monkeypatch):
+    import signal
+
+    from citynode.commands import decode as decode_command
+
+    real = decode_command.decode_capture
+
+    def terminated(f, tables=None, **kw):
+        result = real(f, tables, **kw)  # every table written in the staging folder
+        assert tables.files()
+        os.kill(os.getpid(), signal.SIGTERM)
+        return result
+
+    monkeypatch.setattr(decode_command, "decode_capture", terminated)
+    code, _, err = run(capsys, small_capture)
+    assert code == 130 and "interrupted" in err
+    only_the_capture_left(small_capture.parent, "run1.bin")
+
+
+def test_absurd_utc_is_flagged_not_a_crash(capsys, tmp_path):
+    """Issue 10: utc_ms 2^64 - 1 (or ns instead of ms) is kept in the time table, anchors nothing, is counted."""
+    node = TrafficBuilder(1)
+    wire = node.time_anchor(1000, 2**64 - 1) + node.climate(2000, 20.0, 50.0)
+    wire += node.time_anchor(3000, UTC0_MS * 1_000_000) + node.climate(4000, 20.0, 50.0)
+    wire += node.time_anchor(5000, UTC0) + node.climate(6000, 20.0, 50.0)
+    wire += node.time_anchor(7000, 2**63) + node.climate(8000, 20.0, 50.0)  # the good anchor stays
+    cap = tmp_path / "t.bin"
+    cap.write_bytes(wire)
+    code, out, err = run(capsys, cap, "--out-dir", tmp_path / "o")
+    assert code == 0, err
+    assert "note: 3 TIME message(s) with an implausible UTC" in out
+    rows = read_csv(tmp_path / "o" / "time.csv")
+    assert [(r["utc_ms"], r["utc"], r["plausible"]) for r in rows] == [
+        (str(2**64 - 1), "", "false"),
+        (str(UTC0_MS * 1_000_000), "", "false"),
+        (str(UTC0_MS), "2026-11-26T06:12:24.000000Z", "true"),
+        (str(2**63), "", "false"),
+    ]
+    climate = read_csv(tmp_path / "o" / "climate.csv")
+    assert [r["time"] for r in climate] == ["", "", "2026-11-26T06:12:25.000000Z", "2026-11-26T06:12:27.000000Z"]
+    code, out, err = run(capsys, cap, "--out-dir", tmp_path / "j", "--json")
+    counters = json.loads(out)["nodes"]["1"]
+    assert (counters["implausible_utc"], counters["messages_without_utc"], counters["epochs_without_utc"]) == (3, 4, [0])
+    assert json.loads(out)["rows_without_utc"] == 4
+
+
+def test_epoch_us_time_format_and_the_same_rows_in_every_format(capsys, small_capture, tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    assert run(capsys, small_capture, "--out-dir", tmp_path / "c", "--time-format", "epoch-us")[0] == 0
+    assert run(capsys, small_capture, "--out-dir", tmp_path / "j", "--format", "jsonl", "--time-format", "epoch-us")[0] == 0
+    assert run(capsys, small_capture, "--out-dir", tmp_path / "p", "--format", "parquet")[0] == 0
+    csv_rows = read_csv(tmp_path / "c" / "accel.csv")
+    with open(tmp_path / "j" / "accel.jsonl") as f:
+        json_rows = [json.loads(line) for line in f]
+    parquet = pq.read_table(tmp_path / "p" / "accel.parquet")
+    us = parquet.column("time").cast("int64").to_pylist()
+    assert us[0] == (UTC0_MS + 500) * 1000
+    assert [r["time"] for r in csv_rows] == ["" if u is None else str(u) for u in us]
+    assert [r["time"] for r in json_rows] == us
+    for name in ("node_time_s", "ax_g", "ay_g", "az_g"):
+        values = parquet.column(name).to_pylist()
+        assert [float(r[name]) for r in csv_rows] == values  # floats read back exactly
+        assert [r[name] for r in json_rows] == values
+
+
+def test_time_format_is_for_text_formats_only(capsys, small_capture):
+    one_line_error(*run(capsys, small_capture, "--format", "parquet", "--time-format", "iso"), "--time-format", "parquet")
+    one_line_error(*run(capsys, small_capture, "--time-format", "ns"), "ns", "iso")
+    only_the_capture_left(small_capture.parent, "run1.bin")
