@@ -114,22 +114,41 @@ _US_PER_DAY = 86_400_000_000
 _ISO_WIDTH = 27  # 2026-11-26T06:12:24.125000Z
 
 
+_PAIRS = np.array([[48 + k // 10, 48 + k % 10] for k in range(100)], np.uint8).view("<u2").ravel()  # "00" … "99"
+# 2026-11-26T06:12:24.125000Z as a packed record: two digits at a time
+_ISO_RECORD = np.dtype({
+    "names": ["date", "T", "hh", "c1", "mm", "c2", "ss", "dot", "f1", "f2", "f3", "Z"],
+    "formats": ["S10", "S1", "<u2", "S1", "<u2", "S1", "<u2", "S1", "<u2", "<u2", "<u2", "S1"],
+    "offsets": [0, 10, 11, 13, 14, 16, 17, 19, 20, 22, 24, 26],
+    "itemsize": _ISO_WIDTH,
+})
+
+
 def _iso_chars(us):
     """ISO 8601 text of µs since 1970 as an (n, 27) uint8 array; None if a year is not 4 digits."""
     days, tod = np.divmod(us, _US_PER_DAY)
-    uniq, inv = np.unique(days, return_inverse=True)
+    first, last = (int(days.min()), int(days.max())) if len(days) else (0, 0)
+    if last - first < 1 << 16:  # a span of days, as in any capture: no sort
+        uniq, inv = np.arange(first, last + 1), days - first
+    else:
+        uniq, inv = np.unique(days, return_inverse=True)
     dates = np.datetime_as_string(uniq.astype("datetime64[D]"))
-    if dates.dtype.itemsize != 10 * 4 or (len(dates) and (dates[0][0] == "-" or dates[-1][0] == "+")):
+    if (np.char.str_len(dates) != 10).any():  # a year before 0000 or after 9999
         return None
-    out = np.empty((len(us), _ISO_WIDTH), np.uint8)
-    out[:, :10] = np.char.encode(dates, "ascii").view(np.uint8).reshape(-1, 10)[inv]
-    out[:, [10, 13, 16, 19, 26]] = np.frombuffer(b"T::.Z", np.uint8)
+    out = np.empty(len(us), _ISO_RECORD)
+    out["date"] = dates.astype("S10")[inv]
+    for name, char in (("T", b"T"), ("c1", b":"), ("c2", b":"), ("dot", b"."), ("Z", b"Z")):
+        out[name] = char
     secs, frac = np.divmod(tod, 1_000_000)
-    for at, value, digits in ((11, secs // 3600, 2), (14, secs // 60 % 60, 2), (17, secs % 60, 2), (20, frac, 6)):
-        for k in range(digits - 1, -1, -1):
-            value, digit = np.divmod(value, 10)
-            out[:, at + k] = digit + 48
-    return out
+    secs = secs.astype(np.int32)
+    frac = frac.astype(np.int32)
+    out["hh"] = _PAIRS[secs // 3600]
+    out["mm"] = _PAIRS[secs // 60 % 60]
+    out["ss"] = _PAIRS[secs % 60]
+    out["f1"] = _PAIRS[frac // 10000]
+    out["f2"] = _PAIRS[frac // 100 % 100]
+    out["f3"] = _PAIRS[frac % 100]
+    return out.view(np.uint8).reshape(-1, _ISO_WIDTH)
 
 
 def iso_utc(us):
