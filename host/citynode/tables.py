@@ -49,7 +49,7 @@ from citynode.units import g_per_count
 from citynode_protocol.messages import LOG_LEVELS, reply_word
 from citynode_protocol.wire import UTC_MAX_MS, UTC_MIN_MS
 
-WRITE_ROWS = 1 << 20  # rows given to a writer at once (JSON Lines text: 1/16 of it)
+WRITE_ROWS = 1 << 18  # rows given to a writer at once (JSON Lines text: 1/16 of it)
 NO_UTC = np.iinfo(np.int64).min  # in a `time` column: the node did not know UTC
 _SAFE_NODE_MS = (1 << 53) // 1000  # node ms whose µs are exact in a double
 
@@ -180,9 +180,15 @@ def _node_seconds(node_ms, step_us=None):
 
 def _utc_us(utc_ms, has_utc, step_us=None):
     """µs since 1970 where the row has UTC (plausible, so no product wraps), NO_UTC elsewhere."""
-    us = np.full(len(utc_ms), NO_UTC, np.int64)
-    ms = utc_ms[has_utc]
-    us[has_utc] = ms * 1000 + (0 if step_us is None else step_us[has_utc])
+    if has_utc.all():
+        ms = utc_ms
+    else:
+        ms = np.where(has_utc, utc_ms, 0)
+    us = ms * 1000
+    if step_us is not None:
+        us += step_us
+    if not has_utc.all():
+        us[~has_utc] = NO_UTC
     return us
 
 
@@ -232,17 +238,8 @@ def batch_tables(batch, timebase):
     return out
 
 
-def _front(cols, epoch, t, node_s, pick=None):
-    def take(a):
-        return a if pick is None else a[pick]
-
-    return {
-        "node_id": take(cols["node_id"]),
-        "time": t,
-        "node_time_s": node_s,
-        "epoch": take(epoch),
-        "seq": take(cols["seq"]),
-    }
+def _front(cols, epoch, t, node_s):
+    return {"node_id": cols["node_id"], "time": t, "node_time_s": node_s, "epoch": epoch, "seq": cols["seq"]}
 
 
 def _accel_tables(cols, epoch, node_ms, utc_ms, has_utc):
@@ -250,20 +247,29 @@ def _accel_tables(cols, epoch, node_ms, utc_ms, has_utc):
     blocks = _front(cols, epoch, _utc_us(utc_ms, has_utc), _node_seconds(node_ms))
     for name, _type in SCHEMAS["accel_blocks"]:
         blocks[name] = cols[name]
-    # per sample: the block's row repeated, i counted within the block
-    rows = np.repeat(np.arange(len(counts)), counts)
-    i = np.arange(len(rows)) - np.repeat(cols["sample_start"], counts)
-    odr_mhz = np.rint(cols["odr_hz"] * 1000.0)
+
+    def per_sample(a):  # each block's value repeated for its samples
+        return np.repeat(a, counts)
+
+    # i: the sample's place within its block
+    i = np.arange(int(counts.sum())) - per_sample(cols["sample_start"])
+    odr_mhz = per_sample(np.rint(cols["odr_hz"] * 1000.0))
     with np.errstate(divide="ignore", invalid="ignore"):
-        step_us = np.where(odr_mhz[rows] > 0, np.rint(i * 1e9 / odr_mhz[rows]), 0).astype(np.int64)
+        step_us = np.where(odr_mhz > 0, np.rint(i * 1e9 / odr_mhz), 0).astype(np.int64)
     samples = cols["samples"]
-    scale = g_per_count(cols["range_g"][rows])
-    t = _utc_us(utc_ms[rows], has_utc[rows], step_us)
-    accel = _front(cols, epoch, t, _node_seconds(node_ms[rows], step_us), pick=rows)
-    accel["sample_index"] = cols["first_index"][rows] + i
-    accel["ax_g"] = samples[:, 0] * scale
-    accel["ay_g"] = samples[:, 1] * scale
-    accel["az_g"] = samples[:, 2] * scale
+    scale = per_sample(g_per_count(cols["range_g"]))
+    t = _utc_us(per_sample(utc_ms), per_sample(has_utc), step_us)
+    accel = {
+        "node_id": per_sample(cols["node_id"]),
+        "time": t,
+        "node_time_s": _node_seconds(per_sample(node_ms), step_us),
+        "epoch": per_sample(epoch),
+        "seq": per_sample(cols["seq"]),
+        "sample_index": per_sample(cols["first_index"]) + i,
+        "ax_g": samples[:, 0] * scale,
+        "ay_g": samples[:, 1] * scale,
+        "az_g": samples[:, 2] * scale,
+    }
     return {"accel": accel, "accel_blocks": blocks}
 
 
@@ -342,6 +348,11 @@ class _CsvWriter:
             self.f.close()
 
 
+# Times and counters step by small amounts (deltas pack them to a few bits);
+# a double's bytes split into streams compress well. Text keeps dictionaries.
+_PARQUET_ENCODING = {"int": "DELTA_BINARY_PACKED", "u64": "DELTA_BINARY_PACKED", "time": "DELTA_BINARY_PACKED", "float": "BYTE_STREAM_SPLIT"}
+
+
 class _ParquetWriter:
     rows_at_once = 1
 
@@ -352,7 +363,15 @@ class _ParquetWriter:
         self.pa = pa
         self.columns = columns_of(name)
         self.schema = _arrow_schema(pa, self.columns, None)
-        self.writer = pq.ParquetWriter(path, self.schema)
+        encodings = {c: _PARQUET_ENCODING[k] for c, k in self.columns if k in _PARQUET_ENCODING}
+        self.writer = pq.ParquetWriter(
+            path,
+            self.schema,
+            use_dictionary=[c for c, k in self.columns if k not in _PARQUET_ENCODING],
+            column_encoding=encodings,
+            compression="zstd",
+            compression_level=1,
+        )
 
     def write(self, table):
         self.writer.write_table(_arrow_table(self.pa, self.schema, self.columns, table, None))
@@ -419,7 +438,10 @@ class TableSet:
     """Writers for the tables of one run, opened as their first rows arrive, in `folder`.
 
     time_format: how CSV and JSON Lines write times (TIME_FORMATS); Parquet
-    always writes a timestamp type.
+    always writes a timestamp type. A batch is written in a thread while the
+    caller decodes the next one (Arrow writes without the GIL); at most one
+    batch waits, so memory stays bounded, and a writer's error comes back
+    from the next `append()` or from `close()`.
     """
 
     def __init__(self, folder, fmt, time_format="iso"):
@@ -429,12 +451,15 @@ class TableSet:
         self.writers = {}
         self.rows = {}
         self.without_utc = 0  # rows (accel: samples) whose time is not UTC
+        self._pool = None
+        self._pending = None
 
     def path(self, name):
         return os.path.join(self.folder, name + EXTENSIONS[self.fmt])
 
     def append(self, tables):
         self.without_utc += rows_without_utc(tables)
+        jobs = []
         for name in TABLE_ORDER:
             table = tables.get(name)
             if not table:
@@ -447,16 +472,36 @@ class TableSet:
                 writer = self.writers[name] = _WRITERS[self.fmt](self.path(name), name, self.time_format)
                 self.rows[name] = 0
             step = max(1, WRITE_ROWS // writer.rows_at_once)
-            for at in range(0, n, step):
-                writer.write({k: v[at : at + step] for k, v in table.items()})
+            jobs += [(writer, {k: v[at : at + step] for k, v in table.items()}) for at in range(0, n, step)]
             self.rows[name] += n
+        self._wait()
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="citynode-tables")
+        self._pending = self._pool.submit(_write_all, jobs)
+
+    def _wait(self):
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()  # raises the writer's error here
 
     def close(self):
-        for writer in self.writers.values():
-            writer.close()
+        try:
+            self._wait()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown()
+            for writer in self.writers.values():
+                writer.close()
 
     def files(self):
         return [os.path.basename(self.path(name)) for name in TABLE_ORDER if name in self.writers]
+
+
+def _write_all(jobs):
+    for writer, piece in jobs:
+        writer.write(piece)
 
 
 # -- atomic output ---------------------------------------------------------------------
