@@ -202,7 +202,8 @@ def main(argv=None):
                 rss[mb, fmt] = peak
                 rows.append(["citynode decode --format %s" % fmt, "%.1f" % (cap.stat().st_size / 1e6), n, "%.2f" % seconds,
                              "%.2f" % cpu, "%.3f" % (n / seconds / 1e6), "%.0f" % peak, "%.0f" % (size / 1e6), mb, fmt])
-                run_peer()  # the peer again, right after: the machine may be shared
+                if not args.quick:
+                    run_peer()  # the peer again, right after: the machine may be shared
             cap.unlink()
     finally:
         shutil.rmtree(work, ignore_errors=True)

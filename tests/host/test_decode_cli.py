@@ -365,16 +365,17 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(REPO, "host"), os.path.join(REPO, "protocol")]))
 
 
-def test_help_imports_neither_numpy_nor_pyarrow():
+@pytest.mark.parametrize("command, words", [("decode", "--time-format"), ("encode", "raw_hex")])
+def test_help_imports_neither_numpy_nor_pyarrow(command, words):
     import subprocess
 
     code = (
         "import sys\nfrom citynode.cli import main\n"
-        "try:\n    main(['decode', '--help'])\nexcept SystemExit:\n    pass\n"
-        "sys.stderr.write(' '.join(m for m in ('numpy', 'pyarrow') if m in sys.modules))\n"
+        "try:\n    main([%r, '--help'])\nexcept SystemExit:\n    pass\n"
+        "sys.stderr.write(' '.join(m for m in ('numpy', 'pyarrow') if m in sys.modules))\n" % command
     )
     done = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=60)
-    assert "--time-format" in done.stdout and "messages.jsonl" in done.stdout
+    assert words in done.stdout and "messages.jsonl" in done.stdout
     assert done.stderr == ""
 
 

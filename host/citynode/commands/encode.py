@@ -11,7 +11,6 @@ import sys
 import tempfile
 
 from citynode.errors import CitynodeError, UsageError
-from citynode.traffic import LOG_LEVEL, TrafficBuilder, utc_ms
 from citynode_protocol import cobs
 from citynode_protocol.frame import MAX_FRAME, MAX_TYPE
 from citynode_protocol.messages import BY_NAME, BY_TYPE
@@ -103,6 +102,8 @@ def _fields(name, given):
     unknown = sorted(set(given) - allowed)
     if unknown:
         raise LineError("%s has no field %s; its fields: %s" % (name, ", ".join(map(repr, unknown)), ", ".join(sorted(allowed))))
+    from citynode.traffic import LOG_LEVEL, utc_ms  # numpy: not for --help
+
     fields = dict(given)
     if name == "log" and isinstance(fields.get("level"), str):
         if fields["level"] not in LOG_LEVEL:
@@ -166,6 +167,8 @@ def encode_line(obj, nodes):
     time_ms = _int(obj, "time_ms", 0, 0xFFFFFFFF)
     node = nodes.get(node_id)
     if node is None:
+        from citynode.traffic import TrafficBuilder
+
         node = nodes[node_id] = TrafficBuilder(node_id)
     msg_type = obj["type"]
     if isinstance(msg_type, int) and not isinstance(msg_type, bool):
