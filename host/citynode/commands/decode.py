@@ -184,13 +184,11 @@ def run(args):
             else:
                 staged.abort()
         except OSError as exc:
-            _close_quietly(tables, messages)
-            staged.abort()
+            _abort(staged, tables, messages)
             where = exc.filename or out_dir
             raise CitynodeError("cannot write tables to %s: %s" % (where, exc.strerror or exc)) from None
         except BaseException:
-            _close_quietly(tables, messages)
-            staged.abort()
+            _abort(staged, tables, messages)
             raise
     report = stats_report(args.capture, total, stats, per_node, out_dir if files else None, tables, timebase)
     if args.json:
@@ -203,13 +201,17 @@ def run(args):
     return 0
 
 
-def _close_quietly(tables, messages):
-    for closing in (tables, messages):
-        try:
-            if closing is not None:
-                closing.close()
-        except Exception:  # the original error is the one to report
-            pass
+def _abort(staged, tables, messages):
+    """Close what is open and remove the staging folder, whatever happens while closing."""
+    try:
+        for closing in (tables, messages):
+            try:
+                if closing is not None:
+                    closing.close()
+            except Exception:  # the original error is the one to report
+                pass
+    finally:
+        staged.abort()
 
 
 def stats_report(capture, total, stats, per_node, out_dir, tables, timebase):
