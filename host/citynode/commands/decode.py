@@ -13,11 +13,15 @@ import json
 import os
 import stat
 import sys
+import time
 
 from citynode.errors import CitynodeError, UsageError
 from citynode.table_formats import FORMATS, TIME_FORMATS
+from citynode_protocol.wire import UTC_MAX_MS, UTC_MIN_MS
 
 READ_CHUNK = 2 << 20  # bounds the rows (and their text) of one batch
+# the plausible UTC of SPEC §6 time, in words: "2020..2100"
+PLAUSIBLE_YEARS = "%d..%d" % tuple(time.gmtime(ms // 1000).tm_year for ms in (UTC_MIN_MS, UTC_MAX_MS))
 
 
 EPILOG = """\
@@ -33,13 +37,13 @@ features, status, log, time, reply), each starting with
   seq          frame sequence number
 accel has one row per sample, at t0 + i / odr_hz from the block's first sample,
 in g (counts x range_g / 32768). time keeps utc_ms as sent and says whether it
-was plausible (2020..2100); an implausible one anchors nothing. Floats are the
+was plausible (%s); an implausible one anchors nothing. Floats are the
 shortest text that reads back as the same number. --format jsonl also writes
 messages.jsonl: every message in stream order, as `citynode encode` reads it.
 --stats and --json give per-node counters (frames, lost, duplicates, restarts,
 implausible UTC, messages without UTC, ...) and link totals (CRC failures,
 bytes skipped, ...).
-"""
+""" % PLAUSIBLE_YEARS
 
 
 def add_arguments(parser):
@@ -288,7 +292,8 @@ def print_stats(report, out):
     if rows:
         totals = ["all"] + [sum(c[key] for c in report["nodes"].values()) for key, _ in NODE_COLUMNS]
         rows.append(totals)
-    out.write("Per node (frames: good CRC, duplicates excluded; lost: sequence gaps)\n")
+    out.write("Per node (frames: good CRC, duplicates excluded; lost: sequence gaps; bad UTC: TIME messages\n"
+              "outside %s, not used; no UTC: messages before a usable TIME message since a restart)\n" % PLAUSIBLE_YEARS)
     out.write((_table(header, rows) if rows else "  (no node seen)") + "\n\n")
     out.write("Link (the whole capture; CRC failures and skipped bytes cannot be told apart by node)\n")
     out.write(_table(["counter", "count"], [[label, report["link"][key]] for key, label in LINK_ROWS]) + "\n\n")
@@ -310,7 +315,7 @@ def _print_summary(report, out):
                   "their time is empty, node_time_s is there\n" % (report["rows_without_utc"], where))
     bad = sum(c["implausible_utc"] for c in report["nodes"].values())
     if bad:
-        out.write("note: %d TIME message(s) with an implausible UTC (outside 2020..2100) anchored nothing; "
-                  "see time.plausible\n" % bad)
+        out.write("note: %d TIME message(s) with an implausible UTC (outside %s) anchored nothing; "
+                  "see time.plausible\n" % (bad, PLAUSIBLE_YEARS))
     if link["bad_frames"] or link["bytes_skipped"]:
         out.write("skipped %d bytes in %d bad frame(s); --stats for details\n" % (link["bytes_skipped"], link["bad_frames"]))
