@@ -380,7 +380,7 @@ class _ParquetWriter:
         self.writer.close()
 
 
-_JSON_FLOATS = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+_JSON_FLOATS = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity", "-0": "-0.0"}  # JSON -0 reads as 0
 
 
 class _JsonlWriter:

@@ -473,3 +473,35 @@ def test_time_format_is_for_text_formats_only(capsys, small_capture):
     one_line_error(*run(capsys, small_capture, "--format", "parquet", "--time-format", "iso"), "--time-format", "parquet")
     one_line_error(*run(capsys, small_capture, "--time-format", "ns"), "ns", "iso")
     only_the_capture_left(small_capture.parent, "run1.bin")
+
+
+def test_every_double_reads_back_exactly_from_csv_and_jsonl(tmp_path):
+    """Arrow's shortest round-trip text, NaN and infinities included; u64 stays u64."""
+    import math
+
+    from citynode.tables import NO_UTC, TableSet
+
+    values = [0.1, 1 / 3, 5e-324, 2.5e-310, 1e-5, 1e300, -0.0, 2.0, 123456789.123, 1e16, math.nan, math.inf, -math.inf]
+    n = len(values)
+    table = {
+        "node_id": np.arange(n),
+        "time": np.array([NO_UTC, 0] + [UTC0_MS * 1000 + k for k in range(n - 2)], np.int64),
+        "node_time_s": np.array(values),
+        "epoch": np.zeros(n, np.int64),
+        "seq": np.arange(n),
+        "utc_ms": np.full(n, 2**64 - 1, np.uint64),
+        "utc": np.full(n, NO_UTC, np.int64),
+        "plausible": np.zeros(n, bool),
+    }
+    for fmt in ("csv", "jsonl"):
+        tables = TableSet(str(tmp_path), fmt)
+        tables.append({"time": table})
+        tables.close()
+    rows = read_csv(tmp_path / "time.csv")
+    with open(tmp_path / "time.jsonl") as f:
+        lines = [json.loads(line) for line in f]
+    for got in ([float(r["node_time_s"]) for r in rows], [float(r["node_time_s"]) for r in lines]):
+        assert [repr(v) for v in got] == [repr(v) for v in values]  # -0.0 and nan included
+    assert rows[0]["time"] == "" and lines[0]["time"] is None
+    assert rows[1]["time"] == "1970-01-01T00:00:00.000000Z" and rows[2]["time"] == "2026-11-26T06:12:24.000000Z"
+    assert {r["utc_ms"] for r in rows} == {str(2**64 - 1)} and {r["utc_ms"] for r in lines} == {2**64 - 1}
