@@ -45,9 +45,9 @@ import os
 import numpy as np
 
 from citynode.table_formats import EXTENSIONS, FORMATS, TIME_FORMATS
+from citynode.timebase import plausible_utc
 from citynode.units import g_per_count
 from citynode_protocol.messages import LOG_LEVELS, reply_word
-from citynode_protocol.wire import UTC_MAX_MS, UTC_MIN_MS
 
 WRITE_ROWS = 1 << 18  # rows given to a writer at once (JSON Lines text: 1/16 of it)
 NO_UTC = np.iinfo(np.int64).min  # in a `time` column: the node did not know UTC
@@ -222,7 +222,7 @@ def batch_tables(batch, timebase):
             table["text"] = list(cols["text"])
         elif kind == "time":
             sent = cols["utc_ms"].astype(np.uint64)
-            plausible = (sent >= UTC_MIN_MS) & (sent < UTC_MAX_MS)
+            plausible = plausible_utc(sent)
             table["utc_ms"] = sent
             table["utc"] = _utc_us(np.where(plausible, sent, 0).astype(np.int64), plausible)
             table["plausible"] = plausible

@@ -35,8 +35,8 @@ NODE_MS_MAX = (1 << 63) - 1
 
 
 def plausible_utc(utc_ms):
-    """True for a UTC (ms since 1970) that a node may hold: SPEC §6 time."""
-    return UTC_MIN_MS <= utc_ms < UTC_MAX_MS
+    """True for a UTC (ms since 1970) that a node may hold (SPEC §6 time); elementwise for arrays."""
+    return (utc_ms >= UTC_MIN_MS) & (utc_ms < UTC_MAX_MS)
 
 
 class NodeClock:
