@@ -2,6 +2,7 @@
 refused in one line with nothing written."""
 
 import csv
+import datetime
 import json
 import os
 import sys
@@ -67,11 +68,11 @@ def test_default_out_dir_columns_and_values(capsys, small_capture):
     climate = read_csv(folder / "climate.csv")
     assert list(climate[0]) == ["node_id", "time", "node_time_s", "epoch", "seq", "temperature_c", "relative_humidity_pct", "status"]
     assert [(r["node_id"], r["time"], r["temperature_c"], r["relative_humidity_pct"], r["status"]) for r in climate] == [
-        ("1", "1.0", "21.5", "48.25", "4"),  # before the anchor: node seconds
-        ("2", "1.0", "-3.75", "99.5", "0"),  # never anchored
-        ("1", "2026-11-26T06:12:25.000000Z", "21.55", "48.0", "0"),  # 1 s after the anchor
+        ("1", "", "21.5", "48.25", "4"),  # before the anchor: no UTC
+        ("2", "", "-3.75", "99.5", "0"),  # never anchored
+        ("1", "2026-11-26T06:12:25.000000Z", "21.55", "48", "0"),  # 1 s after the anchor
     ]
-    assert [r["node_time_s"] for r in climate] == ["1.0", "1.0", "3.0"]
+    assert [r["node_time_s"] for r in climate] == ["1", "1", "3"]
     assert [r["seq"] for r in climate] == ["0", "0", "3"]
     accel = read_csv(folder / "accel.csv")
     assert list(accel[0]) == ["node_id", "time", "node_time_s", "epoch", "seq", "sample_index", "ax_g", "ay_g", "az_g", "segment"]
@@ -89,16 +90,20 @@ def test_default_out_dir_columns_and_values(capsys, small_capture):
     assert [float(r["ay_g"]) for r in a1] == [-8 / 16384, -16 / 16384, 0.0, 32767 / 16384]
     assert float(a1[0]["az_g"]) == 1.0
     a2 = [r for r in accel if r["node_id"] == "2"]
-    assert [r["time"] for r in a2] == ["4.0", "4.0025", "4.005", "4.0075"]  # 400 Hz, no anchor
+    assert [r["time"] for r in a2] == [""] * 4  # no anchor
+    assert [r["node_time_s"] for r in a2] == ["4", "4.0025", "4.005", "4.0075"]  # 400 Hz
     assert [float(r["ax_g"]) for r in a2] == [16 * 8 / 32768, 32 * 8 / 32768, 48 * 8 / 32768, -8.0]
     blocks = read_csv(folder / "accel_blocks.csv")
     assert [(b["encoding"], b["range_g"], b["odr_hz"], b["n_samples"]) for b in blocks] == [
-        ("0", "2", "200.0", "4"),
-        ("1", "8", "400.0", "4"),
+        ("0", "2", "200", "4"),
+        ("1", "8", "400", "4"),
     ]
     time_rows = read_csv(folder / "time.csv")
     assert time_rows[0]["utc"] == "2026-11-26T06:12:24.000000Z" and time_rows[0]["time"] == time_rows[0]["utc"]
+    assert (time_rows[0]["utc_ms"], time_rows[0]["plausible"]) == (str(UTC0_MS), "true")
     assert "decoded 6 messages from 2 node(s)" in out
+    # rows before the anchor: 1 climate of node 1; node 2's climate and 4 samples
+    assert "note: 6 row(s) have no UTC" in out and "node 1 epoch 0; node 2 epoch 0" in out
 
 
 def test_jsonl_and_parquet_hold_the_same_rows(capsys, small_capture, tmp_path):
@@ -106,16 +111,18 @@ def test_jsonl_and_parquet_hold_the_same_rows(capsys, small_capture, tmp_path):
     assert code == 0, err
     with open(tmp_path / "j" / "climate.jsonl") as f:
         rows = [json.loads(line) for line in f]
-    assert rows[0]["time"] == 1.0 and rows[2]["time"] == "2026-11-26T06:12:25.000000Z"
+    assert rows[0]["time"] is None and rows[2]["time"] == "2026-11-26T06:12:25.000000Z"
     assert rows[2]["temperature_c"] == 21.55 and rows[2]["node_time_s"] == 3.0
     pq = pytest.importorskip("pyarrow.parquet")
     code, _, err = run(capsys, small_capture, "--out-dir", tmp_path / "p", "--format", "parquet")
     assert code == 0, err
     table = pq.read_table(tmp_path / "p" / "accel.parquet").to_pylist()
     assert len(table) == 8
-    assert table[0]["time"] == "2026-11-26T06:12:24.500000Z" and table[0]["ax_g"] == 16 / 16384
-    assert table[4]["time"] == "4.0" and table[4]["node_time_s"] == 4.0
+    utc0 = datetime.datetime(2026, 11, 26, 6, 12, 24, tzinfo=datetime.timezone.utc)
+    assert table[0]["time"] == utc0 + datetime.timedelta(milliseconds=500) and table[0]["ax_g"] == 16 / 16384
+    assert table[4]["time"] is None and table[4]["node_time_s"] == 4.0
     climate = pq.read_table(tmp_path / "p" / "climate.parquet")
+    assert str(climate.schema.field("time").type) == "timestamp[us, tz=UTC]"
     assert climate.schema.field("temperature_c").type == "double"
     assert climate.schema.field("node_id").type == "int64"
 
@@ -150,8 +157,8 @@ def test_restart_drops_the_anchor_until_the_next_time_message(capsys, tmp_path):
     assert code == 0, err
     rows = read_csv(tmp_path / "o" / "climate.csv")
     assert [(r["time"], r["epoch"], r["node_time_s"]) for r in rows] == [
-        ("2026-11-26T06:12:25.000000Z", "0", "11.0"),
-        ("0.5", "1", "0.5"),
+        ("2026-11-26T06:12:25.000000Z", "0", "11"),
+        ("", "1", "0.5"),
         ("2026-11-26T07:00:01.000000Z", "1", "1.6"),
     ]
     assert "restarts" in out
@@ -169,7 +176,7 @@ def test_accel_and_features_rows_are_stamped_at_their_first_sample(capsys, tmp_p
     assert code == 0, err
     assert json.loads(out)["nodes"]["5"]["restarts"] == 0
     feats = read_csv(tmp_path / "o" / "features.csv")
-    assert (feats[0]["time"], feats[0]["node_time_s"], feats[0]["age_ms"]) == ("2026-11-26T06:12:24.000000Z", "1.0", "9000")
+    assert (feats[0]["time"], feats[0]["node_time_s"], feats[0]["age_ms"]) == ("2026-11-26T06:12:24.000000Z", "1", "9000")
     accel = read_csv(tmp_path / "o" / "accel.csv")
     assert [(r["time"][11:], r["node_time_s"]) for r in accel] == [("06:12:32.980000Z", "9.98"), ("06:12:32.990000Z", "9.99")]
     assert read_csv(tmp_path / "o" / "accel_blocks.csv")[0]["age_ms"] == "20"
@@ -316,11 +323,12 @@ def test_unknown_format(capsys, small_capture):
     only_the_capture_left(small_capture.parent, "run1.bin")
 
 
-def test_parquet_without_pyarrow(capsys, small_capture, monkeypatch):
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_without_pyarrow(capsys, small_capture, monkeypatch, fmt):
     for name in [m for m in sys.modules if m == "pyarrow" or m.startswith("pyarrow.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow raises ImportError
-    one_line_error(*run(capsys, small_capture, "--format", "parquet"), "pyarrow")
+    one_line_error(*run(capsys, small_capture, "--format", fmt), "pyarrow")
     only_the_capture_left(small_capture.parent, "run1.bin")
 
 
@@ -351,3 +359,149 @@ def test_out_dir_gets_the_usual_mode_and_rows_written_in_pieces_are_the_same(cap
     assert names == sorted(os.listdir(tmp_path / "pieces")) and "features.csv" in names
     for name in names:
         assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "pieces" / name).read_bytes(), name
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(REPO, "host"), os.path.join(REPO, "protocol")]))
+
+
+@pytest.mark.parametrize("command, words", [("decode", "--time-format"), ("encode", "raw_hex")])
+def test_help_imports_neither_numpy_nor_pyarrow(command, words):
+    import subprocess
+
+    code = (
+        "import sys\nfrom citynode.cli import main\n"
+        "try:\n    main([%r, '--help'])\nexcept SystemExit:\n    pass\n"
+        "sys.stderr.write(' '.join(m for m in ('numpy', 'pyarrow') if m in sys.modules))\n" % command
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=60)
+    assert words in done.stdout and "messages.jsonl" in done.stdout
+    assert done.stderr == ""
+
+
+def test_a_run_killed_with_sigkill_leaves_staging_that_the_next_run_removes(capsys, small_capture, tmp_path):
+    import subprocess
+
+    killed = (
+        "import os, sys\nfrom citynode.tables import StagedDir\n"
+        "for target in sys.argv[1:]:\n    open(os.path.join(StagedDir(target).path, 'climate.csv'), 'w').close()\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    fresh, existing = tmp_path / "fresh", tmp_path / "existing"
+    existing.mkdir()
+    done = subprocess.run([sys.executable, "-c", killed, str(fresh), str(existing)], env=ENV, timeout=60)
+    assert done.returncode == -9
+    stale = [n for n in os.listdir(tmp_path) if n.startswith(".fresh.staging-")] + os.listdir(existing)
+    assert len(stale) == 2, stale
+    alive = tmp_path / (".fresh.staging-%d-live" % os.getppid())  # a running process's: left alone
+    alive.mkdir()
+    other = tmp_path / ".fresh.staging-notapid"  # not named by us: left alone
+    other.mkdir()
+    for target in (fresh, existing):
+        code, _, err = run(capsys, small_capture, "--out-dir", target)
+        assert code == 0, err
+    assert sorted(n for n in os.listdir(tmp_path) if "staging" in n) == sorted([alive.name, other.name])
+    assert "climate.csv" in os.listdir(existing) and not [n for n in os.listdir(existing) if "staging" in n]
+
+
+def test_sigterm_midway_leaves_nothing(capsys, small_capture, monkeypatch):
+    import signal
+
+    from citynode.commands import decode as decode_command
+
+    real = decode_command.decode_capture
+
+    def terminated(f, tables=None, **kw):
+        result = real(f, tables, **kw)  # every table written in the staging folder
+        assert tables.files()
+        os.kill(os.getpid(), signal.SIGTERM)
+        return result
+
+    monkeypatch.setattr(decode_command, "decode_capture", terminated)
+    code, _, err = run(capsys, small_capture)
+    assert code == 130 and "interrupted" in err
+    only_the_capture_left(small_capture.parent, "run1.bin")
+
+
+def test_absurd_utc_is_flagged_not_a_crash(capsys, tmp_path):
+    """Issue 10: utc_ms 2^64 - 1 (or ns instead of ms) is kept in the time table, anchors nothing, is counted."""
+    node = TrafficBuilder(1)
+    wire = node.time_anchor(1000, 2**64 - 1) + node.climate(2000, 20.0, 50.0)
+    wire += node.time_anchor(3000, UTC0_MS * 1_000_000) + node.climate(4000, 20.0, 50.0)
+    wire += node.time_anchor(5000, UTC0) + node.climate(6000, 20.0, 50.0)
+    wire += node.time_anchor(7000, 2**63) + node.climate(8000, 20.0, 50.0)  # the good anchor stays
+    cap = tmp_path / "t.bin"
+    cap.write_bytes(wire)
+    code, out, err = run(capsys, cap, "--out-dir", tmp_path / "o")
+    assert code == 0, err
+    assert "note: 3 TIME message(s) with an implausible UTC" in out
+    rows = read_csv(tmp_path / "o" / "time.csv")
+    assert [(r["utc_ms"], r["utc"], r["plausible"]) for r in rows] == [
+        (str(2**64 - 1), "", "false"),
+        (str(UTC0_MS * 1_000_000), "", "false"),
+        (str(UTC0_MS), "2026-11-26T06:12:24.000000Z", "true"),
+        (str(2**63), "", "false"),
+    ]
+    climate = read_csv(tmp_path / "o" / "climate.csv")
+    assert [r["time"] for r in climate] == ["", "", "2026-11-26T06:12:25.000000Z", "2026-11-26T06:12:27.000000Z"]
+    code, out, err = run(capsys, cap, "--out-dir", tmp_path / "j", "--json")
+    counters = json.loads(out)["nodes"]["1"]
+    assert (counters["implausible_utc"], counters["messages_without_utc"], counters["epochs_without_utc"]) == (3, 4, [0])
+    assert json.loads(out)["rows_without_utc"] == 4
+
+
+def test_epoch_us_time_format_and_the_same_rows_in_every_format(capsys, small_capture, tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    assert run(capsys, small_capture, "--out-dir", tmp_path / "c", "--time-format", "epoch-us")[0] == 0
+    assert run(capsys, small_capture, "--out-dir", tmp_path / "j", "--format", "jsonl", "--time-format", "epoch-us")[0] == 0
+    assert run(capsys, small_capture, "--out-dir", tmp_path / "p", "--format", "parquet")[0] == 0
+    csv_rows = read_csv(tmp_path / "c" / "accel.csv")
+    with open(tmp_path / "j" / "accel.jsonl") as f:
+        json_rows = [json.loads(line) for line in f]
+    parquet = pq.read_table(tmp_path / "p" / "accel.parquet")
+    us = parquet.column("time").cast("int64").to_pylist()
+    assert us[0] == (UTC0_MS + 500) * 1000
+    assert [r["time"] for r in csv_rows] == ["" if u is None else str(u) for u in us]
+    assert [r["time"] for r in json_rows] == us
+    for name in ("node_time_s", "ax_g", "ay_g", "az_g"):
+        values = parquet.column(name).to_pylist()
+        assert [float(r[name]) for r in csv_rows] == values  # floats read back exactly
+        assert [r[name] for r in json_rows] == values
+
+
+def test_time_format_is_for_text_formats_only(capsys, small_capture):
+    one_line_error(*run(capsys, small_capture, "--format", "parquet", "--time-format", "iso"), "--time-format", "parquet")
+    one_line_error(*run(capsys, small_capture, "--time-format", "ns"), "ns", "iso")
+    only_the_capture_left(small_capture.parent, "run1.bin")
+
+
+def test_every_double_reads_back_exactly_from_csv_and_jsonl(tmp_path):
+    """Arrow's shortest round-trip text, NaN and infinities included; u64 stays u64."""
+    import math
+
+    from citynode.tables import NO_UTC, TableSet
+
+    values = [0.1, 1 / 3, 5e-324, 2.5e-310, 1e-5, 1e300, -0.0, 2.0, 123456789.123, 1e16, math.nan, math.inf, -math.inf]
+    n = len(values)
+    table = {
+        "node_id": np.arange(n),
+        "time": np.array([NO_UTC, 0] + [UTC0_MS * 1000 + k for k in range(n - 2)], np.int64),
+        "node_time_s": np.array(values),
+        "epoch": np.zeros(n, np.int64),
+        "seq": np.arange(n),
+        "utc_ms": np.full(n, 2**64 - 1, np.uint64),
+        "utc": np.full(n, NO_UTC, np.int64),
+        "plausible": np.zeros(n, bool),
+    }
+    for fmt in ("csv", "jsonl"):
+        tables = TableSet(str(tmp_path), fmt)
+        tables.append({"time": table})
+        tables.close()
+    rows = read_csv(tmp_path / "time.csv")
+    with open(tmp_path / "time.jsonl") as f:
+        lines = [json.loads(line) for line in f]
+    for got in ([float(r["node_time_s"]) for r in rows], [float(r["node_time_s"]) for r in lines]):
+        assert [repr(v) for v in got] == [repr(v) for v in values]  # -0.0 and nan included
+    assert rows[0]["time"] == "" and lines[0]["time"] is None
+    assert rows[1]["time"] == "1970-01-01T00:00:00.000000Z" and rows[2]["time"] == "2026-11-26T06:12:24.000000Z"
+    assert {r["utc_ms"] for r in rows} == {str(2**64 - 1)} and {r["utc_ms"] for r in lines} == {2**64 - 1}

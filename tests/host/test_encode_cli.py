@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from citynode import traffic
 from citynode.cli import main
 from citynode_protocol.decoder import decode_all
 
@@ -107,4 +108,33 @@ def test_encoded_capture_decodes_with_the_cli(capsys, tmp_path):
     assert main(["decode", str(cap), "--out-dir", str(tmp_path / "t")]) == 0
     capsys.readouterr()
     text = (tmp_path / "t" / "accel.csv").read_text().splitlines()
-    assert text[1] == "1,2026-11-26T06:12:24.500000Z,1.5,0,1,0,1.0,0.0,-1.0"
+    assert text[1] == "1,2026-11-26T06:12:24.500000Z,1.5,0,1,0,1,0,-1,0"  # ..., ax, ay, az, segment
+
+
+def test_decoded_messages_encode_back_to_the_same_frames(capsys, tmp_path):
+    """decode --format jsonl writes messages.jsonl; encode turns it into the capture's bytes again."""
+    cap = traffic.capture(nodes=(1, 2), duration_s=20, seed=5, start_ms=(1 << 32) - 6000, features_period_s=4, status_period_s=5)
+    node = traffic.TrafficBuilder(3)
+    tail = node.log(10, "d\u00e9j\u00e0 \"vu\", line\nbreak", level="warning") + node.reply(20, 7, 0, {"ok": [1, 2.5]})
+    tail += node.reply(30, 8, 3) + node.time_anchor(40, 2**64 - 1)
+    tail += node.accel_block(50, [[-32768, 32767, 0]] * 5, encoding=0, flags=1, age_ms=3)
+    tail += node.accel_block(60, [[1, 2, 3], [4, 5, 6]], encoding=1, odr_hz=3200.0, range_g=16)
+    wire = cap.wire + tail
+    capture = tmp_path / "c.bin"
+    capture.write_bytes(wire)
+    assert main(["decode", str(capture), "--format", "jsonl", "--out-dir", str(tmp_path / "t")]) == 0
+    capsys.readouterr()
+    messages = tmp_path / "t" / "messages.jsonl"
+    assert main(["encode", str(messages), "-o", str(tmp_path / "again.bin")]) == 0
+    assert (tmp_path / "again.bin").read_bytes() == wire
+    kinds = {json.loads(line)["type"] for line in messages.read_text(encoding="utf-8").splitlines()}
+    assert kinds == {"climate", "accel", "features", "status", "log", "time", "reply"}
+
+
+def test_help_describes_the_input(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["encode", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for words in ('"type": "climate"', "raw_hex", "payload_hex", "time_ms", "samples", "utc_ms", "messages.jsonl"):
+        assert words in out, words

@@ -13,27 +13,37 @@ import json
 import os
 import stat
 import sys
+import time
 
 from citynode.errors import CitynodeError, UsageError
-from citynode.tables import FORMATS, StagedDir, TableSet, batch_tables, require_format
+from citynode.table_formats import FORMATS, TIME_FORMATS
+from citynode_protocol.wire import UTC_MAX_MS, UTC_MIN_MS
 
 READ_CHUNK = 2 << 20  # bounds the rows (and their text) of one batch
+# the plausible UTC of SPEC §6 time, in words: "2020..2100"
+PLAUSIBLE_YEARS = "%d..%d" % tuple(time.gmtime(ms // 1000).tm_year for ms in (UTC_MIN_MS, UTC_MAX_MS))
 
 
 EPILOG = """\
 tables: one file per message kind present (climate, accel, accel_blocks,
 features, status, log, time, reply), each starting with
   node_id      the node
-  time         ISO 8601 UTC (2026-11-26T06:12:24.125000Z) once a TIME message
-               anchored the node's clock since its last restart, else node seconds
+  time         UTC, once a plausible TIME message anchored the node's clock
+               since its last restart; empty (null) where the node had no UTC.
+               CSV/JSONL: ISO 8601 (2026-11-26T06:12:24.125000Z) or, with
+               --time-format epoch-us, µs since 1970; Parquet: timestamp (UTC)
   node_time_s  node clock in seconds, unwrapped across its 2^32 ms wrap (always)
   epoch        restarts of the node seen so far (node_time_s restarts with it)
   seq          frame sequence number
 accel has one row per sample, at t0 + i / odr_hz from the block's first sample,
-in g (counts x range_g / 32768). --stats and --json give per-node counters
-(frames, lost, duplicates, restarts, ...) and link totals (CRC failures,
+in g (counts x range_g / 32768). time keeps utc_ms as sent and says whether it
+was plausible (%s); an implausible one anchors nothing. Floats are the
+shortest text that reads back as the same number. --format jsonl also writes
+messages.jsonl: every message in stream order, as `citynode encode` reads it.
+--stats and --json give per-node counters (frames, lost, duplicates, restarts,
+implausible UTC, messages without UTC, ...) and link totals (CRC failures,
 bytes skipped, ...).
-"""
+""" % PLAUSIBLE_YEARS
 
 
 def add_arguments(parser):
@@ -51,7 +61,13 @@ def add_arguments(parser):
         "--format",
         default="csv",
         metavar="{%s}" % ",".join(FORMATS),
-        help="table format (default csv; parquet needs pyarrow)",
+        help="table format (default csv)",
+    )
+    parser.add_argument(
+        "--time-format",
+        metavar="{%s}" % ",".join(TIME_FORMATS),
+        help="how CSV and JSONL write UTC: iso (default, 2026-11-26T06:12:24.125000Z) or epoch-us "
+        "(µs since 1970, compact); Parquet always has a timestamp type",
     )
     parser.add_argument("--stats", action="store_true", help="print link statistics per node and in total")
     parser.add_argument("--json", action="store_true", help="print the statistics as JSON on stdout, and nothing else")
@@ -81,12 +97,15 @@ def _open_capture(path):
     return f
 
 
-def decode_capture(f, tables=None, chunk=READ_CHUNK):
-    """Decode an open capture file in chunks; returns (stats, messages per node, bytes read).
+def decode_capture(f, tables=None, chunk=READ_CHUNK, messages=None):
+    """Decode an open capture file in chunks; returns (stats, messages per node, bytes read, timebase).
 
-    With `tables` (a TableSet), every batch's rows are written as they come.
+    With `tables` (a TableSet), every batch's rows are written as they come;
+    with `messages` (a text file), every message as a line `citynode encode` reads.
     """
     from citynode.decode import BulkDecoder
+    from citynode.message_lines import message_line
+    from citynode.tables import batch_tables
     from citynode.timebase import Timebase
 
     decoder = BulkDecoder()
@@ -105,8 +124,12 @@ def decode_capture(f, tables=None, chunk=READ_CHUNK):
         _count_messages(batch, per_node)
         if tables is not None and len(batch):
             tables.append(batch_tables(batch, timebase))
+        elif len(batch):
+            timebase.assign(batch)
+        if messages is not None and len(batch):
+            messages.write("".join(message_line(m) + "\n" for m in batch.messages()))
     decoder.flush()
-    return decoder.stats, per_node, total
+    return decoder.stats, per_node, total, timebase
 
 
 def _count_messages(batch, per_node):
@@ -118,44 +141,60 @@ def _count_messages(batch, per_node):
             per_node[nid] = per_node.get(nid, 0) + c
 
 
+MESSAGES_FILE = "messages.jsonl"
+
+
 def run(args):
+    import signal
+
+    from citynode.commands.common import interrupt_on
+
     if args.format not in FORMATS:
         raise UsageError("unknown table format %r; choose from %s" % (args.format, ", ".join(FORMATS)))
+    if args.time_format is not None and args.time_format not in TIME_FORMATS:
+        raise UsageError("unknown time format %r; choose from %s" % (args.time_format, ", ".join(TIME_FORMATS)))
+    if args.time_format is not None and args.format == "parquet":
+        raise UsageError("--time-format is for csv and jsonl; parquet times are a timestamp type")
     try:
+        from citynode.tables import require_format
+
         require_format(args.format)
     except ImportError:
-        raise CitynodeError(
-            "--format parquet needs pyarrow, which is not installed: pip install 'citynode[parquet]' (or pyarrow)"
-        ) from None
+        raise CitynodeError("citynode decode needs pyarrow, which is not installed: pip install pyarrow") from None
+    from citynode.tables import StagedDir, TableSet
+
     out_dir = args.out_dir or default_out_dir(args.capture)
-    with _open_capture(args.capture) as f:
+    with _open_capture(args.capture) as f, interrupt_on(signal.SIGTERM, signal.SIGHUP):
         try:
             staged = StagedDir(out_dir)
         except OSError as exc:
             raise CitynodeError("cannot create output folder %s: %s" % (out_dir, exc.strerror or exc)) from None
-        tables = TableSet(staged.path, args.format)
+        tables = TableSet(staged.path, args.format, args.time_format or "iso")
+        messages = None
         try:
-            stats, per_node, total = decode_capture(f, tables)
+            if args.format == "jsonl":
+                messages = open(os.path.join(staged.path, MESSAGES_FILE), "w", encoding="utf-8")
+            stats, per_node, total, timebase = decode_capture(f, tables, messages=messages)
             tables.close()
+            if messages is not None:
+                messages.close()
             if total == 0:
                 raise UsageError("%s: empty file, not a capture" % args.capture)
             if not any(ns.frames for ns in stats.nodes.values()):
                 raise CitynodeError("not a citynode capture: no valid frame in %d bytes" % total)
             files = tables.files()
             if files:
-                staged.commit(files)
+                staged.commit(files + ([MESSAGES_FILE] if messages is not None else []))
             else:
                 staged.abort()
         except OSError as exc:
-            _close_quietly(tables)
-            staged.abort()
+            _abort(staged, tables, messages)
             where = exc.filename or out_dir
             raise CitynodeError("cannot write tables to %s: %s" % (where, exc.strerror or exc)) from None
         except BaseException:
-            _close_quietly(tables)
-            staged.abort()
+            _abort(staged, tables, messages)
             raise
-    report = stats_report(args.capture, total, stats, per_node, out_dir if files else None, tables)
+    report = stats_report(args.capture, total, stats, per_node, out_dir if files else None, tables, timebase)
     if args.json:
         json.dump(report, sys.stdout, indent=1, sort_keys=False)
         sys.stdout.write("\n")
@@ -166,18 +205,27 @@ def run(args):
     return 0
 
 
-def _close_quietly(tables):
+def _abort(staged, tables, messages):
+    """Close what is open and remove the staging folder, whatever happens while closing."""
     try:
-        tables.close()
-    except Exception:  # the original error is the one to report
-        pass
+        for closing in (tables, messages):
+            try:
+                if closing is not None:
+                    closing.close()
+            except Exception:  # the original error is the one to report
+                pass
+    finally:
+        staged.abort()
 
 
-def stats_report(capture, total, stats, per_node, out_dir, tables):
+def stats_report(capture, total, stats, per_node, out_dir, tables, timebase):
     link = stats.as_dict()
     nodes = link.pop("nodes")
+    clocks = timebase.stats()
     for nid, counters in nodes.items():
         counters["messages"] = per_node.get(int(nid), 0)
+        clock = clocks.get(int(nid), {"implausible_utc": 0, "messages_without_utc": 0, "epochs_without_utc": []})
+        counters.update(clock)
     return {
         "capture": os.path.abspath(capture),
         "bytes": total,
@@ -190,6 +238,7 @@ def stats_report(capture, total, stats, per_node, out_dir, tables):
         }
         if out_dir
         else {},
+        "rows_without_utc": tables.without_utc if out_dir else 0,
     }
 
 
@@ -203,6 +252,8 @@ NODE_COLUMNS = (
     ("unknown_type", "unknown type"),
     ("bad_length", "bad length"),
     ("newer_minor", "newer minor"),
+    ("implausible_utc", "bad UTC"),
+    ("messages_without_utc", "no UTC"),
 )
 
 LINK_ROWS = (
@@ -241,7 +292,8 @@ def print_stats(report, out):
     if rows:
         totals = ["all"] + [sum(c[key] for c in report["nodes"].values()) for key, _ in NODE_COLUMNS]
         rows.append(totals)
-    out.write("Per node (frames: good CRC, duplicates excluded; lost: sequence gaps)\n")
+    out.write("Per node (frames: good CRC, duplicates excluded; lost: sequence gaps; bad UTC: TIME messages\n"
+              "outside %s, not used; no UTC: messages before a usable TIME message since a restart)\n" % PLAUSIBLE_YEARS)
     out.write((_table(header, rows) if rows else "  (no node seen)") + "\n\n")
     out.write("Link (the whole capture; CRC failures and skipped bytes cannot be told apart by node)\n")
     out.write(_table(["counter", "count"], [[label, report["link"][key]] for key, label in LINK_ROWS]) + "\n\n")
@@ -256,5 +308,14 @@ def _print_summary(report, out):
     else:
         out.write("no messages to write: %d frame(s) with a good CRC, none of a known type and length\n"
                   % sum(c["frames"] for c in report["nodes"].values()))
+    without = [(nid, c["epochs_without_utc"]) for nid, c in report["nodes"].items() if c["messages_without_utc"]]
+    if report["tables"] and report["rows_without_utc"]:
+        where = "; ".join("node %s epoch %s" % (nid, ", ".join(map(str, epochs))) for nid, epochs in without)
+        out.write("note: %d row(s) have no UTC, their node not (yet) anchored by a plausible TIME message (%s): "
+                  "their time is empty, node_time_s is there\n" % (report["rows_without_utc"], where))
+    bad = sum(c["implausible_utc"] for c in report["nodes"].values())
+    if bad:
+        out.write("note: %d TIME message(s) with an implausible UTC (outside %s) anchored nothing; "
+                  "see time.plausible\n" % (bad, PLAUSIBLE_YEARS))
     if link["bad_frames"] or link["bytes_skipped"]:
         out.write("skipped %d bytes in %d bad frame(s); --stats for details\n" % (link["bytes_skipped"], link["bad_frames"]))

@@ -1,28 +1,8 @@
 """`citynode encode INPUT.jsonl -o CAPTURE`: frames from JSON messages, for test traffic.
 
-One JSON object per line (blank lines are skipped):
-
-    {"type": "climate", "node_id": 1, "seq": 0, "time_ms": 1000,
-     "fields": {"temperature_c": 21.5, "relative_humidity_pct": 48.25}}
-    {"type": "accel", "node_id": 1, "time_ms": 1250,
-     "fields": {"odr_hz": 200, "range_g": 2, "samples": [[12, -4, 16384], [13, -2, 16380]]}}
-    {"type": "time", "node_id": 1, "time_ms": 1300, "fields": {"utc": "2026-11-26T06:12:24Z"}}
-    {"type": 29, "node_id": 1, "time_ms": 1400, "payload_hex": "0102"}
-    {"raw_hex": "4d6963726f507974686f6e0d0a"}
-
-- `type`: a message name (climate, accel, features, status, log, time, reply)
-  or a type number 0-31; a number not in the table needs `payload_hex` (a frame
-  from a newer node).
-- `seq`: optional; per node it continues from the previous frame (from 0).
-- `time_ms`: the node's clock (u32 ms).
-- `fields`: in the units of the message table; missing fields are 0. accel
-  takes `samples` (a flat x, y, z list or [x, y, z] triples of int16 counts)
-  and `encoding` (null: the smaller, as the node does; 0 or "raw"; 1 or
-  "delta"); first_index continues per node when omitted. time takes `utc_ms`
-  or `utc` (ISO 8601 text). log takes `text` and `level` (0-3 or a name);
-  reply takes `request_id`, `code` and `body` (any JSON).
-- `raw_hex`: bytes copied to the capture as they are (junk, REPL text, a
-  damaged frame).
+The input is described in INPUT_HELP (shown by `citynode encode --help`); it
+is the form of citynode.message_lines, so the `messages.jsonl` that
+`citynode decode --format jsonl` writes encodes back to the same frames.
 """
 
 import json
@@ -31,7 +11,6 @@ import sys
 import tempfile
 
 from citynode.errors import CitynodeError, UsageError
-from citynode.traffic import LOG_LEVEL, TrafficBuilder, utc_ms
 from citynode_protocol import cobs
 from citynode_protocol.frame import MAX_FRAME, MAX_TYPE
 from citynode_protocol.messages import BY_NAME, BY_TYPE
@@ -39,8 +18,42 @@ from citynode_protocol.messages import BY_NAME, BY_TYPE
 _ENCODINGS = {None: None, 0: 0, 1: 1, "raw": 0, "raw-int16": 0, "delta": 1, "delta-bitpack8": 1}
 _KEYS = {"type", "node_id", "seq", "time_ms", "fields", "payload_hex", "raw_hex"}
 
+INPUT_HELP = """\
+INPUT: one JSON object per line (blank lines are skipped), one frame each:
+
+  {"type": "climate", "node_id": 1, "seq": 0, "time_ms": 1000,
+   "fields": {"temperature_c": 21.5, "relative_humidity_pct": 48.25}}
+  {"type": "accel", "node_id": 1, "time_ms": 1250,
+   "fields": {"odr_hz": 200, "range_g": 2, "samples": [[12, -4, 16384], [13, -2, 16380]]}}
+  {"type": "time", "node_id": 1, "time_ms": 1300, "fields": {"utc": "2026-11-26T06:12:24Z"}}
+  {"type": 29, "node_id": 1, "time_ms": 1400, "payload_hex": "0102"}
+  {"raw_hex": "4d6963726f507974686f6e0d0a"}
+
+  type      a message name (climate, accel, features, status, log, time, reply)
+            or a type number 0-31; a number not in the table needs
+            payload_hex (a frame from a newer node)
+  node_id   0-65535
+  seq       optional; per node it continues from the previous frame (from 0)
+  time_ms   the node's clock (u32 ms)
+  fields    in the units of the message table; missing fields are 0. accel
+            takes samples (a flat x, y, z list or [x, y, z] triples of int16
+            counts) and encoding (null: the smaller, as the node does; 0 or
+            "raw"; 1 or "delta"); first_index continues per node when omitted.
+            time takes utc_ms or utc (ISO 8601 text). log takes text and level
+            (0-3 or a name); reply takes request_id, code and body (any JSON)
+  raw_hex   bytes copied to the capture as they are (junk, REPL text, a
+            damaged frame)
+
+`citynode decode CAPTURE --format jsonl` writes messages.jsonl in this form:
+encoding it gives back the frames it was decoded from.
+"""
+
 
 def add_arguments(parser):
+    import argparse
+
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = INPUT_HELP
     parser.add_argument("input", metavar="INPUT", help="JSON Lines file of messages ('-' for standard input)")
     parser.add_argument(
         "-o", "--output", metavar="CAPTURE", required=True, help="capture file to write ('-' for standard output)"
@@ -89,6 +102,8 @@ def _fields(name, given):
     unknown = sorted(set(given) - allowed)
     if unknown:
         raise LineError("%s has no field %s; its fields: %s" % (name, ", ".join(map(repr, unknown)), ", ".join(sorted(allowed))))
+    from citynode.traffic import LOG_LEVEL, utc_ms  # numpy: not for --help
+
     fields = dict(given)
     if name == "log" and isinstance(fields.get("level"), str):
         if fields["level"] not in LOG_LEVEL:
@@ -152,6 +167,8 @@ def encode_line(obj, nodes):
     time_ms = _int(obj, "time_ms", 0, 0xFFFFFFFF)
     node = nodes.get(node_id)
     if node is None:
+        from citynode.traffic import TrafficBuilder
+
         node = nodes[node_id] = TrafficBuilder(node_id)
     msg_type = obj["type"]
     if isinstance(msg_type, int) and not isinstance(msg_type, bool):
