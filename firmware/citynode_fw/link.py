@@ -17,6 +17,10 @@ control characters, so no command can be mistaken for Ctrl-C.
 Lines collect in a preallocated buffer (armour.MAX_LINE); a line that does not
 decode (bad armour, CRC, JSON, too long) is answered with REPLY ERR_BAD_LINE
 (request id parsed from the line if it can be, else 0) and counted.
+
+A host that gets no reply, or ERR_BAD_LINE, sends the same line again (same
+request id). `Answered` keeps the replies to the last few requests that changed
+the node, so such a repeat is answered from memory and not applied twice.
 """
 
 import json
@@ -61,6 +65,7 @@ class Link:
         self._n = 0
         self._overflow = False
         self._byte = bytearray(1)
+        self.answered = Answered()
 
     # -- out ---------------------------------------------------------------------
 
@@ -145,6 +150,33 @@ class Link:
             return armour.decode_command(line)
         except armour.ArmourError as exc:
             return guess_id(line), None, str(exc) if line else "line too long"
+
+
+class Answered:
+    """The replies to the last SIZE changing requests, keyed by request id and the
+    line's CRC digits (so a new request that reuses an id is not mistaken for a repeat)."""
+
+    SIZE = 4
+
+    def __init__(self):
+        self._keys = [None] * self.SIZE  # type: list
+        self._replies = [None] * self.SIZE  # type: list
+        self._next = 0
+
+    def find(self, request_id, line):
+        """(code, body) answered to this very line before, else None."""
+        crc = line[-8:]
+        for i in range(self.SIZE):
+            key = self._keys[i]
+            if key is not None and key[0] == request_id and key[1] == crc:
+                return self._replies[i]
+        return None
+
+    def keep(self, request_id, line, code, body):
+        i = self._next
+        self._keys[i] = (request_id, line[-8:])
+        self._replies[i] = (code, body)
+        self._next = (i + 1) % self.SIZE
 
 
 def guess_id(line):
