@@ -26,7 +26,7 @@ from citynode import cli, monitor_view, plotting
 from citynode.commands import monitor as monitor_command
 from citynode.demo import gravity
 from citynode.traffic import TrafficBuilder
-from citynode_protocol import messages
+from citynode_protocol import armour, messages
 from citynode_protocol.decoder import Decoder, decode_all
 
 HOST = Path(__file__).resolve().parents[2] / "host"
@@ -42,16 +42,19 @@ TEMP_C, RH_PCT = 14.2, 71.5
 RANGE_G = 2
 
 
-def node_stream(node_id=1, freq_hz=FREQ_HZ, climate=True, junk_every=0, seed=1):
+def node_stream(node_id=1, freq_hz=FREQ_HZ, climate=True, junk_every=0, seed=1, node=None):
     """Endless wire chunks of one node: an accel block every 0.25 s of node time,
-    climate every second, features and status every 2 s, and (junk_every) REPL text."""
+    climate every second, features and status every 2 s, and (junk_every) REPL text.
+
+    node: the TrafficBuilder to build with (its `now_ms` follows the stream)."""
     rng = np.random.default_rng(seed)
-    node = TrafficBuilder(node_id)
+    node = node or TrafficBuilder(node_id)
     g = np.array(gravity(PITCH_DEG, ROLL_DEG))
     k = 32768.0 / RANGE_G
     i = 0
     while True:
         t_ms = 1000 + i * 250
+        node.now_ms = t_ms + 250
         out = bytearray()
         if climate and i % 4 == 0:
             out += node.climate(t_ms, TEMP_C, RH_PCT)
@@ -73,6 +76,12 @@ def node_stream(node_id=1, freq_hz=FREQ_HZ, climate=True, junk_every=0, seed=1):
         i += 1
 
 
+def app_node(**options):
+    """A PtyNode streaming node_stream(**options) that answers set_time, as the app does."""
+    node = TrafficBuilder(options.get("node_id", 1))
+    return PtyNode(node_stream(node=node, **options), node=node)
+
+
 def capture_bytes(seconds, **options):
     """A finite capture of `seconds` of node time."""
     stream = node_stream(**options)
@@ -82,25 +91,51 @@ def capture_bytes(seconds, **options):
 class PtyNode:
     """A pseudo-terminal playing a node: commands open `port`; a thread writes `chunks`.
 
-    `sent` holds every byte that went into the terminal, in order (a full
-    terminal buffer drops the rest of a chunk, as a node's UART would)."""
+    With `node` (the chunks' TrafficBuilder) it also answers `set_time` and
+    `status` as the app does, in the same frame sequence; without, it answers
+    nothing. `sent` holds every byte that went into the terminal, in order (a
+    full terminal buffer drops the rest of a chunk, as a node's UART would)."""
 
-    def __init__(self, chunks, interval=0.01):
+    def __init__(self, chunks, interval=0.01, node=None):
         self.master, self._slave = pty.openpty()
         tty.setraw(self._slave)
         os.set_blocking(self.master, False)
         self.port = os.ttyname(self._slave)
         self.sent = bytearray()
-        self._chunks = chunks
+        self.commands = []
+        self._node = node
+        self._lines = b""
+        self._chunks = iter(chunks)
         self._interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
+    def _answers(self):
+        try:
+            self._lines += os.read(self.master, 4096)
+        except (BlockingIOError, OSError):
+            return b""
+        out = bytearray()
+        while b"\n" in self._lines:
+            line, self._lines = self._lines.split(b"\n", 1)
+            try:
+                rid, cmd, args = armour.decode_command(line)
+            except armour.ArmourError:
+                continue
+            self.commands.append(cmd)
+            if self._node is None:
+                continue
+            t = self._node.now_ms
+            if cmd == "set_time":
+                out += self._node.time_anchor(t, args["utc_ms"])
+            out += self._node.reply(t, rid, body={})
+        return bytes(out)
+
     def _run(self):
-        for chunk in self._chunks:
-            if self._stop.is_set():
-                return
+        while not self._stop.is_set():
+            answers = self._answers()  # built before the next chunk: the sequence stays in order
+            chunk = answers + next(self._chunks)
             try:
                 n = os.write(self.master, chunk)
             except BlockingIOError:
@@ -153,7 +188,7 @@ def assert_one_line_error(code, err, *words):
 
 def test_record_keeps_the_bytes_exactly_and_summarises(tmp_path, capsys):
     out = tmp_path / "cap.bin"
-    with PtyNode(node_stream(junk_every=5)) as node:
+    with app_node(junk_every=5) as node:
         code, stdout, err = run_cli(capsys, "record", "--port", node.port, "--duration", "1.0", "-o", str(out))
         time.sleep(0.05)
     assert code == 0, err
@@ -179,7 +214,7 @@ def test_record_bad_port_is_one_line_and_writes_nothing(tmp_path, capsys):
 
 
 def test_record_output_folder_missing_is_one_line_and_writes_nothing(tmp_path, capsys):
-    with PtyNode(node_stream()) as node:
+    with app_node() as node:
         code, _out, err = run_cli(capsys, "record", "--port", node.port, "--duration", "1",
                                   "-o", str(tmp_path / "nope" / "c.bin"))
     assert_one_line_error(code, err, "does not exist")
@@ -214,7 +249,7 @@ def test_record_without_port_says_how_to_give_one(tmp_path, capsys, monkeypatch)
 
 
 def test_record_port_from_environment(tmp_path, capsys, monkeypatch):
-    with PtyNode(node_stream()) as node:
+    with app_node() as node:
         monkeypatch.setenv("CITYNODE_PORT", node.port)
         code, stdout, err = run_cli(capsys, "record", "--duration", "0.3", "-o", str(tmp_path / "c.bin"))
     assert code == 0, err
@@ -226,7 +261,7 @@ def test_interrupted_record_finishes_the_capture(tmp_path, sig):
     """Ctrl-C (or SIGTERM) mid-recording: the capture holds what was received, complete."""
     out = tmp_path / "cap.bin"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HOST), str(PROTOCOL)]))
-    with PtyNode(node_stream()) as node:
+    with app_node() as node:
         proc = subprocess.Popen(
             [sys.executable, "-m", "citynode", "record", "--port", node.port, "--duration", "30", "-o", str(out)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
@@ -255,7 +290,7 @@ def test_interrupted_record_finishes_the_capture(tmp_path, sig):
 
 def test_record_link_lost_keeps_what_came(tmp_path, capsys):
     out = tmp_path / "cap.bin"
-    with PtyNode(node_stream()) as node:
+    with app_node() as node:
         timer = threading.Timer(0.5, node.hang_up)
         timer.start()
         try:
@@ -272,7 +307,7 @@ def test_record_progress_on_a_terminal_renders(tmp_path):
     from citynode.commands.record import LiveProgress, record
 
     console = Console(file=io.StringIO(), force_terminal=True, width=100)
-    with PtyNode(node_stream()) as node:
+    with app_node() as node:
         progress = LiveProgress(console, node.port, str(tmp_path / "c.bin"), 0.6)
         rec = record(node.port, str(tmp_path / "c.bin"), duration=0.6, progress=progress)
     text = console.file.getvalue()
@@ -284,7 +319,7 @@ def test_record_progress_on_a_terminal_renders(tmp_path):
 
 
 def test_monitor_prints_a_line_per_message_and_stops_by_itself(capsys):
-    with PtyNode(node_stream(junk_every=7)) as node:
+    with app_node(junk_every=7) as node:
         start = time.monotonic()
         code, stdout, err = run_cli(capsys, "monitor", "--port", node.port, "--duration", "1.0")
         took = time.monotonic() - start
@@ -304,7 +339,7 @@ def test_monitor_prints_a_line_per_message_and_stops_by_itself(capsys):
 
 def test_monitor_live_view_on_a_terminal():
     console = Console(file=io.StringIO(), force_terminal=True, width=110, height=40)
-    with PtyNode(node_stream(climate=False)) as node:
+    with app_node(climate=False) as node:
         stats = monitor_command.monitor(node.port, duration=1.0, console=console)
     text = console.file.getvalue()
     assert stats.frames > 10
