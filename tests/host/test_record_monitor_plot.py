@@ -6,6 +6,7 @@ built with citynode.traffic (the protocol package's pack/build/to_wire) into
 the master. Every wait is bounded.
 """
 
+import datetime
 import io
 import math
 import os
@@ -76,10 +77,11 @@ def node_stream(node_id=1, freq_hz=FREQ_HZ, climate=True, junk_every=0, seed=1, 
         i += 1
 
 
-def app_node(**options):
-    """A PtyNode streaming node_stream(**options) that answers set_time, as the app does."""
+def app_node(hold=0, **options):
+    """A PtyNode streaming node_stream(**options) that answers set_time, as the app does;
+    hold: chunks it had buffered, sent before its first answer."""
     node = TrafficBuilder(options.get("node_id", 1))
-    return PtyNode(node_stream(node=node, **options), node=node)
+    return PtyNode(node_stream(node=node, **options), node=node, hold=hold)
 
 
 def capture_bytes(seconds, **options):
@@ -96,7 +98,7 @@ class PtyNode:
     nothing. `sent` holds every byte that went into the terminal, in order (a
     full terminal buffer drops the rest of a chunk, as a node's UART would)."""
 
-    def __init__(self, chunks, interval=0.01, node=None):
+    def __init__(self, chunks, interval=0.01, node=None, hold=0):
         self.master, self._slave = pty.openpty()
         tty.setraw(self._slave)
         os.set_blocking(self.master, False)
@@ -104,6 +106,8 @@ class PtyNode:
         self.sent = bytearray()
         self.commands = []
         self._node = node
+        self._hold = hold  # chunks kept back until the first command: a node whose port nobody read
+        self.held = 0  # bytes of them
         self._lines = b""
         self._chunks = iter(chunks)
         self._interval = interval
@@ -133,6 +137,13 @@ class PtyNode:
         return bytes(out)
 
     def _run(self):
+        if self._hold:
+            held = b"".join(next(self._chunks) for _ in range(self._hold))
+            self.held = len(held)
+            while not self.commands and not self._stop.wait(0.01):
+                answers = self._answers()
+            if not self._write_all(held + answers):
+                return
         while not self._stop.is_set():
             answers = self._answers()  # built before the next chunk: the sequence stays in order
             chunk = answers + next(self._chunks)
@@ -144,6 +155,22 @@ class PtyNode:
                 return
             self.sent += chunk[:n]
             self._stop.wait(self._interval)
+
+    def _write_all(self, data):
+        view = memoryview(data)
+        for _ in range(1000):
+            try:
+                n = os.write(self.master, view)
+            except BlockingIOError:
+                n = 0
+            except OSError:
+                return False
+            self.sent += view[:n]
+            view = view[n:]
+            if not view:
+                return True
+            self._stop.wait(0.005)
+        return False
 
     def hang_up(self):
         """The node goes away (USB unplugged): reads on the port fail."""
@@ -205,6 +232,43 @@ def test_record_keeps_the_bytes_exactly_and_summarises(tmp_path, capsys):
     assert line.startswith("recorded 1.0 s from %s into %s: %d bytes, %d frames (" % (node.port, out, len(data), stats.frames))
     assert "accel %d" % sum(m.name == "accel" for m in msgs) in line
     assert "0 lost" in line and "0 CRC errors" in line
+
+
+def test_record_starts_from_what_the_node_sends_now(tmp_path, capsys):
+    """Data the node buffered while nobody read comes first on the link; the capture
+    starts at the TIME frame the node sent on taking the host's clock."""
+    import json
+
+    out = tmp_path / "cap.bin"
+    before = time.time()
+    with app_node(hold=40) as node:  # 10 s of node time, waiting in the buffers
+        code, stdout, err = run_cli(capsys, "record", "--port", node.port, "--duration", "0.5", "-o", str(out),
+                                    "--json")
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert node.commands == ["set_time"]
+    assert summary["older_bytes_dropped"] >= node.held > 0 and summary["node_clock_set"] is True
+    assert summary["bytes"] == out.stat().st_size and summary["lost"] == 0 and summary["frames"] > 0
+    started = datetime.datetime.fromisoformat(summary["started_utc"].replace("Z", "+00:00")).timestamp()
+    ended = datetime.datetime.fromisoformat(summary["ended_utc"].replace("Z", "+00:00")).timestamp()
+    assert before <= started <= ended <= time.time()
+    msgs, stats = decode_all(out.read_bytes())
+    assert msgs[0].name == "time" and abs(msgs[0]["utc_ms"] / 1000 - started) < 60
+    assert stats.frames == summary["frames"] and stats.nodes[1].lost == 0
+    oldest = min(m.time_ms for m in msgs if m.name == "accel")
+    assert oldest > 1000 + 40 * 250  # nothing from the held 10 s
+
+
+def test_record_of_a_node_that_does_not_answer_keeps_everything_and_says_so(tmp_path):
+    from citynode.commands.record import record
+
+    out = tmp_path / "cap.bin"
+    with PtyNode(node_stream()) as node:  # frames, but no app answering commands
+        rec = record(node.port, str(out), duration=0.3, answer_timeout=0.3)
+    assert "did not answer set_time" in rec.warning and "older" in rec.warning
+    assert rec.older_bytes == 0 and not rec.clock_set
+    data = out.read_bytes()
+    assert rec.bytes == len(data) > 0 and data in bytes(node.sent)
 
 
 def test_record_bad_port_is_one_line_and_writes_nothing(tmp_path, capsys):
@@ -347,6 +411,46 @@ def test_monitor_live_view_on_a_terminal():
     assert any(0x2800 < ord(ch) <= 0x28FF for ch in text)  # the braille plot
     assert "NOT OK: climate" in text  # status says the climate sensor is missing
     assert "link: " in text
+
+
+class QuitAfter:
+    """Keys for monitor(): `q` after n looks."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def pressed(self):
+        self.n -= 1
+        return self.n < 0
+
+
+def test_monitor_on_a_silent_node_says_how_to_quit_and_q_quits():
+    console = Console(file=io.StringIO(), force_terminal=True, width=160, height=40)
+    with PtyNode(iter(lambda: b"", None)) as node:  # nothing at all, no answers
+        stats = monitor_command.monitor(node.port, console=console, keys=QuitAfter(20), answer_timeout=0.2)
+    text = console.file.getvalue()
+    assert stats.frames == 0
+    assert "q or Ctrl-C quits" in text
+    assert "no frames yet: is the node running the citynode app?" in text
+    assert "did not answer set_time" in text
+
+
+def test_quit_key_reads_q_from_a_terminal_and_restores_it():
+    import termios
+
+    master, slave = pty.openpty()
+    try:
+        before = termios.tcgetattr(slave)
+        with monitor_command.QuitKey(slave) as keys:
+            assert not keys.pressed()
+            os.write(master, b"x")
+            assert not keys.pressed()
+            os.write(master, b"q")
+            assert any(keys.pressed() or time.sleep(0.01) for _ in range(200))  # once the pty has passed it on
+        assert termios.tcgetattr(slave) == before
+    finally:
+        os.close(master)
+        os.close(slave)
 
 
 def test_monitor_bad_port_is_one_line(capsys):
