@@ -40,6 +40,7 @@ _PROBE_S = 0.5
 _BACKLOG = 20000
 _REPL_MARKERS = (b">>> ", b"raw REPL", b"Traceback (most recent call last)")
 _GARBLED = "garbled"
+_ECHO = b'"cmd":"'  # our own line coming back: a REPL echoing what it is typed, not the app
 _PORT_HINT = "`citynode ports` lists ports"
 
 
@@ -270,6 +271,7 @@ class NodeClient:
         resend_after = max(RESEND_AFTER_S, timeout / 4.0)
         deadline = time.monotonic() + timeout
         sent = garbled = 0
+        self._tail = b""
         while True:
             self._write(line)
             sent += 1
@@ -280,7 +282,7 @@ class NodeClient:
                 garbled += 1
             elif got is not None:
                 return got
-            if sent >= attempts or time.monotonic() >= deadline:
+            if sent >= attempts or time.monotonic() >= deadline or _ECHO in self._tail:
                 break
         raise TransportError(self._no_reply_message(what or name, timeout, sent, garbled))
 
@@ -312,6 +314,8 @@ class NodeClient:
                 if found is not None:
                     self._pending = b"".join(pieces[i + 1 :]) + self._pending
                     return found
+            if _ECHO in self._tail:
+                return None  # no app will answer: say so now (see _no_reply_message)
         return None
 
     def _reply_body(self, name, m):
@@ -323,15 +327,14 @@ class NodeClient:
             raise DeviceError("node refused %s: %s%s" % (name, words, (": " + detail) if detail else ""), code)
         return body if body is not None else {}
 
-    def _at_repl(self, rid_text):
-        return any(marker in self._tail for marker in _REPL_MARKERS) or rid_text in self._tail
+    def _at_repl(self):
+        return any(marker in self._tail for marker in _REPL_MARKERS + (_ECHO,))
 
     def _no_reply_message(self, name, timeout, sent, garbled):
         """One line on why a command got no reply, after a look at what the node is doing."""
-        echo = b'"cmd":"'  # a REPL echoes what we type
-        if not self._at_repl(echo) and not garbled:
+        if not self._at_repl() and not garbled:
             self._probe_repl()
-        if self._at_repl(echo):
+        if self._at_repl():
             return ("node on %s is at the MicroPython REPL: the citynode app is not running "
                     "(no app? run `citynode deploy --port %s`; else reset the board)" % (self.port, self.port))
         head = "node on %s did not answer %s within %g s" % (self.port, name, round(timeout, 1))
@@ -387,6 +390,20 @@ def _after_each_delimiter(data):
     if start < len(data):
         pieces.append(data[start:])
     return pieces
+
+
+APP_START_S = 10.0  # for the app to answer after a soft reset
+
+
+def set_clock_when_app_answers(port, baudrate=DEFAULT_BAUD, timeout=APP_START_S):
+    """After raw-REPL work (deploy, backup) the app starts again without the time:
+    send it the host's UTC once it answers. True if it took it; False, never an
+    error, when the port cannot be opened or the app does not answer in `timeout` s."""
+    try:
+        with NodeClient(port, baudrate, timeout=timeout) as client:
+            return client.set_clock(timeout)
+    except (TransportError, DeviceError):
+        return False
 
 
 _PROMPTS = (b">>> ", b"raw REPL; CTRL-B to exit\r\n>")

@@ -352,3 +352,44 @@ def test_loop_url_works_for_frames():
     got = list(client.read_frames(seconds=0.2))
     assert [m.seq for m in got] == [0, 1]
     assert client.stats.bytes_skipped == 5
+
+
+def test_info_on_a_board_without_the_app_says_deploy(tmp_path, capsys):
+    """A bare MicroPython board (friendly REPL: it echoes the line), then one a deploy
+    left in the raw REPL (silent): both get the `citynode deploy` hint, in one line."""
+    from mpremote.transport_serial import SerialTransport
+
+    from citynode import cli
+    from vnode_fixtures import virtual_node
+
+    with virtual_node(tmp_path) as node:
+        assert cli.main(["info", "--port", node.port]) == 1
+        bare = capsys.readouterr().err
+        t = SerialTransport(node.port, baudrate=115200, timeout=5)
+        try:
+            t.enter_raw_repl(soft_reset=False)  # and never leave it, as an interrupted deploy
+        finally:
+            t.close()
+        with NodeClient(node.port, timeout=1) as client:  # as `citynode info`, sooner
+            with pytest.raises(TransportError) as exc:
+                client.command("info")
+        raw = "citynode: %s\n" % exc.value
+    for err in (bare, raw):
+        assert err.count("\n") == 1 and "Traceback" not in err, err
+        assert err.startswith("citynode: node on %s is at the MicroPython REPL: the citynode app is not running "
+                              "(no app? run `citynode deploy --port %s`" % (node.port, node.port)), err
+
+
+def test_after_raw_repl_work_the_app_gets_the_clock_when_it_answers(tmp_path):
+    from vnode_fixtures import virtual_node
+
+    with virtual_node(tmp_path / "app", with_app=True) as node:
+        with serial_link.raw_repl(node.port) as transport:  # as deploy and backup do
+            transport.exec("x = 1")
+        assert serial_link.set_clock_when_app_answers(node.port)
+        with NodeClient(node.port, set_clock=False) as client:
+            status = client.command("status")
+    assert status["flags"] & messages.STATUS_TIME_ANCHORED
+    with virtual_node(tmp_path / "bare") as node:  # no app: False, soon (the REPL echoes the line)
+        assert serial_link.set_clock_when_app_answers(node.port) is False
+    assert serial_link.set_clock_when_app_answers(str(tmp_path / "ttyNOPE")) is False
