@@ -32,7 +32,7 @@ from citynode_protocol.decoder import Decoder
 
 DEFAULT_BAUD = 115200
 COMMAND_TIMEOUT_S = 5.0
-RESEND_AFTER_S = 1.0  # at least this long without a reply before a line is sent again
+RESEND_AFTER_S = 1.0  # this long without a reply, a line is sent again
 MAX_ATTEMPTS = 16  # lines sent for one command, within its deadline
 NOT_RESENT_AFTER_SILENCE = ("reboot",)  # the node forgets its replies when it resets
 _READ_SLICE_S = 0.05
@@ -207,11 +207,12 @@ class NodeClient:
 
         Not sent when the host's own clock is implausible; a node that refuses
         it is left as it is. TransportError when the node does not answer."""
-        self._clock_due = False
         utc = host_utc_ms()
         if utc is None:
+            self._clock_due = False
             return False
         m = self._exchange("set_time", {"utc_ms": utc}, self.timeout if timeout is None else timeout, what=what)
+        self._clock_due = False
         self.clock_set = m["code"] == messages.OK
         return self.clock_set
 
@@ -232,18 +233,23 @@ class NodeClient:
         name, args = ("set_time", {"utc_ms": utc}) if utc is not None else ("status", {})
         kept = bytearray()
         start = [False]
+        frame = bytearray()  # the bytes since the last delimiter: a frame may come in several reads
 
         def watch(piece, msgs):
+            if frame.endswith(b"\x00"):
+                frame[:] = b""
+            frame.extend(piece)
             for m in msgs:
                 if m.name == "time" and m["utc_ms"] == utc:
                     start[0] = True
-                    kept[:] = b""
+                    kept[:] = frame
+                    return
             if start[0]:
                 kept.extend(piece)
 
         def on_reply(piece):
             if not start[0]:
-                kept[:] = piece
+                kept[:] = frame
 
         held = bytearray()
         on_bytes, self.on_bytes = self.on_bytes, held.extend
@@ -268,7 +274,7 @@ class NodeClient:
         rid = self._request_id()
         line = armour.encode_command(rid, name, args)
         attempts = MAX_ATTEMPTS if retries is None else retries + 1
-        resend_after = max(RESEND_AFTER_S, timeout / 4.0)
+        resend_after = RESEND_AFTER_S
         deadline = time.monotonic() + timeout
         sent = garbled = 0
         self._tail = b""

@@ -277,6 +277,17 @@ def test_record_bad_port_is_one_line_and_writes_nothing(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("port, words", [("/dev/null", "is not a serial port"), ("folder", "is a folder"),
+                                         ("file", "is a file")])
+def test_record_from_something_that_is_no_serial_port_is_one_line(tmp_path, capsys, port, words):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_bytes(b"x")
+    port = port if port.startswith("/") else str(tmp_path / port)
+    code, _out, err = run_cli(capsys, "record", "--port", port, "--duration", "1", "-o", str(tmp_path / "c.bin"))
+    assert_one_line_error(code, err, words, "`citynode ports` lists ports")
+    assert not (tmp_path / "c.bin").exists() and not (tmp_path / "c.bin.part").exists()
+
+
 def test_record_output_folder_missing_is_one_line_and_writes_nothing(tmp_path, capsys):
     with app_node() as node:
         code, _out, err = run_cli(capsys, "record", "--port", node.port, "--duration", "1",

@@ -194,13 +194,18 @@ def test_a_refused_clock_does_not_stop_the_command():
         node.close()
 
 
-def test_fresh_start_drops_what_the_node_sent_before_its_answer():
+@pytest.mark.parametrize("split", [0, 3], ids=["whole", "time-frame-in-two-reads"])
+def test_fresh_start_drops_what_the_node_sent_before_its_answer(split):
     old = b"".join(_climate_wire(seq, t_ms=100 + seq) for seq in range(50))  # buffered while nobody read
 
     def answer(line):
         rid, cmd, args = armour.decode_command(line)
         assert cmd == "set_time"
-        return _time_wire(args["utc_ms"], 50) + _reply_wire(rid, body={}, seq=51) + _climate_wire(52, t_ms=2000)
+        new = _time_wire(args["utc_ms"], 50) + _reply_wire(rid, body={}, seq=51) + _climate_wire(52, t_ms=2000)
+        if split:
+            os.write(node.master, new[:split])
+            time.sleep(0.2)
+        return new[split:]
 
     node = ScriptedNode(answer)
     try:
