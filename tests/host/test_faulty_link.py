@@ -36,7 +36,7 @@ class GarblingRelay:
         self.master, self._slave = pty.openpty()
         tty.setraw(self._slave)
         self.port = os.ttyname(self._slave)
-        self.node = serial.serial_for_url(node_port, baudrate=115200, timeout=0)
+        self.node = serial.serial_for_url(node_port, baudrate=115200, timeout=0, exclusive=True)
         self.rate = rate
         self.rng = random.Random(seed)
         self.garbled = 0
@@ -104,10 +104,10 @@ def test_commands_through_a_link_garbling_bytes_toward_the_node(tmp_path):
                     outcomes.append(("site", site, _outcome(
                         lambda: client.command("config_set", values={"site": site, "status_period_s": 3600}))))
                 times = [m["utc_ms"] for m in client.read_frames(seconds=0.5) if m.name == "time"]
-            with NodeClient(node.port, set_clock=False) as direct:  # the clean link, to look
-                site_now = direct.command("config_get", key="site")["config"]["site"]
         finally:
             relay.close()
+        with NodeClient(node.port, set_clock=False) as direct:  # the clean link, to look
+            site_now = direct.command("config_get", key="site")["config"]["site"]
     info = [o for o in outcomes if o[0] in ("ok", "failed")]
     set_time = [o[1:] for o in outcomes if o[0] == "set_time"]
     config = [o[1:] for o in outcomes if o[0] == "site"]
