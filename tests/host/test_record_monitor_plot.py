@@ -412,6 +412,16 @@ def test_monitor_prints_a_line_per_message_and_stops_by_itself(capsys):
     assert "odr_hz=100" in accel and "n_samples=25" in accel and "age_ms=250" in accel
 
 
+def test_monitor_starts_from_what_the_node_sends_now(capsys):
+    with app_node(hold=40) as node:  # 10 s of node time, waiting in the buffers
+        code, stdout, err = run_cli(capsys, "monitor", "--port", node.port, "--duration", "0.5")
+    assert code == 0 and err == "", err
+    lines = stdout.strip().splitlines()
+    assert lines[0].startswith("time node=1 ")  # the node took the host's clock
+    accel_t = [float(line.split(" t=")[1].split()[0]) for line in lines if line.startswith("accel ")]
+    assert accel_t and min(accel_t) > (1000 + 40 * 250) / 1000.0  # nothing from the held 10 s
+
+
 def test_monitor_live_view_on_a_terminal():
     console = Console(file=io.StringIO(), force_terminal=True, width=110, height=40)
     with app_node(climate=False) as node:
