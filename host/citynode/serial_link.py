@@ -224,8 +224,9 @@ class NodeClient:
         what it sends from its answer on is new: the TIME frame it sends
         while taking `set_time` (or, when the host clock is implausible, the
         reply to `status`) starts the session; older bytes are decoded,
-        counted and dropped, and the statistics start from zero. on_bytes sees
-        only the new bytes. TransportError when the node does not answer (the
+        counted and dropped, and the statistics start from zero. A `status`
+        follows, so the node's STATUS comes first too. on_bytes sees only the
+        new bytes. TransportError when the node does not answer (the
         bytes read meanwhile went to on_bytes and the statistics)."""
         self._clock_due = False
         timeout = self.timeout if timeout is None else timeout
@@ -267,6 +268,9 @@ class NodeClient:
         self.backlog.clear()
         self._tail = b""
         self._pending = bytes(kept) + self._pending
+        if name == "set_time":
+            with contextlib.suppress(TransportError):  # a STATUS now, not at the end of the node's period
+                self._exchange("status", {}, timeout)
         return dropped
 
     def _exchange(self, name, args, timeout, retries=None, what=None, watch=None, on_reply=None):

@@ -246,7 +246,7 @@ def test_record_starts_from_what_the_node_sends_now(tmp_path, capsys):
                                     "--json")
     assert code == 0, err
     summary = json.loads(stdout)
-    assert node.commands == ["set_time"]
+    assert node.commands == ["set_time", "status"]
     assert summary["older_bytes_dropped"] >= node.held > 0 and summary["node_clock_set"] is True
     assert summary["bytes"] == out.stat().st_size and summary["lost"] == 0 and summary["frames"] > 0
     started = datetime.datetime.fromisoformat(summary["started_utc"].replace("Z", "+00:00")).timestamp()

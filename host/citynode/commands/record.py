@@ -3,7 +3,7 @@
 The recording starts from what the node sends now: first the node's clock is
 set (`NodeClient.fresh_start`), and what it had sent before, buffered while
 nobody read the port, is dropped and counted. The capture begins with the
-node's TIME frame, so its frames decode with UTC. A node that does not answer
+node's TIME frame, so its frames decode with UTC, and a STATUS. A node that does not answer
 is recorded anyway, with a warning that older data comes first.
 
 The bytes go to CAPTURE.part as they arrive, and nothing on that path decodes
