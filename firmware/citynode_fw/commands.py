@@ -207,11 +207,11 @@ def answer(node, request_id, command, args, line):
     if command not in CHANGES:
         return run(node, command, args)
     answered = node.link.answered
-    kept = answered.find(request_id, line)
+    kept = answered.find(request_id, line, node.now())
     if kept is not None:
         return kept
     code, body = run(node, command, args)
-    answered.keep(request_id, line, code, body)
+    answered.keep(request_id, line, code, body, node.now())
     return code, body
 
 

@@ -30,6 +30,7 @@ import sys
 
 from citynode_protocol import armour, wire
 from citynode_protocol.frame import FrameWriter
+from citynode_fw.nodetime import diff
 
 MAX_REPLY = 1800  # JSON body bytes in one REPLY
 _REPLY_HEAD = 3  # "<HB": request id, code
@@ -154,27 +155,30 @@ class Link:
 
 class Answered:
     """The replies to the last SIZE changing requests, keyed by request id and the
-    line's CRC digits (so a new request that reuses an id is not mistaken for a repeat)."""
+    line's CRC digits, for KEEP_MS of node time: a host resends within its
+    command's deadline, and a later session that happens to send the same line
+    (ids start at random) is a new request."""
 
     SIZE = 4
+    KEEP_MS = 60000
 
     def __init__(self):
         self._keys = [None] * self.SIZE  # type: list
         self._replies = [None] * self.SIZE  # type: list
         self._next = 0
 
-    def find(self, request_id, line):
-        """(code, body) answered to this very line before, else None."""
+    def find(self, request_id, line, now):
+        """(code, body) answered to this very line within KEEP_MS before node time now, else None."""
         crc = line[-8:]
         for i in range(self.SIZE):
             key = self._keys[i]
-            if key is not None and key[0] == request_id and key[1] == crc:
+            if key is not None and key[0] == request_id and key[1] == crc and diff(now, key[2]) < self.KEEP_MS:
                 return self._replies[i]
         return None
 
-    def keep(self, request_id, line, code, body):
+    def keep(self, request_id, line, code, body, now):
         i = self._next
-        self._keys[i] = (request_id, line[-8:])
+        self._keys[i] = (request_id, line[-8:], now)
         self._replies[i] = (code, body)
         self._next = (i + 1) % self.SIZE
 
