@@ -3,6 +3,11 @@
 Every handler checks its arguments and answers with wire.OK and a body, or
 an ERR_* code and {"error": "short message"}. The link turns that into a REPLY
 frame for the request id.
+
+A host resends a request it got no reply to. `answer` applies a request that
+changes the node (CHANGES) once: a repeat of the same line is answered from the
+link's memory of replies (link.Answered). The others are read-only and simply
+run again.
 """
 
 import sys
@@ -149,8 +154,11 @@ def cmd_selftest(node, args):
 
 def cmd_set_time(node, args):
     utc = args.get("utc_ms")
-    if isinstance(utc, bool) or not isinstance(utc, int) or not 0 < utc < (1 << 63) or len(args) != 1:
+    if isinstance(utc, bool) or not isinstance(utc, int) or len(args) != 1:
         return _err(wire.ERR_BAD_ARGUMENT, "expects {'utc_ms': milliseconds since 1970}")
+    if not wire.UTC_MIN_MS <= utc < wire.UTC_MAX_MS:
+        return _err(wire.ERR_BAD_ARGUMENT, "utc_ms %d is not a plausible UTC: it must be from 2020-01-01 (%d) "
+                    "up to 2100-01-01 (%d) in ms since 1970" % (utc, wire.UTC_MIN_MS, wire.UTC_MAX_MS))
     node.set_time(utc)
     now = node.now()
     return OK, {"utc_ms": utc, "node_ms": now | node.link.time_hi(now) << 30}
@@ -187,6 +195,24 @@ COMMANDS = {
     "status": cmd_status,
     "reboot": cmd_reboot,
 }
+
+
+# The commands that change the node: applied once per request (see `answer`).
+CHANGES = ("config_set", "stream_start", "stream_stop", "raw_mode", "calib_write", "calib_rollback",
+           "set_time", "reboot")
+
+
+def answer(node, request_id, command, args, line):
+    """(code, body) for one decoded request line; a repeat of a change is not applied again."""
+    if command not in CHANGES:
+        return run(node, command, args)
+    answered = node.link.answered
+    kept = answered.find(request_id, line, node.now())
+    if kept is not None:
+        return kept
+    code, body = run(node, command, args)
+    answered.keep(request_id, line, code, body, node.now())
+    return code, body
 
 
 def run(node, command, args):

@@ -17,6 +17,10 @@ control characters, so no command can be mistaken for Ctrl-C.
 Lines collect in a preallocated buffer (armour.MAX_LINE); a line that does not
 decode (bad armour, CRC, JSON, too long) is answered with REPLY ERR_BAD_LINE
 (request id parsed from the line if it can be, else 0) and counted.
+
+A host that gets no reply, or ERR_BAD_LINE, sends the same line again (same
+request id). `Answered` keeps the replies to the last few requests that changed
+the node, so such a repeat is answered from memory and not applied twice.
 """
 
 import json
@@ -26,6 +30,7 @@ import sys
 
 from citynode_protocol import armour, wire
 from citynode_protocol.frame import FrameWriter
+from citynode_fw.nodetime import diff
 
 MAX_REPLY = 1800  # JSON body bytes in one REPLY
 _REPLY_HEAD = 3  # "<HB": request id, code
@@ -61,6 +66,7 @@ class Link:
         self._n = 0
         self._overflow = False
         self._byte = bytearray(1)
+        self.answered = Answered()
 
     # -- out ---------------------------------------------------------------------
 
@@ -145,6 +151,36 @@ class Link:
             return armour.decode_command(line)
         except armour.ArmourError as exc:
             return guess_id(line), None, str(exc) if line else "line too long"
+
+
+class Answered:
+    """The replies to the last SIZE changing requests, keyed by request id and the
+    line's CRC digits, for KEEP_MS of node time: a host resends within its
+    command's deadline, and a later session that happens to send the same line
+    (ids start at random) is a new request."""
+
+    SIZE = 4
+    KEEP_MS = 60000
+
+    def __init__(self):
+        self._keys = [None] * self.SIZE  # type: list
+        self._replies = [None] * self.SIZE  # type: list
+        self._next = 0
+
+    def find(self, request_id, line, now):
+        """(code, body) answered to this very line within KEEP_MS before node time now, else None."""
+        crc = line[-8:]
+        for i in range(self.SIZE):
+            key = self._keys[i]
+            if key is not None and key[0] == request_id and key[1] == crc and diff(now, key[2]) < self.KEEP_MS:
+                return self._replies[i]
+        return None
+
+    def keep(self, request_id, line, code, body, now):
+        i = self._next
+        self._keys[i] = (request_id, line[-8:], now)
+        self._replies[i] = (code, body)
+        self._next = (i + 1) % self.SIZE
 
 
 def guess_id(line):

@@ -222,7 +222,7 @@ class Node:
             self.counters.command_errors += 1
             code, body = wire.ERR_BAD_LINE, {"error": args}
         else:
-            code, body = commands.run(self, command, args)
+            code, body = commands.answer(self, request_id, command, args, line)
             if code != wire.OK:
                 self.counters.command_errors += 1
         self.link.reply(request_id, code, body, self.now())
@@ -262,9 +262,12 @@ class Node:
         self.send_time(now)
 
     def send_time(self, now):
+        utc = now + (self.board.wraps_at(now) << 30) + self.time_offset
+        if not wire.UTC_MIN_MS <= utc < wire.UTC_MAX_MS:
+            return False  # never a TIME a receiver must distrust (SPEC.md §6 time)
         w = self.link.writer
-        struct.pack_into("<Q", w.payload, 0, now + (self.board.wraps_at(now) << 30) + self.time_offset)
-        self.link.send(w, wire.TIME, 8, now)
+        struct.pack_into("<Q", w.payload, 0, utc)
+        return self.link.send(w, wire.TIME, 8, now)
 
     # -- status ------------------------------------------------------------------
 

@@ -156,6 +156,8 @@ class MonitorState:
         self.nodes = {}
         self.clock = clock
         self.started = clock()
+        self.note = None  # a line for the user about the link (shown under the title)
+        self.older_bytes = 0  # bytes the node had buffered before the monitor started, skipped
 
     def add(self, msg):
         node = self.nodes.get(msg.node_id)
@@ -279,14 +281,20 @@ def render(state, stats, title="citynode monitor", width=100):
     parts = []
     header = Text(title, style="bold")
     header.append("   %.0f s" % (now - state.started), style="dim")
+    header.append("   q or Ctrl-C quits", style="dim")
+    if state.older_bytes:
+        header.append("   (skipped %d older bytes)" % state.older_bytes, style="dim")
     parts.append(header)
+    if state.note:
+        parts.append(Text(state.note, style="yellow"))
     table = Table(show_header=True, header_style="bold", expand=False, box=None, pad_edge=False)
     table.add_column("node", justify="right")
     table.add_column("", style="cyan")
     table.add_column("latest")
     table.add_column("", style="dim")
     if not state.nodes:
-        table.add_row("-", "", Text("no frames yet", style="dim"), "")
+        table.add_row("-", "", Text("no frames yet: is the node running the citynode app? "
+                                    "(`citynode info` tells; q or Ctrl-C quits)", style="dim"), "")
     for node_id in sorted(state.nodes):
         for i, (what, value, age) in enumerate(_node_rows(state.nodes[node_id], now)):
             table.add_row(str(node_id) if i == 0 else "", what, value, age)

@@ -201,7 +201,11 @@ def values_from_args(args, node_id=None):
 
 
 def wait_for_app(port, timeout=20.0, baudrate=115200, client_factory=None):
-    """A NodeClient once the app answers `info` (after a deploy or reboot it is still booting)."""
+    """A NodeClient once the app answers `info` (after a deploy or reboot it is still booting).
+
+    One session while the node answers nothing: the client resends the same
+    line while the app boots, and a late answer to any of them counts (a new
+    session would flush it away on opening the port)."""
     from citynode import serial_link
 
     factory = client_factory or (lambda: serial_link.NodeClient(port, baudrate))
@@ -210,7 +214,7 @@ def wait_for_app(port, timeout=20.0, baudrate=115200, client_factory=None):
     while True:
         client = factory()
         try:
-            info = client.command("info", timeout=min(4.0, max(0.5, deadline - time.monotonic())), retries=0)
+            info = client.command("info", timeout=max(0.5, deadline - time.monotonic()))
             return client, info
         except TransportError as exc:
             last = exc

@@ -29,7 +29,11 @@ class Rig:
         """Send one command line through the link and run the loop until its REPLY."""
         rid = self.next_id
         self.next_id += 1
-        self.inp.feed(h.command(rid, name, args))
+        return self.send_line(rid, h.command(rid, name, args))
+
+    def send_line(self, rid, line):
+        """Send a line as it is (a host resending one) and run the loop until the REPLY to rid."""
+        self.inp.feed(line)
         for _ in range(200):
             self.board.sleep_ms(self.node.step())
             for m in self.cap.new():
@@ -208,6 +212,63 @@ def test_set_time_sends_and_anchors_time():
         assert r.cap.named("status")[-1]["flags"] & messages.STATUS_TIME_ANCHORED
         assert _bad(r.ask("set_time", {"utc_ms": "now"})[0])
         assert _bad(r.ask("set_time", {"utc_ms": True})[0])
+
+    _with_rig(body)
+
+
+def test_set_time_refuses_implausible_utc_and_keeps_the_clock():
+    def body(r):
+        assert r.ask("set_time", {"utc_ms": messages.UTC_MAX_MS - 1})[0] == messages.OK
+        assert r.ask("set_time", {"utc_ms": messages.UTC_MIN_MS})[0] == messages.OK
+        anchored = r.cap.named("time")[-1]["utc_ms"]
+        for utc in (messages.UTC_MIN_MS - 1, messages.UTC_MAX_MS, (1 << 63) - 1, 1795000000000 * 1000, 0, -5):
+            code, b = r.ask("set_time", {"utc_ms": utc})
+            assert _bad(code) and "not a plausible UTC" in b["error"] and "2020-01-01" in b["error"], b
+        r.run_ms(30500)  # a STATUS and its TIME: still the last good anchor
+        assert 20000 < r.cap.named("time")[-1]["utc_ms"] - anchored <= 30500
+        assert all(messages.UTC_MIN_MS <= t["utc_ms"] < messages.UTC_MAX_MS for t in r.cap.named("time"))
+
+    _with_rig(body)
+
+
+def test_a_clock_past_the_plausible_range_sends_no_time():
+    def body(r):
+        assert r.ask("set_time", {"utc_ms": messages.UTC_MAX_MS - 1000})[0] == messages.OK
+        before = len(r.cap.named("time"))
+        r.run_ms(30500)  # the STATUS due now would carry a TIME past 2100
+        assert len(r.cap.named("status")) >= 2 and len(r.cap.named("time")) == before
+
+    _with_rig(body)
+
+
+def test_a_resent_change_is_answered_from_memory_not_applied_again():
+    def body(r):
+        first = h.command(500, "config_set", {"values": {"climate_period_s": 5}})
+        code, b = r.send_line(500, first)
+        assert code == messages.OK and b["changed"] == ["climate_period_s"]
+        assert r.ask("config_set", {"values": {"climate_period_s": 7}})[0] == messages.OK
+        assert r.send_line(500, first) == (code, b)  # the host did not get the reply and resends
+        assert r.node.cfg["climate_period_s"] == 7  # not set back to 5
+        # the same id with other content is a new request (another host session)
+        again = h.command(500, "config_set", {"values": {"climate_period_s": 9}})
+        assert r.send_line(500, again)[0] == messages.OK and r.node.cfg["climate_period_s"] == 9
+        # read-only requests just run again
+        line = h.command(600, "status")
+        assert r.send_line(600, line)[0] == messages.OK
+        r.node.counters.bad_lines = 3
+        assert r.send_line(600, line)[1]["counters"]["bad_lines"] == 3
+
+    _with_rig(body)
+
+
+def test_a_resent_set_time_keeps_the_first_anchor():
+    def body(r):
+        line = h.command(700, "set_time", {"utc_ms": 1795000000000})
+        code, b = r.send_line(700, line)
+        r.run_ms(2000)
+        times = len(r.cap.named("time"))
+        assert r.send_line(700, line) == (code, b)
+        assert len(r.cap.named("time")) == times  # not set (and sent) again, two seconds late
 
     _with_rig(body)
 

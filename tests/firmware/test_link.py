@@ -4,7 +4,7 @@ import fw_helpers as h
 from citynode_protocol import armour, messages
 from citynode_protocol.frame import FrameWriter
 from citynode_fw import link as link_mod
-from citynode_fw.link import Link, StdinReader, guess_id
+from citynode_fw.link import Answered, Link, StdinReader, guess_id
 from citynode_fw.status import Counters
 
 
@@ -104,3 +104,19 @@ def test_link_leaves_ctrl_c_to_the_repl():
     text = f.read()
     f.close()
     assert "kbd_intr(" not in text.replace("micropython.kbd_intr:", "")
+
+
+def test_answered_remembers_the_last_few_requests_by_id_and_crc_for_a_while():
+    memory = Answered()
+    lines = [armour.encode_command(i, "stream_stop").rstrip(b"\n") for i in range(1, Answered.SIZE + 2)]
+    t = (1 << 30) - 1000  # across the node clock's wrap
+    for i, line in enumerate(lines):
+        memory.keep(i + 1, line, messages.OK, {"n": i}, t)
+    later = (t + 2000) & ((1 << 30) - 1)
+    assert memory.find(1, lines[0], later) is None  # the oldest went
+    assert memory.find(2, lines[1], later) == (messages.OK, {"n": 1})
+    assert memory.find(Answered.SIZE + 1, lines[-1], later) == (messages.OK, {"n": Answered.SIZE})
+    other = armour.encode_command(2, "stream_start").rstrip(b"\n")
+    assert memory.find(2, other, later) is None  # same id, another line
+    much_later = (t + Answered.KEEP_MS) & ((1 << 30) - 1)
+    assert memory.find(2, lines[1], much_later) is None  # a later session sending the same line: a new request

@@ -6,6 +6,7 @@ built with citynode.traffic (the protocol package's pack/build/to_wire) into
 the master. Every wait is bounded.
 """
 
+import datetime
 import io
 import math
 import os
@@ -26,7 +27,7 @@ from citynode import cli, monitor_view, plotting
 from citynode.commands import monitor as monitor_command
 from citynode.demo import gravity
 from citynode.traffic import TrafficBuilder
-from citynode_protocol import messages
+from citynode_protocol import armour, messages
 from citynode_protocol.decoder import Decoder, decode_all
 
 HOST = Path(__file__).resolve().parents[2] / "host"
@@ -42,16 +43,19 @@ TEMP_C, RH_PCT = 14.2, 71.5
 RANGE_G = 2
 
 
-def node_stream(node_id=1, freq_hz=FREQ_HZ, climate=True, junk_every=0, seed=1):
+def node_stream(node_id=1, freq_hz=FREQ_HZ, climate=True, junk_every=0, seed=1, node=None):
     """Endless wire chunks of one node: an accel block every 0.25 s of node time,
-    climate every second, features and status every 2 s, and (junk_every) REPL text."""
+    climate every second, features and status every 2 s, and (junk_every) REPL text.
+
+    node: the TrafficBuilder to build with (its `now_ms` follows the stream)."""
     rng = np.random.default_rng(seed)
-    node = TrafficBuilder(node_id)
+    node = node or TrafficBuilder(node_id)
     g = np.array(gravity(PITCH_DEG, ROLL_DEG))
     k = 32768.0 / RANGE_G
     i = 0
     while True:
         t_ms = 1000 + i * 250
+        node.now_ms = t_ms + 250
         out = bytearray()
         if climate and i % 4 == 0:
             out += node.climate(t_ms, TEMP_C, RH_PCT)
@@ -73,6 +77,13 @@ def node_stream(node_id=1, freq_hz=FREQ_HZ, climate=True, junk_every=0, seed=1):
         i += 1
 
 
+def app_node(hold=0, **options):
+    """A PtyNode streaming node_stream(**options) that answers set_time, as the app does;
+    hold: chunks it had buffered, sent before its first answer."""
+    node = TrafficBuilder(options.get("node_id", 1))
+    return PtyNode(node_stream(node=node, **options), node=node, hold=hold)
+
+
 def capture_bytes(seconds, **options):
     """A finite capture of `seconds` of node time."""
     stream = node_stream(**options)
@@ -82,25 +93,60 @@ def capture_bytes(seconds, **options):
 class PtyNode:
     """A pseudo-terminal playing a node: commands open `port`; a thread writes `chunks`.
 
-    `sent` holds every byte that went into the terminal, in order (a full
-    terminal buffer drops the rest of a chunk, as a node's UART would)."""
+    With `node` (the chunks' TrafficBuilder) it also answers `set_time` and
+    `status` as the app does, in the same frame sequence; without, it answers
+    nothing. `sent` holds every byte that went into the terminal, in order (a
+    full terminal buffer drops the rest of a chunk, as a node's UART would)."""
 
-    def __init__(self, chunks, interval=0.01):
+    def __init__(self, chunks, interval=0.01, node=None, hold=0):
         self.master, self._slave = pty.openpty()
         tty.setraw(self._slave)
         os.set_blocking(self.master, False)
         self.port = os.ttyname(self._slave)
         self.sent = bytearray()
-        self._chunks = chunks
+        self.commands = []
+        self._node = node
+        self._hold = hold  # chunks kept back until the first command: a node whose port nobody read
+        self.held = 0  # bytes of them
+        self._lines = b""
+        self._chunks = iter(chunks)
         self._interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
+    def _answers(self):
+        try:
+            self._lines += os.read(self.master, 4096)
+        except (BlockingIOError, OSError):
+            return b""
+        out = bytearray()
+        while b"\n" in self._lines:
+            line, self._lines = self._lines.split(b"\n", 1)
+            try:
+                rid, cmd, args = armour.decode_command(line)
+            except armour.ArmourError:
+                continue
+            self.commands.append(cmd)
+            if self._node is None:
+                continue
+            t = self._node.now_ms
+            if cmd == "set_time":
+                out += self._node.time_anchor(t, args["utc_ms"])
+            out += self._node.reply(t, rid, body={})
+        return bytes(out)
+
     def _run(self):
-        for chunk in self._chunks:
-            if self._stop.is_set():
+        if self._hold:
+            held = b"".join(next(self._chunks) for _ in range(self._hold))
+            self.held = len(held)
+            while not self.commands and not self._stop.wait(0.01):
+                answers = self._answers()
+            if not self._write_all(held + answers):
                 return
+        while not self._stop.is_set():
+            answers = self._answers()  # built before the next chunk: the sequence stays in order
+            chunk = answers + next(self._chunks)
             try:
                 n = os.write(self.master, chunk)
             except BlockingIOError:
@@ -109,6 +155,22 @@ class PtyNode:
                 return
             self.sent += chunk[:n]
             self._stop.wait(self._interval)
+
+    def _write_all(self, data):
+        view = memoryview(data)
+        for _ in range(1000):
+            try:
+                n = os.write(self.master, view)
+            except BlockingIOError:
+                n = 0
+            except OSError:
+                return False
+            self.sent += view[:n]
+            view = view[n:]
+            if not view:
+                return True
+            self._stop.wait(0.005)
+        return False
 
     def hang_up(self):
         """The node goes away (USB unplugged): reads on the port fail."""
@@ -153,7 +215,7 @@ def assert_one_line_error(code, err, *words):
 
 def test_record_keeps_the_bytes_exactly_and_summarises(tmp_path, capsys):
     out = tmp_path / "cap.bin"
-    with PtyNode(node_stream(junk_every=5)) as node:
+    with app_node(junk_every=5) as node:
         code, stdout, err = run_cli(capsys, "record", "--port", node.port, "--duration", "1.0", "-o", str(out))
         time.sleep(0.05)
     assert code == 0, err
@@ -172,14 +234,62 @@ def test_record_keeps_the_bytes_exactly_and_summarises(tmp_path, capsys):
     assert "0 lost" in line and "0 CRC errors" in line
 
 
+def test_record_starts_from_what_the_node_sends_now(tmp_path, capsys):
+    """Data the node buffered while nobody read comes first on the link; the capture
+    starts at the TIME frame the node sent on taking the host's clock."""
+    import json
+
+    out = tmp_path / "cap.bin"
+    before = time.time()
+    with app_node(hold=40) as node:  # 10 s of node time, waiting in the buffers
+        code, stdout, err = run_cli(capsys, "record", "--port", node.port, "--duration", "0.5", "-o", str(out),
+                                    "--json")
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert node.commands == ["set_time", "status"]
+    assert summary["older_bytes_dropped"] >= node.held > 0 and summary["node_clock_set"] is True
+    assert summary["bytes"] == out.stat().st_size and summary["lost"] == 0 and summary["frames"] > 0
+    started = datetime.datetime.fromisoformat(summary["started_utc"].replace("Z", "+00:00")).timestamp()
+    ended = datetime.datetime.fromisoformat(summary["ended_utc"].replace("Z", "+00:00")).timestamp()
+    assert before <= started <= ended <= time.time()
+    msgs, stats = decode_all(out.read_bytes())
+    assert msgs[0].name == "time" and abs(msgs[0]["utc_ms"] / 1000 - started) < 60
+    assert stats.frames == summary["frames"] and stats.nodes[1].lost == 0
+    oldest = min(m.time_ms for m in msgs if m.name == "accel")
+    assert oldest > 1000 + 40 * 250  # nothing from the held 10 s
+
+
+def test_record_of_a_node_that_does_not_answer_keeps_everything_and_says_so(tmp_path):
+    from citynode.commands.record import record
+
+    out = tmp_path / "cap.bin"
+    with PtyNode(node_stream()) as node:  # frames, but no app answering commands
+        rec = record(node.port, str(out), duration=0.3, answer_timeout=0.3)
+    assert "did not answer set_time" in rec.warning and "older" in rec.warning
+    assert rec.older_bytes == 0 and not rec.clock_set
+    data = out.read_bytes()
+    assert rec.bytes == len(data) > 0 and data in bytes(node.sent)
+
+
 def test_record_bad_port_is_one_line_and_writes_nothing(tmp_path, capsys):
     code, _out, err = run_cli(capsys, "record", "--port", "/dev/ttyNOPE9", "--duration", "1", "-o", str(tmp_path / "c.bin"))
     assert_one_line_error(code, err, "no such port /dev/ttyNOPE9")
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("port, words", [("/dev/null", "is not a serial port"), ("folder", "is a folder"),
+                                         ("file", "is a file")])
+def test_record_from_something_that_is_no_serial_port_is_one_line(tmp_path, capsys, port, words):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_bytes(b"x")
+    port = port if port.startswith("/") else str(tmp_path / port)
+    code, _out, err = run_cli(capsys, "record", "--port", port, "--duration", "1", "-o", str(tmp_path / "c.bin"))
+    assert_one_line_error(code, err, words, "`citynode ports` lists ports")
+    assert not (tmp_path / "c.bin").exists() and not (tmp_path / "c.bin.part").exists()
+
+
 def test_record_output_folder_missing_is_one_line_and_writes_nothing(tmp_path, capsys):
-    with PtyNode(node_stream()) as node:
+    with app_node() as node:
         code, _out, err = run_cli(capsys, "record", "--port", node.port, "--duration", "1",
                                   "-o", str(tmp_path / "nope" / "c.bin"))
     assert_one_line_error(code, err, "does not exist")
@@ -214,7 +324,7 @@ def test_record_without_port_says_how_to_give_one(tmp_path, capsys, monkeypatch)
 
 
 def test_record_port_from_environment(tmp_path, capsys, monkeypatch):
-    with PtyNode(node_stream()) as node:
+    with app_node() as node:
         monkeypatch.setenv("CITYNODE_PORT", node.port)
         code, stdout, err = run_cli(capsys, "record", "--duration", "0.3", "-o", str(tmp_path / "c.bin"))
     assert code == 0, err
@@ -226,7 +336,7 @@ def test_interrupted_record_finishes_the_capture(tmp_path, sig):
     """Ctrl-C (or SIGTERM) mid-recording: the capture holds what was received, complete."""
     out = tmp_path / "cap.bin"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HOST), str(PROTOCOL)]))
-    with PtyNode(node_stream()) as node:
+    with app_node() as node:
         proc = subprocess.Popen(
             [sys.executable, "-m", "citynode", "record", "--port", node.port, "--duration", "30", "-o", str(out)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
@@ -255,7 +365,7 @@ def test_interrupted_record_finishes_the_capture(tmp_path, sig):
 
 def test_record_link_lost_keeps_what_came(tmp_path, capsys):
     out = tmp_path / "cap.bin"
-    with PtyNode(node_stream()) as node:
+    with app_node() as node:
         timer = threading.Timer(0.5, node.hang_up)
         timer.start()
         try:
@@ -272,7 +382,7 @@ def test_record_progress_on_a_terminal_renders(tmp_path):
     from citynode.commands.record import LiveProgress, record
 
     console = Console(file=io.StringIO(), force_terminal=True, width=100)
-    with PtyNode(node_stream()) as node:
+    with app_node() as node:
         progress = LiveProgress(console, node.port, str(tmp_path / "c.bin"), 0.6)
         rec = record(node.port, str(tmp_path / "c.bin"), duration=0.6, progress=progress)
     text = console.file.getvalue()
@@ -284,7 +394,7 @@ def test_record_progress_on_a_terminal_renders(tmp_path):
 
 
 def test_monitor_prints_a_line_per_message_and_stops_by_itself(capsys):
-    with PtyNode(node_stream(junk_every=7)) as node:
+    with app_node(junk_every=7) as node:
         start = time.monotonic()
         code, stdout, err = run_cli(capsys, "monitor", "--port", node.port, "--duration", "1.0")
         took = time.monotonic() - start
@@ -302,9 +412,19 @@ def test_monitor_prints_a_line_per_message_and_stops_by_itself(capsys):
     assert "odr_hz=100" in accel and "n_samples=25" in accel and "age_ms=250" in accel
 
 
+def test_monitor_starts_from_what_the_node_sends_now(capsys):
+    with app_node(hold=40) as node:  # 10 s of node time, waiting in the buffers
+        code, stdout, err = run_cli(capsys, "monitor", "--port", node.port, "--duration", "0.5")
+    assert code == 0 and err == "", err
+    lines = stdout.strip().splitlines()
+    assert lines[0].startswith("time node=1 ")  # the node took the host's clock
+    accel_t = [float(line.split(" t=")[1].split()[0]) for line in lines if line.startswith("accel ")]
+    assert accel_t and min(accel_t) > (1000 + 40 * 250) / 1000.0  # nothing from the held 10 s
+
+
 def test_monitor_live_view_on_a_terminal():
     console = Console(file=io.StringIO(), force_terminal=True, width=110, height=40)
-    with PtyNode(node_stream(climate=False)) as node:
+    with app_node(climate=False) as node:
         stats = monitor_command.monitor(node.port, duration=1.0, console=console)
     text = console.file.getvalue()
     assert stats.frames > 10
@@ -312,6 +432,46 @@ def test_monitor_live_view_on_a_terminal():
     assert any(0x2800 < ord(ch) <= 0x28FF for ch in text)  # the braille plot
     assert "NOT OK: climate" in text  # status says the climate sensor is missing
     assert "link: " in text
+
+
+class QuitAfter:
+    """Keys for monitor(): `q` after n looks."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def pressed(self):
+        self.n -= 1
+        return self.n < 0
+
+
+def test_monitor_on_a_silent_node_says_how_to_quit_and_q_quits():
+    console = Console(file=io.StringIO(), force_terminal=True, width=160, height=40)
+    with PtyNode(iter(lambda: b"", None)) as node:  # nothing at all, no answers
+        stats = monitor_command.monitor(node.port, console=console, keys=QuitAfter(20), answer_timeout=0.2)
+    text = console.file.getvalue()
+    assert stats.frames == 0
+    assert "q or Ctrl-C quits" in text
+    assert "no frames yet: is the node running the citynode app?" in text
+    assert "did not answer set_time" in text
+
+
+def test_quit_key_reads_q_from_a_terminal_and_restores_it():
+    import termios
+
+    master, slave = pty.openpty()
+    try:
+        before = termios.tcgetattr(slave)
+        with monitor_command.QuitKey(slave) as keys:
+            assert not keys.pressed()
+            os.write(master, b"x")
+            assert not keys.pressed()
+            os.write(master, b"q")
+            assert any(keys.pressed() or time.sleep(0.01) for _ in range(200))  # once the pty has passed it on
+        assert termios.tcgetattr(slave) == before
+    finally:
+        os.close(master)
+        os.close(slave)
 
 
 def test_monitor_bad_port_is_one_line(capsys):

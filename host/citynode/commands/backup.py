@@ -15,6 +15,7 @@ def run(args):
     args.port = port_of(args)
     with serial_link.raw_repl(args.port) as transport:
         files = provision.read_node_files(transport)
+    serial_link.set_clock_when_app_answers(args.port)  # the restarted app's frames carry UTC
     if "config.json" not in files and "calib.json" not in files:
         raise UsageError("the node on %s has no config.json and no calib.json: nothing to back up" % args.port)
     manifest = provision.save_backup(args.output, files, provision.node_identity(files))

@@ -2,7 +2,7 @@
 
 import json
 
-from citynode import deploy
+from citynode import deploy, serial_link
 from citynode.commands.common import add_port_argument, port_of
 from citynode.progress import ProgressBoard
 
@@ -20,6 +20,7 @@ def run(args):
     with ProgressBoard(plain=args.plain or args.json, quiet=args.json) as board:
         progress = board.job(port)
         result = deploy.deploy_port(port, full=args.full, progress=progress, source_only=args.source)
+        serial_link.set_clock_when_app_answers(port)  # the restarted app's frames carry UTC
         board.finish(port, True, result.summary())
     if args.json:
         print(json.dumps(result_dict(result), indent=2))

@@ -1,4 +1,10 @@
-"""`citynode record --port P [--duration S] -o CAPTURE`: the raw bytes a node sends, as they came.
+"""`citynode record --port P [--duration S] -o CAPTURE [--json]`: the raw bytes a node sends, as they came.
+
+The recording starts from what the node sends now: first the node's clock is
+set (`NodeClient.fresh_start`), and what it had sent before, buffered while
+nobody read the port, is dropped and counted. The capture begins with the
+node's TIME frame, so its frames decode with UTC, and a STATUS. A node that does not answer
+is recorded anyway, with a warning that older data comes first.
 
 The bytes go to CAPTURE.part as they arrive, and nothing on that path decodes
 them; the decoder runs beside it, for the progress display and the summary
@@ -8,6 +14,8 @@ received.
 """
 
 import contextlib
+import datetime
+import json
 import os
 import signal
 import sys
@@ -25,6 +33,7 @@ def add_arguments(parser):
     add_port_argument(parser, baud=True)
     parser.add_argument("--duration", type=float, metavar="S", help="seconds to record (default: until Ctrl-C)")
     parser.add_argument("-o", "--output", required=True, metavar="CAPTURE", help="file for the raw bytes")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON (with UTC start and end)")
 
 
 def run(args):
@@ -33,12 +42,17 @@ def run(args):
         raise UsageError("--duration %g: must be more than 0 seconds" % args.duration)
     check_output_path(args.output)
     progress = None
-    if sys.stdout.isatty():
+    if sys.stdout.isatty() and not args.json:
         from rich.console import Console
 
         progress = LiveProgress(Console(), port, args.output, args.duration)
     rec = record(port, args.output, duration=args.duration, baudrate=baud, progress=progress)
-    print(rec.summary())
+    if rec.warning:
+        print("citynode: " + rec.warning, file=sys.stderr)
+    if args.json:
+        print(json.dumps(rec.as_json(), indent=1))
+    else:
+        print(rec.summary())
     if rec.seconds > 1.0 and not rec.bytes:
         print("citynode: no bytes came from %s: is the node running the citynode app, at %d baud?"
               % (port, baud), file=sys.stderr)
@@ -47,7 +61,8 @@ def run(args):
 
 
 class Recording:
-    """What a recording got: bytes written, frames by kind, seconds, the decoder's stats."""
+    """What a recording got: bytes written, frames by kind, seconds, the decoder's stats,
+    the older bytes dropped before it, and the host's UTC at its start and end."""
 
     def __init__(self, port, output):
         self.port = port
@@ -57,21 +72,57 @@ class Recording:
         self.seconds = 0.0
         self.interrupted = False
         self.stats = None
+        self.older_bytes = 0
+        self.clock_set = False
+        self.warning = None
+        self.started = self.ended = None  # host UTC, s since 1970
+
+    def as_json(self):
+        stats = self.stats
+        return {
+            "port": self.port, "output": self.output,
+            "started_utc": _iso(self.started), "ended_utc": _iso(self.ended), "seconds": round(self.seconds, 3),
+            "interrupted": self.interrupted, "bytes": self.bytes, "frames": stats.frames,
+            "frames_by_kind": dict(sorted(self.frames.items())), "lost": lost(stats),
+            "crc_errors": stats.crc_errors, "bytes_skipped": stats.bytes_skipped,
+            "older_bytes_dropped": self.older_bytes, "node_clock_set": self.clock_set,
+        }
 
     def summary(self):
         kinds = ", ".join("%s %d" % (k, self.frames[k]) for k in sorted(self.frames))
         head = "recording interrupted after %.1f s" % self.seconds if self.interrupted else (
             "recorded %.1f s" % self.seconds)
         stats = self.stats
-        return "%s from %s into %s: %d bytes, %d frames%s, %d lost, %d CRC errors, %d bytes skipped" % (
+        text = "%s from %s into %s: %d bytes, %d frames%s, %d lost, %d CRC errors, %d bytes skipped" % (
             head, self.port, self.output, self.bytes, stats.frames, " (%s)" % kinds if kinds else "",
             lost(stats), stats.crc_errors, stats.bytes_skipped)
+        if self.older_bytes:
+            text += "; %d older bytes, buffered before the recording, dropped" % self.older_bytes
+        return text
 
 
-def record(port, output, duration=None, baudrate=DEFAULT_BAUD, progress=None):
+def _iso(t):
+    if t is None:
+        return None
+    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+def start_fresh(client, rec, timeout=None):
+    """Set the node's clock and drop what it buffered before (NodeClient.fresh_start); a node
+    that does not answer is recorded from the first byte, with rec.warning saying so."""
+    try:
+        rec.older_bytes = client.fresh_start(timeout)
+        rec.clock_set = client.clock_set
+    except TransportError as exc:
+        rec.warning = ("%s: recording anyway; its first frames may be older, buffered while nobody read, "
+                       "and carry node time only" % exc)
+
+
+def record(port, output, duration=None, baudrate=DEFAULT_BAUD, progress=None, answer_timeout=None):
     """Record into `output` for `duration` seconds (None: until Ctrl-C); returns a Recording.
 
-    `progress(rec)` is called every PROGRESS_EVERY_S."""
+    `progress(rec)` is called every PROGRESS_EVERY_S; answer_timeout: seconds for
+    the node to answer the fresh start (default the command timeout)."""
     part = output + ".part"
     rec = Recording(port, output)
     with NodeClient(port, baudrate) as client:
@@ -87,10 +138,14 @@ def record(port, output, duration=None, baudrate=DEFAULT_BAUD, progress=None):
 
         client.on_bytes = write
         start = time.monotonic()
-        deadline = None if duration is None else start + duration
         failure = None
         try:
             with f, interrupt_on(signal.SIGTERM), progress or contextlib.nullcontext():
+                start_fresh(client, rec, answer_timeout)
+                rec.stats = client.stats  # from the fresh start on
+                start = time.monotonic()
+                rec.started = time.time()
+                deadline = None if duration is None else start + duration
                 while deadline is None or time.monotonic() < deadline:
                     step = PROGRESS_EVERY_S if deadline is None else min(PROGRESS_EVERY_S, deadline - time.monotonic())
                     for m in client.read_frames(max(0.0, step)):
@@ -107,6 +162,8 @@ def record(port, output, duration=None, baudrate=DEFAULT_BAUD, progress=None):
         finally:
             client.on_bytes = None
             rec.seconds = time.monotonic() - start
+            rec.ended = time.time()
+            rec.stats = client.stats
             os.replace(part, output)
     if failure is not None:
         raise type(failure)("%s; the %d bytes received before are in %s" % (failure, rec.bytes, output))
