@@ -81,6 +81,7 @@ def app_node(hold=0, **options):
     """A PtyNode streaming node_stream(**options) that answers set_time, as the app does;
     hold: chunks it had buffered, sent before its first answer."""
     node = TrafficBuilder(options.get("node_id", 1))
+    node.now_ms = 0  # until the stream's first chunk: a command may come first
     return PtyNode(node_stream(node=node, **options), node=node, hold=hold)
 
 
