@@ -31,6 +31,7 @@ import struct
 
 from citynode_protocol import codec, wire
 from citynode_protocol.frame import FrameWriter
+from citynode_fw.config import odr_mhz
 from citynode_fw.drivers.errors import SensorCRCError, SensorTimeout
 from citynode_fw.nodetime import MASK, add, diff
 
@@ -126,7 +127,7 @@ class Sampler:
         was = self.streaming
         if was:
             self.stop_stream()
-        odr = int(cfg["accel_odr_hz"] * 1000 + 0.5)
+        odr = odr_mhz(cfg["accel_odr_hz"])
         rng = cfg["accel_range_g"]
         if drv is not None:
             if odr not in drv.ODRS_MHZ:
