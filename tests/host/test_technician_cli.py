@@ -134,10 +134,11 @@ def test_duplicate_id_never_touches_the_other_board(tmp_path, capsys):
         assert Inventory().get(5)["port"] == a.port
 
 
-def test_no_sensor_found_fails_verify_and_is_recorded_as_failed(tmp_path, capsys):
+def test_a_required_sensor_missing_fails_verify_and_is_recorded_as_failed(tmp_path, capsys):
     scenario = dict(SCENARIO, faults={"climate": "absent", "accel": "none"})
     with node(tmp_path, scenario=scenario) as n:
-        code, out, err = run(capsys, "flash", "--app-only", "--port", n.port, "--node-id", "9", "--plain")
+        code, out, err = run(capsys, "flash", "--app-only", "--port", n.port, "--node-id", "9",
+                             "--set", "climate_part=sht3x", "--plain")
         assert code != 0
         assert "no climate sensor found" in one_line(err)
         rec = Inventory().get(9)
