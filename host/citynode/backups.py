@@ -36,6 +36,10 @@ def check_folder(folder):
         raise UsageError("cannot make %s: %s is a file, not a folder" % (folder, probe))
     if not os.access(str(probe), os.W_OK | os.X_OK):
         raise UsageError("cannot make %s: folder %s is not writable" % (folder, probe))
+    try:  # what access() cannot see: a read-only mount, a virtual filesystem (/proc)
+        os.rmdir(tempfile.mkdtemp(prefix=".backup-check-", dir=str(probe)))
+    except OSError as exc:
+        raise _cannot(probe, exc) from None
     return parent
 
 
