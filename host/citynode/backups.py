@@ -7,11 +7,11 @@ import json
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 from citynode import node_files
 from citynode.errors import UsageError
+from citynode.inventory import utc_iso
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -61,7 +61,7 @@ def save(folder, files, identity):
     except OSError as exc:
         raise _cannot(parent, exc) from None
     try:
-        manifest = {"format": FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        manifest = {"format": FORMAT, "created": utc_iso(),
                     "node": identity, "files": {}}
         for name, data in sorted(files.items()):
             with open(os.open(str(tmp / name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:

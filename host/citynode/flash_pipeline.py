@@ -18,6 +18,7 @@ puts them in order and keeps the inventory true to the node:
 import time
 
 from citynode.errors import CitynodeError, TransportError
+from citynode.inventory import utc_iso
 
 
 class Options:
@@ -30,10 +31,6 @@ class Options:
         self.chip = chip
         self.baud = baud or flash.DEFAULT_BAUD
         self.force = force
-
-
-def utc_iso(seconds):
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
 class Job:

@@ -76,8 +76,13 @@ def add_argument(parser):
     )
 
 
+def utc_iso(seconds=None):
+    """A wall-clock time (now by default) as the inventory and every report write it: 2026-12-06T23:40:00Z."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
 def utc_now():
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return utc_iso()
 
 
 class DuplicateNode(CitynodeError):

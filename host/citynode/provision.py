@@ -57,7 +57,7 @@ def provision(port, values, progress=None, timeout=20.0, baudrate=115200):
 
 
 def sync_inventory(port, inventory_path=None):
-    """After a config change or a restore: the inventory's site and config hash follow the node
+    """After a config change: the inventory's site, config hash and sensors follow the node
     (when its node id is recorded). Best effort: a node that does not answer leaves it as it was."""
     from citynode.inventory import Inventory
 
@@ -77,4 +77,7 @@ def sync_inventory(port, inventory_path=None):
     inv = Inventory(inventory_path)
     if inv.get(node_id) is None:
         return False
-    return inv.update(node_id, site=cfg.get("site"), config_hash=config_hash(cfg))
+    from citynode.verify import sensor_words
+
+    return inv.update(node_id, site=cfg.get("site"), config_hash=config_hash(cfg),
+                      sensors=sensor_words(cfg, info.get("sensors")))

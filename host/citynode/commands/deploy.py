@@ -18,7 +18,7 @@ def add_arguments(parser):
 def run(args):
     import time
 
-    from citynode.flash_pipeline import utc_iso
+    from citynode.inventory import utc_iso
 
     port = port_of(args)
     started_at = utc_iso(time.time())

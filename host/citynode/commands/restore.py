@@ -27,7 +27,7 @@ def add_arguments(parser):
 
 def run(args):
     from citynode import restore
-    from citynode.flash_pipeline import utc_iso
+    from citynode.inventory import utc_iso
     import time
 
     args.port = port_of(args)
