@@ -150,7 +150,9 @@ class Node:
 
         self.log(INFO, "boot: citynode %s, reset cause %s" % (version.version_string(), self.reset_cause))
         if self.config.fallback:
-            self.log(WARNING, "config fallback to defaults: %s" % self.config.fallback)
+            # no config.json is a board never provisioned: the defaults are its config, no fault
+            level = INFO if self.config.fallback == "missing" else WARNING
+            self.log(level, "config fallback to defaults: %s" % self.config.fallback)
         if self.calib_fallback:
             self.log(WARNING, "calibration unusable (%s): running uncalibrated" % self.calib_fallback)
         climate = self._fit(i2c, "climate", climate)

@@ -143,17 +143,22 @@ def _selftest(n):
 
 
 def test_a_fresh_node_reports_no_error():
-    """Defaults suit the default parts: the default config with the simulator's
-    SHT35 and ADXL355 (probed past the SHT4x driver) logs no warning."""
+    """Defaults suit the default parts: a board never provisioned (no config.json)
+    with the simulator's SHT35 and ADXL355 (probed past the SHT4x driver) logs
+    no warning; a damaged config still does."""
     h.enter_tmpdir("node")
     try:
-        config.save(config.defaults())
         n, cap, _board = _build()
+        assert n.config.fallback == "missing"
         n.run_for(1200)
         assert n.last_errors == [], n.last_errors
         assert n.sampler.odr_mhz == 250000
         texts = [m["text"] for m in cap.new() if m.name == "log"]
         assert not [t for t in texts if "sht4x" in t], texts
+        with open(config.PATH, "w") as f:
+            f.write("{not json")
+        n, cap, _board = _build()
+        assert [t for t in n.last_errors if "config fallback" in t]
     finally:
         h.leave_tmpdir()
 
