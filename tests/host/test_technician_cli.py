@@ -323,10 +323,17 @@ def test_full_flash_path_with_the_fake_loader_then_a_virtual_node(tmp_path, caps
         code, out, err = run(capsys, "flash", "--port", n.port, "--firmware", str(image), "--node-id", "44",
                              "--site", "Lab", "--plain")
         assert code == 0, err
-    rec = Inventory().get(44)
-    assert rec["mac"] == "34:85:18:aa:bb:cc" and rec["chip"] == "ESP32-S3" and rec["result"] == "pass"
-    assert "erase_flash" in fake.names and bytes(fake.flash[: len(image.read_bytes())]) == image.read_bytes()
-    assert sqlite3.connect(str(tmp_path / "inventory.sqlite")).execute("select count(*) from runs").fetchone()[0] == 1
+        rec = Inventory().get(44)
+        assert rec["mac"] == "34:85:18:aa:bb:cc" and rec["chip"] == "ESP32-S3" and rec["result"] == "pass"
+        assert "erase_flash" in fake.names and bytes(fake.flash[: len(image.read_bytes())]) == image.read_bytes()
+        db = sqlite3.connect(str(tmp_path / "inventory.sqlite"))
+        assert db.execute("select count(*) from runs").fetchone()[0] == 1
+        # the same board (its MAC) flashed as another node: recorded once, under the new id
+        code, out, err = run(capsys, "flash", "--port", n.port, "--firmware", str(image), "--node-id", "45",
+                             "--plain")
+        assert code == 0, err
+        assert "was recorded as node 44" in out
+        assert [r["node_id"] for r in Inventory().nodes()] == [45] and Inventory().get(45)["site"] == "Lab"
 
 
 # -- restore makes the node match its backup ----------------------------------------------

@@ -129,11 +129,12 @@ def _print_table(jobs, inv):
     table = Table(title="citynode flash: %d node%s" % (len(jobs), "" if len(jobs) == 1 else "s"))
     for col in ("port", "node id", "result", "chip", "MAC", "app", "time"):
         table.add_column(col, no_wrap=True)
+    table.add_column("sensors")
     table.add_column("detail")
     for j in jobs:
         table.add_row(j.port, str(j.node_id), "[green]PASS" if j.ok else "[red]FAIL", j.chip or "-",
                       j.mac or "-", "%s (%s)" % (j.app_version, j.app_hash) if j.app_hash else "-",
-                      "%.1f s" % j.seconds, "recorded" if j.ok else "%s: %s" % (j.stage, j.words))
+                      "%.1f s" % j.seconds, j.sensors or "-", "recorded" if j.ok else "%s: %s" % (j.stage, j.words))
     console = Console()
     if not console.is_terminal:  # a log file or a pipe: room for the whole table
         console = Console(width=200)
