@@ -186,6 +186,7 @@ def test_info_and_config_get_set(tmp_path, capsys):
         assert info["app_hash"] == Inventory().get(21)["app_hash"] and info["calibration"] is None
         assert {s["kind"] for s in info["sensors"]} == {"climate", "accel"}
         assert info["inventory"]["result"] == "pass"
+        assert info["read_at"].endswith("Z") and info["fitted"] == "climate sht3x, accel adxl355"
         code, out, err = run(capsys, "info", "--port", n.port)
         assert "node id" in out and "sensors" in out and "climate" in out
         code, out, err = run(capsys, "config", "get", "--port", n.port, "site")

@@ -20,11 +20,14 @@ def gather(port, inventory_path=None):
     from citynode.node_config import config_hash
     from citynode.verify import sensor_words
 
+    from citynode.inventory import utc_iso
+
     with serial_link.NodeClient(port) as client:
         info = client.command("info")
     cal = info.get("calibration")
     out = {
         "port": port,
+        "read_at": utc_iso(),
         "node_id": info.get("node_id"),
         "site": info.get("site"),
         "mac": mac_from_uid(info.get("uid")),
