@@ -72,6 +72,17 @@ def odr_mhz(hz):
     return int(hz * 1000 + 0.5)
 
 
+def part_rate(hz, rates):
+    """The rate (mHz) a part with `rates` (its ODRS_MHZ) runs for accel_odr_hz `hz`:
+    that rate when the part has it, else the part's nearest."""
+    want = odr_mhz(hz)
+    best = rates[0]
+    for r in rates:
+        if abs(r - want) < abs(best - want):
+            best = r
+    return best
+
+
 def default(key):
     return BY_KEY[key][2]
 

@@ -18,7 +18,7 @@ from citynode_fw import calibration, commands, config, status
 from citynode_fw.features import Features
 from citynode_fw.link import Link
 from citynode_fw.nodetime import add, diff
-from citynode_fw.sampler import Sampler, nearest
+from citynode_fw.sampler import Sampler
 
 MAX_SLEEP_MS = 20
 LAST_ERRORS = 5
@@ -188,11 +188,11 @@ class Node:
         hz = self.cfg["accel_odr_hz"]
         if drv is None or hz != config.default("accel_odr_hz"):
             return self.cfg
-        mhz = config.odr_mhz(hz)
-        if mhz in drv.ODRS_MHZ:
+        mhz = config.part_rate(hz, drv.ODRS_MHZ)
+        if mhz == config.odr_mhz(hz):
             return self.cfg
         out = dict(self.cfg)
-        out["accel_odr_hz"] = nearest(mhz, drv.ODRS_MHZ) / 1000
+        out["accel_odr_hz"] = mhz / 1000
         return out
 
     def sensors_found(self):
@@ -251,7 +251,7 @@ class Node:
         drv = self.sampler.accel
         odr = values.get("accel_odr_hz")
         if drv is not None and isinstance(odr, (int, float)) and not isinstance(odr, bool):
-            if config.odr_mhz(odr) not in drv.ODRS_MHZ:
+            if config.part_rate(odr, drv.ODRS_MHZ) != config.odr_mhz(odr):
                 rates = ", ".join(["%g" % (m / 1000) for m in drv.ODRS_MHZ])
                 return wire.ERR_BAD_ARGUMENT, {"error": "%s supports %s Hz" % (drv.PART, rates)}
         rng = values.get("accel_range_g")
