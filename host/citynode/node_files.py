@@ -81,15 +81,15 @@ def _fs(what, fn, *args):
                              % (what, " ".join(str(exc).split()) or type(exc).__name__)) from None
 
 
-def read(transport):
+def read(transport, what="backup"):
     """{name: bytes} of the node's config and calibration files that exist, SHA-256 checked."""
     files = {}
     for name, _key in NODE_FILES:
         try:
-            data = bytes(_fs("backup", transport.fs_readfile, name))
+            data = bytes(_fs(what, transport.fs_readfile, name))
         except FileNotFoundError:
             continue
-        digest = _fs("backup", transport.fs_hashfile, name, "sha256")
+        digest = _fs(what, transport.fs_hashfile, name, "sha256")
         if hashlib.sha256(data).digest() != digest:
             raise TransportError("%s changed in transit (SHA-256 differs); run it again" % name)
         files[name] = data

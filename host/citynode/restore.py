@@ -1,7 +1,7 @@
 """Put a backup back on a node so that the node matches it exactly, and the inventory follows.
 
-    plan = plan_restore(port, folder, inventory)     # reads the node; changes nothing
-    restore(plan, force=False)                       # refuses a live id; writes, reboots, checks, records
+    plan, _ = restore(port, folder, dry_run=True)   # reads the node; changes nothing
+    plan, info = restore(port, folder, force=False) # refuses a live id; writes, restarts, checks, records
 
 The node's config and calibration files become the backup's: files that differ
 are written (temp name, rename, SHA-256 read back), files the backup lacks are
@@ -61,22 +61,6 @@ class RestorePlan:
         }
 
 
-def plan_restore(port, folder, inventory_path=None):
-    """Check the backup (refused when damaged), read the node's files, say what would change."""
-    from citynode import serial_link
-    from citynode.board_id import mac_from_uid
-
-    manifest, files = backups.load(folder)
-    inv = Inventory(inventory_path)
-    inv.nodes()  # a broken inventory stops us before the node is touched
-    with serial_link.raw_repl(port) as transport:
-        current = node_files.read(transport)
-        uid = _uid(transport)
-    plan = RestorePlan(port, folder, manifest, files, current, node_files.changes(current, files), inv)
-    plan.board_mac = mac_from_uid(uid)
-    return plan
-
-
 def _uid(transport):
     from mpremote.transport import TransportExecError
 
@@ -86,17 +70,27 @@ def _uid(transport):
         return None
 
 
-def restore(plan, force=False):
-    """Make the node match the backup; returns the node's info after the restart."""
+def restore(port, folder, inventory_path=None, force=False, dry_run=False):
+    """Make the node on `port` match the backup in `folder`, in one raw-REPL session (what is
+    read is what the plan and the writes rest on). Returns (plan, info after the restart);
+    with dry_run, (plan, None) and nothing is written."""
     from citynode import provision, serial_link
+    from citynode.board_id import mac_from_uid
 
-    reason = plan.conflict()
-    if reason and not force:
-        raise DuplicateNode(reason)
-    if plan.changes:
-        with serial_link.raw_repl(plan.port) as transport:
-            node_files.apply(transport, plan.files, plan.changes)
-    client, info = provision.wait_for_app(plan.port)
+    manifest, files = backups.load(folder)  # a damaged backup is refused before the node is touched
+    inv = Inventory(inventory_path)
+    inv.nodes()  # so is a broken inventory
+    with serial_link.raw_repl(port) as transport:
+        current = node_files.read(transport, what="restore")
+        plan = RestorePlan(port, folder, manifest, files, current, node_files.changes(current, files), inv)
+        plan.board_mac = mac_from_uid(_uid(transport))
+        if dry_run:
+            return plan, None
+        reason = plan.conflict()
+        if reason and not force:
+            raise DuplicateNode(reason)
+        node_files.apply(transport, files, plan.changes)
+    client, info = provision.wait_for_app(port)
     client.close()
     if info.get("config_fallback"):
         raise CitynodeError("restored, but the node runs on defaults (%s)" % info["config_fallback"])
@@ -108,7 +102,7 @@ def restore(plan, force=False):
         raise CitynodeError("restored, but the node reports calibration %s, not %s"
                             % (cal.get("id"), plan.target["calibration_id"]))
     record(plan, info)
-    return info
+    return plan, info
 
 
 def record(plan, info):

@@ -28,18 +28,15 @@ def add_arguments(parser):
 def run(args):
     from citynode import restore
     from citynode.inventory import utc_iso
-    import time
 
     args.port = port_of(args)
-    plan = restore.plan_restore(args.port, args.folder, args.inventory)  # refuses a damaged backup
+    plan, info = restore.restore(args.port, args.folder, args.inventory, force=args.force, dry_run=args.dry_run)
     report = plan.as_dict()
     if args.dry_run:
         report["restored"] = False
-        _show(args, plan, report, dry=True)
-        return 0
-    info = restore.restore(plan, force=args.force)
-    report.update(restored=True, restored_at=utc_iso(time.time()), app_hash=info.get("app_hash"))
-    _show(args, plan, report, dry=False)
+    else:
+        report.update(restored=True, restored_at=utc_iso(), app_hash=info.get("app_hash"))
+    _show(args, plan, report, dry=args.dry_run)
     return 0
 
 
