@@ -185,7 +185,7 @@ def deploy_after_boot(port, progress, fresh_board):
         try:
             if attempt:
                 progress("boot")
-            return deploy.deploy_port(port, progress=progress)
+            return deploy.deploy_port(port, progress=deploy.byte_progress(progress))
         except TransportError as exc:
             words = str(exc)
             booting = "raw REPL" in words or "no such port" in words or "lost" in words

@@ -23,7 +23,7 @@ def run(args):
     port = port_of(args)
     started_at = utc_iso(time.time())
     with ProgressBoard(plain=args.plain or args.json, quiet=args.json) as board:
-        progress = with_bytes(board.job(port))
+        progress = deploy.byte_progress(board.job(port))
         result = deploy.deploy_port(port, full=args.full, progress=progress, source_only=args.source)
         board.finish(port, True, result.summary())
     if args.json:
@@ -34,22 +34,6 @@ def run(args):
             print("note: " + result.build.note)
         print("%s: %s" % (port, result.summary()))
     return 0
-
-
-def with_bytes(progress, steps=4):
-    """The bytes sent, in words, at each 1/steps of the app: "sending app: 12288 of 40960 bytes"."""
-    shown = [None]
-
-    def update(stage, done=None, total=None):
-        if stage == "send" and total:
-            step = done * steps // total
-            if step != shown[0]:
-                shown[0] = step
-                progress("sending app: %d of %d bytes" % (done, total), done, total)
-            return
-        progress(stage, done, total)
-
-    return update
 
 
 def result_dict(result):
