@@ -28,6 +28,13 @@ KEY = "config"
 SECRET = 1
 RESTART = 2
 
+# climate_part / accel_part say what is fitted: "none" not fitted (never probed),
+# a part name fitted and required (the self-test fails without it), "auto"
+# whichever known part answers (none answering is no fault of the node, so long
+# as some sensor answers).
+# accel_odr_hz: the default is the ADXL355's 250 Hz; a part without the
+# configured rate runs the nearest it has (the default silently, a set rate
+# with a warning).
 # mode: "raw" streams accel blocks and features (the USB serial link carries a
 # 200 Hz block stream with room to spare, and the host tools plot it);
 # "features" sends only the per-window features, for narrow uplinks.
@@ -37,7 +44,7 @@ SCHEMA = (
     ("climate_part", "enum", "auto", ("auto", "sht4x", "sht3x", "none"), RESTART),
     ("accel_part", "enum", "auto", ("auto", "adxl355", "adxl345", "lis3dh", "none"), RESTART),
     ("climate_period_s", "int", 60, (2, 86400), 0),
-    ("accel_odr_hz", "num", 200, (1, 4000), 0),
+    ("accel_odr_hz", "num", 250, (1, 4000), 0),
     ("accel_range_g", "enum", 2, (2, 4, 8, 16), 0),
     ("accel_block_samples", "int", 200, (8, 600), 0),
     ("feature_window_s", "int", 10, (1, 60), 0),
@@ -60,6 +67,26 @@ for _row in SCHEMA:
     BY_KEY[_row[0]] = _row
 
 MASK = "***"
+
+
+def odr_mhz(hz):
+    """accel_odr_hz (Hz, int or float) as the drivers' rates (int mHz): the one conversion."""
+    return int(hz * 1000 + 0.5)
+
+
+def part_rate(hz, rates):
+    """The rate (mHz) a part with `rates` (its ODRS_MHZ) runs for accel_odr_hz `hz`:
+    that rate when the part has it, else the part's nearest."""
+    want = odr_mhz(hz)
+    best = rates[0]
+    for r in rates:
+        if abs(r - want) < abs(best - want):
+            best = r
+    return best
+
+
+def default(key):
+    return BY_KEY[key][2]
 
 
 def defaults():
@@ -126,6 +153,7 @@ class Config:
     def __init__(self, values, fallback=None, path=PATH):
         self.values = values
         self.fallback = fallback
+        self.never_saved = False  # no config file at all: a board never provisioned
         self.path = path
 
     def __getitem__(self, key):
@@ -170,7 +198,9 @@ def load(path=PATH):
     try:
         parts, from_tmp = store.load(path, KEY)
     except store.StoreError as exc:
-        return Config(defaults(), "%s: running on defaults" % store.describe(path, exc.reason), path)
+        cfg = Config(defaults(), "%s: running on defaults" % store.describe(path, exc.reason), path)
+        cfg.never_saved = exc.reason == "missing"
+        return cfg
     values, bad = validate(parts[KEY])
     notes = []
     if from_tmp is not None:

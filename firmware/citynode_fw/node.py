@@ -73,6 +73,8 @@ def probe(i2c, kind, wanted, log=None):
     """(driver, address) of the first part of kind that answers, or (None, 0).
 
     wanted: "auto", "none" or a part name (config climate_part / accel_part).
+    A part that does not answer is no error: under "auto" the next is tried in
+    silence; a named part's failures go to log at DEBUG, to say why it is missing.
     """
     if wanted == "none" or i2c is None:
         return None, 0
@@ -90,7 +92,7 @@ def probe(i2c, kind, wanted, log=None):
                 return row[3](i2c, address), address
             except OSError as exc:
                 _unload(row[1])
-                if log is not None:
+                if log is not None and wanted != "auto":
                     log(DEBUG, "no %s at 0x%02x: %s" % (row[1], address, exc))
     return None, 0
 
@@ -148,32 +150,50 @@ class Node:
 
         self.log(INFO, "boot: citynode %s, reset cause %s" % (version.version_string(), self.reset_cause))
         if self.config.fallback:
-            self.log(WARNING, "config fallback: %s" % self.config.fallback)
+            # no config.json at all is a board never provisioned: its defaults are no fault
+            level = INFO if self.config.never_saved else WARNING
+            self.log(level, "config fallback: %s" % self.config.fallback)
         if self.calib_fallback:
             self.log(WARNING, "calibration fallback: %s" % self.calib_fallback)
-        if climate is None:
-            climate, address = probe(i2c, "climate", self.cfg["climate_part"], self.log)
-            if climate is not None:
-                self.found.append(("climate", climate.PART, address))
-            elif self.cfg["climate_part"] != "none":
-                self.log(WARNING, "no climate sensor found (%s)" % self.cfg["climate_part"])
-        else:
-            self.found.append(("climate", climate.PART, getattr(climate, "address", 0)))
-        if accel is None:
-            accel, address = probe(i2c, "accel", self.cfg["accel_part"], self.log)
-            if accel is not None:
-                self.found.append(("accel", accel.PART, address))
-            elif self.cfg["accel_part"] != "none":
-                self.log(WARNING, "no accelerometer found (%s)" % self.cfg["accel_part"])
-        else:
-            self.found.append(("accel", accel.PART, getattr(accel, "address", 0)))
+        climate = self._fit(i2c, "climate", climate)
+        accel = self._fit(i2c, "accel", accel)
         self.sampler.set_parts(climate, accel)
         now = self.now()
-        for note in self.sampler.configure(self.cfg, self.calib, now):
+        for note in self.sampler.configure(self.sampling_config(), self.calib, now):
             self.log(WARNING, note)
         if accel is not None and self.cfg["stream_at_boot"]:
             self.sampler.start_stream(now)
         self._status_due = now  # STATUS right after boot
+
+    def _fit(self, i2c, kind, drv):
+        """The driver of kind: given (tests), else probed as the config's part says."""
+        wanted = self.cfg[kind + "_part"]
+        if drv is None:
+            drv, address = probe(i2c, kind, wanted, self.log)
+        else:
+            address = getattr(drv, "address", 0)
+        if drv is not None:
+            self.found.append((kind, drv.PART, address))
+        elif wanted == "auto":
+            self.log(INFO, "no %s sensor answered (%s_part=auto)" % (kind, kind))
+        elif wanted != "none":
+            self.log(WARNING, "no %s sensor found (%s_part=%s)" % (kind, kind, wanted))
+        return drv
+
+    def sampling_config(self):
+        """The config the sampler runs. The default accel_odr_hz asks for about that
+        rate: a part without it runs its nearest in silence (a rate set by hand that
+        the part lacks is the sampler's warning)."""
+        drv = self.sampler.accel
+        hz = self.cfg["accel_odr_hz"]
+        if drv is None or hz != config.default("accel_odr_hz"):
+            return self.cfg
+        mhz = config.part_rate(hz, drv.ODRS_MHZ)
+        if mhz == config.odr_mhz(hz):
+            return self.cfg
+        out = dict(self.cfg)
+        out["accel_odr_hz"] = mhz / 1000
+        return out
 
     def sensors_found(self):
         return [{"kind": k, "part": p, "address": "0x%02x" % a} for k, p, a in self.found]
@@ -231,7 +251,7 @@ class Node:
         drv = self.sampler.accel
         odr = values.get("accel_odr_hz")
         if drv is not None and isinstance(odr, (int, float)) and not isinstance(odr, bool):
-            if int(odr * 1000 + 0.5) not in drv.ODRS_MHZ:
+            if config.part_rate(odr, drv.ODRS_MHZ) != config.odr_mhz(odr):
                 rates = ", ".join(["%g" % (m / 1000) for m in drv.ODRS_MHZ])
                 return wire.ERR_BAD_ARGUMENT, {"error": "%s supports %s Hz" % (drv.PART, rates)}
         rng = values.get("accel_range_g")
@@ -248,7 +268,7 @@ class Node:
             return wire.ERR_BAD_ARGUMENT, {"error": str(exc)}
         except OSError as exc:
             return wire.ERR_STORAGE, {"error": "config not saved: %s" % exc}
-        notes = self.sampler.configure(self.cfg, self.calib, self.now())
+        notes = self.sampler.configure(self.sampling_config(), self.calib, self.now())
         return wire.OK, {"changed": sorted(values), "restart_required": restart, "notes": notes}
 
     def use_calibration(self, cal):
@@ -338,15 +358,32 @@ class Node:
     # -- selftest ----------------------------------------------------------------
 
     def selftest(self):
+        """Checks as the config says what is fitted: climate_fitted / accel_fitted
+        (a part named in the config must answer; "auto" takes what answers; "none"
+        is not fitted), a reading of each part found, and at least one sensor."""
         checks = []
         s = self.sampler
-        checks.append({"name": "climate_fitted", "pass": s.climate is not None})
+        checks.append(self._check_fitted("climate", s.climate))
         if s.climate is not None:
             checks.append(self._check_climate(s.climate))
-        checks.append({"name": "accel_fitted", "pass": s.accel is not None})
+        checks.append(self._check_fitted("accel", s.accel))
         if s.accel is not None:
             checks.append(self._check_gravity())
+        if s.climate is None and s.accel is None:
+            checks.append({"name": "any_sensor", "pass": False, "detail": "no sensor answers: nothing to measure"})
         return checks
+
+    def _check_fitted(self, kind, drv):
+        name = kind + "_fitted"
+        key = kind + "_part"
+        wanted = self.cfg[key]
+        if drv is not None:
+            return {"name": name, "pass": True, "part": drv.PART}
+        if wanted == "none":
+            return {"name": name, "pass": True, "detail": "not fitted (%s=none)" % key}
+        if wanted == "auto":
+            return {"name": name, "pass": True, "detail": "none answered (%s=auto)" % key}
+        return {"name": name, "pass": False, "detail": "no %s sensor found: %s=%s requires one" % (kind, key, wanted)}
 
     def _check_climate(self, drv):
         try:

@@ -41,6 +41,7 @@ import struct
 
 from citynode_protocol import codec, wire
 from citynode_protocol.frame import FrameWriter
+from citynode_fw.config import odr_mhz, part_rate
 from citynode_fw.drivers.errors import SensorCRCError, SensorTimeout
 from citynode_fw.nodetime import MASK, add, diff
 
@@ -140,11 +141,11 @@ class Sampler:
         was = self.streaming
         if was:
             self.stop_stream()
-        odr = int(cfg["accel_odr_hz"] * 1000 + 0.5)
+        odr = odr_mhz(cfg["accel_odr_hz"])
         rng = cfg["accel_range_g"]
         if drv is not None:
-            if odr not in drv.ODRS_MHZ:
-                got = nearest(odr, drv.ODRS_MHZ)
+            got = part_rate(cfg["accel_odr_hz"], drv.ODRS_MHZ)
+            if got != odr:
                 notes.append("%s has no %d mHz ODR: using %d mHz" % (drv.PART, odr, got))
                 odr = got
             if rng not in drv.RANGES_G:

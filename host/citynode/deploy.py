@@ -178,6 +178,24 @@ def _nop(stage, done=None, total=None):
     pass
 
 
+def byte_progress(progress, steps=4):
+    """A progress callback that also says the bytes sent, in words renewed at each 1/steps of
+    the app ("sending app: 12288 of 40960 bytes"): a live bar moves with every chunk, plain
+    lines come `steps` times."""
+    shown = [None, "send"]  # the step last put into words, and the words
+
+    def update(stage, done=None, total=None):
+        if stage == "send" and total:
+            step = done * steps // total
+            if step != shown[0]:
+                shown[:] = [step, "sending app: %d of %d bytes" % (done, total)]
+            progress(shown[1], done, total)
+            return
+        progress(stage, done, total)
+
+    return update
+
+
 # -- what the app is, on the host ----------------------------------------------------------
 
 

@@ -6,10 +6,12 @@ Where: `--inventory PATH`, else env `CITYNODE_INVENTORY`, else
 Two tables:
 
 - `nodes`: the current record of each node id (`FIELDS`). A node id is claimed
-  once a node has been provisioned with it; `claim()` refuses an id that is
+  once a node has been provisioned with it; `record()` refuses an id that is
   already recorded unless `force`, or unless the old record is a failed run of
-  the same board (same MAC), which a technician retries after a fix.
-- `runs`: every recorded flash/verify run, pass or fail, never rewritten.
+  the same board, which a technician retries after a fix. The same board is
+  the same MAC; a board that reports none (a virtual node) is known by its port.
+  One board holds one id: recording a MAC under a new id drops its old record.
+- `runs`: every recorded flash/verify/restore run, pass or fail, never rewritten.
 
 Writes are single transactions (`BEGIN IMMEDIATE`), so parallel flashing
 threads or processes never see half a record, and the check-then-write of
@@ -38,6 +40,7 @@ COLUMNS = (
     ("app_hash", "TEXT", "app hash"),
     ("config_hash", "TEXT", "config hash"),
     ("calibration", "TEXT", "calibration"),
+    ("sensors", "TEXT", "sensors"),
     ("site", "TEXT", "site"),
     ("recorded_at", "TEXT", "recorded (UTC)"),
     ("result", "TEXT", "result"),
@@ -46,7 +49,8 @@ COLUMNS = (
 )
 FIELDS = tuple(c[0] for c in COLUMNS)
 RESULTS = ("pass", "fail")
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
+_ADDED = {2: ("sensors",)}  # schema version -> columns it added to both tables
 
 
 def default_path():
@@ -72,8 +76,13 @@ def add_argument(parser):
     )
 
 
+def utc_iso(seconds=None):
+    """A wall-clock time (now by default) as the inventory and every report write it: 2026-12-06T23:40:00Z."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
 def utc_now():
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return utc_iso()
 
 
 class DuplicateNode(CitynodeError):
@@ -110,6 +119,21 @@ class Inventory:
             return
         if version > _SCHEMA_VERSION:
             raise sqlite3.DatabaseError("written by a newer citynode (schema %d)" % version)
+        if version:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                kinds = dict((name, kind) for name, kind, _ in COLUMNS)
+                version = db.execute("PRAGMA user_version").fetchone()[0]  # another writer may have been first
+                for v in range(version + 1, _SCHEMA_VERSION + 1):
+                    for name in _ADDED.get(v, ()):
+                        for table in ("nodes", "runs"):
+                            db.execute("ALTER TABLE %s ADD COLUMN %s %s" % (table, name, kinds[name]))
+                db.execute("PRAGMA user_version = %d" % _SCHEMA_VERSION)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return
         cols = ", ".join("%s %s" % (name, kind) for name, kind, _ in COLUMNS)
         run_cols = ", ".join("%s %s" % (name, "INTEGER" if name == "node_id" else kind)
                              for name, kind, _ in COLUMNS)
@@ -158,24 +182,31 @@ class Inventory:
     # -- the duplicate rule ---------------------------------------------------
 
     @staticmethod
-    def conflict(existing, mac=None):
+    def same_board(existing, mac=None, port=None):
+        """Whether a record is of this board: the same MAC, or (neither knowing a MAC) the same port."""
+        if mac or existing.get("mac"):
+            return bool(mac) and existing.get("mac") == mac
+        return bool(port) and existing.get("port") == port
+
+    @classmethod
+    def conflict(cls, existing, mac=None, port=None):
         """Why a new run may not take over `existing` (a record), or None when it may.
 
-        A failed record of the same board (same known MAC) is free to retry.
+        A failed record of the same board is free to retry.
         """
         if existing is None:
             return None
-        if existing.get("result") == "fail" and mac and existing.get("mac") == mac:
+        if existing.get("result") == "fail" and cls.same_board(existing, mac, port):
             return None
         who = "MAC %s" % existing["mac"] if existing.get("mac") else "port %s" % (existing.get("port") or "?")
         return "node id %d is already in the inventory (%s, %s, recorded %s); use --force to replace it" % (
             existing["node_id"], who, existing.get("result") or "?", existing.get("recorded_at") or "?")
 
-    def check_free(self, node_id, mac=None, force=False):
+    def check_free(self, node_id, mac=None, force=False, port=None):
         """Raise DuplicateNode when node_id may not be (re)used by this board."""
         if force:
             return
-        reason = self.conflict(self.get(node_id), mac)
+        reason = self.conflict(self.get(node_id), mac, port)
         if reason:
             raise DuplicateNode(reason)
 
@@ -193,9 +224,11 @@ class Inventory:
             try:
                 if not force:
                     row = db.execute("SELECT * FROM nodes WHERE node_id = ?", (rec["node_id"],)).fetchone()
-                    reason = self.conflict(dict(row) if row is not None else None, rec.get("mac"))
+                    reason = self.conflict(dict(row) if row is not None else None, rec.get("mac"), rec.get("port"))
                     if reason:
                         raise DuplicateNode(reason)
+                if rec.get("mac"):  # one board, one id: the board's older record under another id goes
+                    db.execute("DELETE FROM nodes WHERE mac = ? AND node_id != ?", (rec["mac"], rec["node_id"]))
                 names = ", ".join(FIELDS)
                 marks = ", ".join("?" for _ in FIELDS)
                 values = [rec.get(f) for f in FIELDS]
@@ -216,6 +249,16 @@ class Inventory:
             names = ", ".join(FIELDS)
             marks = ", ".join("?" for _ in FIELDS)
             db.execute("INSERT INTO runs (%s) VALUES (%s)" % (names, marks), [rec.get(f) for f in FIELDS])
+        return self._run(fn)
+
+    def holder(self, mac):
+        """The record that holds this board's MAC, or None."""
+        if not mac:
+            return None
+
+        def fn(db):
+            row = db.execute("SELECT * FROM nodes WHERE mac = ?", (mac,)).fetchone()
+            return dict(row) if row is not None else None
         return self._run(fn)
 
     def update(self, node_id, **fields):
@@ -257,6 +300,20 @@ class Inventory:
             if isinstance(out[f], (dict, list)):
                 out[f] = json.dumps(out[f], sort_keys=True)
         return out
+
+
+def calibration_words(value):
+    """The calibration column in words: "id 100 2026-01-01" for the JSON a calibration report
+    stores there, the text itself otherwise."""
+    if isinstance(value, str) and value.startswith("{"):
+        try:
+            doc = json.loads(value)
+        except ValueError:
+            return value
+        if isinstance(doc, dict):
+            words = "id %s" % doc.get("id") if doc.get("id") is not None else "calibrated"
+            return words + (" %s" % doc["date"] if doc.get("date") else "")
+    return value
 
 
 # -- exports -------------------------------------------------------------------

@@ -8,7 +8,7 @@ installer calibrates it on site.
 """
 
 from citynode.errors import CitynodeError
-from citynode.provision import MASK, config_hash, secret_keys
+from citynode.node_config import MASK, config_hash, secret_keys
 
 
 class Check:
@@ -41,11 +41,11 @@ class VerifyResult:
 
     @property
     def calibration(self):
-        cal = self.info.get("calibration")
-        if not cal:
-            return "uncalibrated" + (" (%s)" % self.info["calibration_fallback"]
-                                     if self.info.get("calibration_fallback") else "")
-        return "id %s%s" % (cal.get("id"), (" " + str(cal["date"])) if cal.get("date") else "")
+        return calibration_words(self.info)
+
+    @property
+    def sensors(self):
+        return sensor_words(self.config, self.info.get("sensors"))
 
     @property
     def config_hash(self):
@@ -62,14 +62,50 @@ class VerifyResult:
             "config_hash": self.config_hash,
             "calibration": self.calibration,
             "sensors": self.info.get("sensors"),
+            "fitted": self.sensors,
         }
+
+
+def calibration_words(info):
+    """The calibration a node's `info` reports, in words: "id 100 2026-01-01", "uncalibrated (...)"."""
+    cal = info.get("calibration")
+    if not cal:
+        return "uncalibrated" + (" (%s)" % info["calibration_fallback"] if info.get("calibration_fallback") else "")
+    return "id %s%s" % (cal.get("id"), (" " + str(cal["date"])) if cal.get("date") else "")
+
+
+KINDS = (("climate", "climate_part"), ("accel", "accel_part"))
+
+
+def sensor_words(config, sensors):
+    """The parts as the config says and the node found them: "climate sht3x, accel not fitted".
+
+    A part is "not fitted" (config `none`), the part found, "none answered" (config
+    `auto` and nothing answered) or "<part> MISSING" (named in the config, not found).
+    """
+    found = {}
+    for s in sensors or []:
+        if isinstance(s, dict):
+            found.setdefault(s.get("kind"), s.get("part"))
+    words = []
+    for kind, key in KINDS:
+        wanted = (config or {}).get(key, "auto")
+        if found.get(kind):
+            words.append("%s %s" % (kind, found[kind]))
+        elif wanted == "none":
+            words.append("%s not fitted" % kind)
+        elif wanted == "auto":
+            words.append("%s none answered" % kind)
+        else:
+            words.append("%s %s MISSING" % (kind, wanted))
+    return ", ".join(words)
 
 
 def _selftest_words(check):
     name = check.get("name", "?")
     extra = {k: v for k, v in check.items() if k not in ("name", "pass", "detail")}
     if name.endswith("_fitted") and not check.get("pass"):
-        return "no %s sensor found" % name[: -len("_fitted")]
+        return check.get("detail") or "no %s sensor found" % name[: -len("_fitted")]
     words = ", ".join("%s=%s" % (k, v) for k, v in sorted(extra.items()))
     if check.get("detail"):
         words = check["detail"] + ("; " + words if words else "")
@@ -155,6 +191,7 @@ def verify_node(client, expect=None, files_checked=None, progress=None):
         checks.append(Check("self-test", True, "%d checks passed" % len(st_checks)))
     else:
         checks.append(Check("self-test", False, "; ".join(_selftest_words(c) for c in bad) or "failed"))
+    checks.append(Check("sensors", True, sensor_words(config, info.get("sensors"))))
     for c in st_checks:
         if c.get("pass") and not c.get("name", "").endswith("_fitted"):
             checks.append(Check(c.get("name", "?"), True, _selftest_words(c)))

@@ -32,7 +32,7 @@ def test_missing_file_gives_defaults_and_flag():
         cfg = config.load()
         assert cfg.fallback == "config.json missing: running on defaults"
         assert cfg.values == config.defaults()
-        assert cfg["accel_odr_hz"] == 200 and cfg["mode"] == "raw"
+        assert cfg["accel_odr_hz"] == 250 and cfg["mode"] == "raw"
 
     _in_tmp(body)
 

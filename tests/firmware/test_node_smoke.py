@@ -42,7 +42,7 @@ def test_node_runs_and_speaks_the_protocol():
         assert abs(climate["temperature_c"] - 21.5) < 0.5
         assert abs(climate["relative_humidity_pct"] - 48.0) < 2
         blocks = [m for m in msgs if m.name == "accel"]
-        assert len(blocks) == 1  # default scenario: ADXL355, 200 Hz -> 250 Hz, 200-sample blocks
+        assert len(blocks) == 1  # default scenario: ADXL355 at the default 250 Hz, 200-sample blocks
         for k, m in enumerate(blocks):
             assert m["first_index"] == 200 * k and m["odr_hz"] == 250.0
             z = m["samples"][2::3]
@@ -133,5 +133,79 @@ def test_probe_keeps_only_the_driver_of_the_fitted_part():
         import citynode_fw.drivers as drivers
 
         assert not hasattr(drivers, "adxl355")
+    finally:
+        h.leave_tmpdir()
+
+
+def _selftest(n):
+    checks = n.selftest()
+    return all(c["pass"] for c in checks), dict((c["name"], c) for c in checks)
+
+
+def test_a_fresh_node_reports_no_error():
+    """Defaults suit the default parts: a board never provisioned (no config.json)
+    with the simulator's SHT35 and ADXL355 (probed past the SHT4x driver) logs
+    no warning; a damaged config still does."""
+    h.enter_tmpdir("node")
+    try:
+        n, cap, _board = _build()
+        assert n.config.fallback == "missing"
+        n.run_for(1200)
+        assert n.last_errors == [], n.last_errors
+        assert n.sampler.odr_mhz == 250000
+        texts = [m["text"] for m in cap.new() if m.name == "log"]
+        assert not [t for t in texts if "sht4x" in t], texts
+        with open(config.PATH, "w") as f:
+            f.write("{not json")
+        n, cap, _board = _build()
+        assert [t for t in n.last_errors if "config fallback" in t]
+    finally:
+        h.leave_tmpdir()
+
+
+def test_the_default_rate_follows_the_part_and_a_set_rate_warns():
+    h.enter_tmpdir("node")
+    try:
+        config.save(config.defaults())
+        n, _cap, _board = _build({"sensors": {"accel": "lis3dh"}})
+        assert n.sampler.odr_mhz == 200000 and n.last_errors == []  # LIS3DH has no 250 Hz
+        n, _cap, _board = _build({"sensors": {"accel": "lis3dh"}}, accel_odr_hz=125)
+        assert n.sampler.odr_mhz == 100000
+        assert [t for t in n.last_errors if "ODR" in t]  # set by hand: the part lacks it
+    finally:
+        h.leave_tmpdir()
+
+
+def test_bridge_node_and_climate_node_pass_their_self_test():
+    h.enter_tmpdir("node")
+    try:
+        for data, cfg, kept in (({"sensors": {"climate": "none"}}, {}, "accel"),
+                                ({"sensors": {"climate": "none"}}, {"climate_part": "none"}, "accel"),
+                                ({"sensors": {"accel": "none"}}, {}, "climate"),
+                                ({"sensors": {"accel": "none"}}, {"accel_part": "none"}, "climate")):
+            config.save(config.defaults())
+            n, _cap, _board = _build(data, **cfg)
+            n.run_for(1200)
+            ok, checks = _selftest(n)
+            assert ok, checks
+            assert checks[kept + "_fitted"]["pass"] and "part" in checks[kept + "_fitted"]
+            assert n.last_errors == [], n.last_errors
+    finally:
+        h.leave_tmpdir()
+
+
+def test_a_named_part_is_required_and_some_sensor_must_answer():
+    h.enter_tmpdir("node")
+    try:
+        config.save(config.defaults())
+        n, _cap, _board = _build({"sensors": {"climate": "none"}}, climate_part="sht3x")
+        n.run_for(1200)
+        ok, checks = _selftest(n)
+        assert not ok and not checks["climate_fitted"]["pass"]
+        assert "no climate sensor found" in checks["climate_fitted"]["detail"]
+        assert [t for t in n.last_errors if "no climate sensor found" in t]
+        n, _cap, _board = _build({"sensors": {"climate": "none", "accel": "none"}})
+        ok, checks = _selftest(n)
+        assert not ok and not checks["any_sensor"]["pass"]
     finally:
         h.leave_tmpdir()

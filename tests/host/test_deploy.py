@@ -293,3 +293,17 @@ def test_bench_deploy_quick(capsys):
     out = capsys.readouterr().out
     assert "citynode deploy" in out and "mpremote fs cp -r" in out and "ratio citynode/mpremote" in out
     assert 0 < result["full_ratio"] < 1 and 0 < result["nochange_ratio"] < 1
+
+
+def test_byte_progress_says_the_bytes_a_few_times_and_moves_the_bar_every_chunk():
+    calls = []
+    progress = deploy.byte_progress(lambda *a: calls.append(a), steps=4)
+    progress("probe")
+    for done in range(0, 10001, 1000):
+        progress("send", done, 10000)
+    progress("install", 0, 3)
+    sends = [c for c in calls if c[0].startswith("sending app")]
+    assert [c[1] for c in sends] == list(range(0, 10001, 1000))  # every chunk reaches the bar
+    assert sorted({c[0] for c in sends}, key=lambda w: int(w.split()[2])) == [
+        "sending app: %d of 10000 bytes" % n for n in (0, 3000, 5000, 8000, 10000)]
+    assert calls[0] == ("probe", None, None) and calls[-1] == ("install", 0, 3)

@@ -122,7 +122,43 @@ def test_schema_is_what_we_expect(inv):
     db = sqlite3.connect(str(inv.path))
     cols = [r[1] for r in db.execute("PRAGMA table_info(nodes)")]
     assert cols == list(FIELDS)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+def test_a_version_1_inventory_gains_the_sensors_column(tmp_path):
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(str(path))
+    old = [f for f in FIELDS if f != "sensors"]
+    db.execute("CREATE TABLE nodes (%s)" % ", ".join(("%s INTEGER PRIMARY KEY" if f == "node_id" else "%s TEXT") % f
+                                                     for f in old))
+    db.execute("CREATE TABLE runs (run INTEGER PRIMARY KEY AUTOINCREMENT, %s)" % ", ".join(old))
+    db.execute("INSERT INTO nodes (node_id, mac, result) VALUES (4, 'aa', 'pass')")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    inv = Inventory(path)
+    assert inv.get(4)["sensors"] is None and inv.get(4)["mac"] == "aa"
+    inv.record(rec(5, sensors="climate sht3x, accel not fitted"))
+    assert inv.get(5)["sensors"] == "climate sht3x, accel not fitted"
+
+
+def test_one_board_holds_one_id(inv):
+    inv.record(rec(7, mac="aa:00:00:00:00:07"))
+    inv.record(rec(8, mac="aa:00:00:00:00:07"), force=True)  # the same board, renumbered
+    assert [r["node_id"] for r in inv.nodes()] == [8]
+    assert [r["node_id"] for r in inv.runs()] == [7, 8]  # the history stays
+    assert inv.holder("aa:00:00:00:00:07")["node_id"] == 8
+
+
+def test_a_failed_board_without_mac_may_retry_on_its_port(inv):
+    inv.record(rec(9, mac=None, result="fail", port="/dev/pts/4"))
+    inv.check_free(9, port="/dev/pts/4")  # the same port, no MAC on either side: the same board
+    with pytest.raises(DuplicateNode):
+        inv.check_free(9, port="/dev/pts/5")
+    inv.record(rec(9, mac=None, port="/dev/pts/4"))
+    assert inv.get(9)["result"] == "pass"
+    with pytest.raises(DuplicateNode):
+        inv.check_free(9, port="/dev/pts/4")  # passed: a new run needs --force
 
 
 # -- the command -------------------------------------------------------------------
@@ -134,7 +170,7 @@ def test_inventory_command(tmp_path, capsys, monkeypatch):
     assert cli.main(["inventory"]) == 0
     assert "no nodes recorded yet" in capsys.readouterr().out
     Inventory().record(rec(11))
-    Inventory().record(rec(12, result="fail", detail="selftest: no climate sensor"))
+    Inventory().record(rec(12, mac="24:6f:28:00:00:02", result="fail", detail="selftest: no climate sensor"))
     assert cli.main(["inventory", "list"]) == 0
     out = capsys.readouterr().out
     assert "11" in out and "12" in out and "fail" in out
@@ -145,6 +181,11 @@ def test_inventory_command(tmp_path, capsys, monkeypatch):
     assert out_file.read_text().startswith("node_id,mac,chip")
     assert cli.main(["inventory", "show", "12"]) == 0
     assert "selftest: no climate sensor" in capsys.readouterr().out
+    assert cli.main(["inventory", "list", "--json"]) == 0
+    assert [r["node_id"] for r in json.loads(capsys.readouterr().out)] == [11, 12]
+    assert cli.main(["inventory", "show", "12", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["node"]["result"] == "fail" and shown["runs"][0]["recorded_at"].endswith("Z")
     assert cli.main(["inventory", "--inventory", str(tmp_path / "other.sqlite"), "path"]) == 0
     assert capsys.readouterr().out.strip() == str(tmp_path / "other.sqlite")
     assert cli.main(["inventory", "remove", "11"]) == 0
@@ -152,3 +193,17 @@ def test_inventory_command(tmp_path, capsys, monkeypatch):
     assert cli.main(["inventory", "remove", "11"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("citynode: node id 11 is not in the inventory") and err.count("\n") == 1
+
+
+def test_piped_list_keeps_every_column_and_shows_calibration_in_words(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CITYNODE_INVENTORY", str(tmp_path / "inv.sqlite"))
+    inv = Inventory()
+    inv.record(rec(11, site="Harbour bridge, north abutment", sensors="climate sht3x, accel adxl355"))
+    inv.update(11, calibration=json.dumps({"id": 100, "date": "2026-01-01", "method": "six-position",
+                                           "report": "/srv/reports/n11"}))
+    assert cli.main(["inventory", "list"]) == 0  # capsys: not a terminal, as in a pipe
+    out = capsys.readouterr().out
+    line = [ln for ln in out.splitlines() if ln.lstrip().startswith("11")][0]
+    assert "Harbour bridge, north abutment" in line and "ok" not in line.split()  # one line, nothing cut
+    assert "id 100 2026-01-01" in line and "{" not in out and "/srv/reports" not in out
+    assert "climate sht3x, accel adxl355" in line

@@ -83,7 +83,8 @@ def test_one_failure_never_stops_the_others(tmp_path, capsys):
         missing = "/dev/ttyCITYNODE9"  # no such port
         argv = ["flash", "--app-only", "--plain",
                 "--port", nodes[0].port, "--port", missing, "--port", nodes[1].port, "--port", nodes[2].port,
-                "--node-id", "7", "--node-id", "8", "--node-id", "9", "--node-id", "10"]
+                "--node-id", "7", "--node-id", "8", "--node-id", "9", "--node-id", "10",
+                "--set", "accel_part=adxl355"]  # named: required, so the absent one fails
         code, out, err = run(capsys, *argv)
         assert code == 1
         last = err.splitlines()[-1]

@@ -134,10 +134,11 @@ def test_duplicate_id_never_touches_the_other_board(tmp_path, capsys):
         assert Inventory().get(5)["port"] == a.port
 
 
-def test_no_sensor_found_fails_verify_and_is_recorded_as_failed(tmp_path, capsys):
+def test_a_required_sensor_missing_fails_verify_and_is_recorded_as_failed(tmp_path, capsys):
     scenario = dict(SCENARIO, faults={"climate": "absent", "accel": "none"})
     with node(tmp_path, scenario=scenario) as n:
-        code, out, err = run(capsys, "flash", "--app-only", "--port", n.port, "--node-id", "9", "--plain")
+        code, out, err = run(capsys, "flash", "--app-only", "--port", n.port, "--node-id", "9",
+                             "--set", "climate_part=sht3x", "--plain")
         assert code != 0
         assert "no climate sensor found" in one_line(err)
         rec = Inventory().get(9)
@@ -185,6 +186,7 @@ def test_info_and_config_get_set(tmp_path, capsys):
         assert info["app_hash"] == Inventory().get(21)["app_hash"] and info["calibration"] is None
         assert {s["kind"] for s in info["sensors"]} == {"climate", "accel"}
         assert info["inventory"]["result"] == "pass"
+        assert info["read_at"].endswith("Z") and info["fitted"] == "climate sht3x, accel adxl355"
         code, out, err = run(capsys, "info", "--port", n.port)
         assert "node id" in out and "sensors" in out and "climate" in out
         code, out, err = run(capsys, "config", "get", "--port", n.port, "site")
@@ -322,7 +324,146 @@ def test_full_flash_path_with_the_fake_loader_then_a_virtual_node(tmp_path, caps
         code, out, err = run(capsys, "flash", "--port", n.port, "--firmware", str(image), "--node-id", "44",
                              "--site", "Lab", "--plain")
         assert code == 0, err
-    rec = Inventory().get(44)
-    assert rec["mac"] == "34:85:18:aa:bb:cc" and rec["chip"] == "ESP32-S3" and rec["result"] == "pass"
-    assert "erase_flash" in fake.names and bytes(fake.flash[: len(image.read_bytes())]) == image.read_bytes()
-    assert sqlite3.connect(str(tmp_path / "inventory.sqlite")).execute("select count(*) from runs").fetchone()[0] == 1
+        rec = Inventory().get(44)
+        assert rec["mac"] == "34:85:18:aa:bb:cc" and rec["chip"] == "ESP32-S3" and rec["result"] == "pass"
+        assert "erase_flash" in fake.names and bytes(fake.flash[: len(image.read_bytes())]) == image.read_bytes()
+        db = sqlite3.connect(str(tmp_path / "inventory.sqlite"))
+        assert db.execute("select count(*) from runs").fetchone()[0] == 1
+        # the same board (its MAC) flashed as another node: recorded once, under the new id
+        code, out, err = run(capsys, "flash", "--port", n.port, "--firmware", str(image), "--node-id", "45",
+                             "--plain")
+        assert code == 0, err
+        assert "was recorded as node 44" in out
+        assert [r["node_id"] for r in Inventory().nodes()] == [45] and Inventory().get(45)["site"] == "Lab"
+
+
+# -- restore makes the node match its backup ----------------------------------------------
+
+
+def test_restore_makes_the_node_match_its_backup_exactly(tmp_path, capsys):
+    """A backup without calib.json removes the board's own calibration; --dry-run changes nothing;
+    --json says what changed, when."""
+    with node(tmp_path) as n:
+        assert run(capsys, "flash", "--app-only", "--port", n.port, "--node-id", "12", "--site", "Weir",
+                   "--plain")[0] == 0
+        saved = tmp_path / "backup-12"
+        code, out, err = run(capsys, "backup", "--port", n.port, "-o", str(saved), "--json")
+        assert code == 0, err
+        manifest = json.loads(out)
+        assert set(manifest["files"]) == {"config.json"} and manifest["created"].endswith("Z")
+        # later the board is calibrated twice (calib.json and calib.prev.json) and moved
+        with serial_link.NodeClient(n.port) as client:
+            client.command("calib_write", calib=CALIB)
+            client.command("calib_write", calib=dict(CALIB, id=101))
+        assert run(capsys, "config", "set", "--port", n.port, "site", "Lock 2")[0] == 0
+        before = {p.name: p.read_bytes() for p in n.root.iterdir() if p.suffix == ".json"}
+
+        code, out, err = run(capsys, "restore", "--port", n.port, str(saved), "--dry-run")
+        assert code == 0, err
+        assert "config.json      would write" in out and "calib.json       would remove" in out
+        assert "calib.prev.json  would remove" in out and "nothing written" in out
+        assert {p.name: p.read_bytes() for p in n.root.iterdir() if p.suffix == ".json"} == before
+
+        code, out, err = run(capsys, "restore", "--port", n.port, str(saved), "--json")
+        assert code == 0, err
+        report = json.loads(out)
+        assert report["restored"] and report["restored_at"].endswith("Z") and report["node_id"] == 12
+        assert {c["file"]: c["action"] for c in report["changes"]} == {
+            "config.json": "write", "calib.json": "remove", "calib.prev.json": "remove"}
+        assert sorted(p.name for p in n.root.iterdir() if p.suffix == ".json") == ["config.json"]
+        assert (n.root / "config.json").read_bytes() == (saved / "config.json").read_bytes()
+        with serial_link.NodeClient(n.port) as client:
+            info = client.command("info")
+        assert info["calibration"] is None and info["site"] == "Weir"
+        rec = Inventory().get(12)
+        assert rec["site"] == "Weir" and rec["calibration"] == "uncalibrated"
+        assert Inventory().runs(12)[-1]["detail"].startswith("restored from")
+        # restoring again: nothing left to change
+        code, out, err = run(capsys, "restore", "--port", n.port, str(saved), "--dry-run")
+        assert "0 changes" in out and "config.json      unchanged" in out
+
+
+def test_restore_never_makes_a_second_live_node(tmp_path, capsys):
+    with node(tmp_path, "a") as a, node(tmp_path, "b") as b:
+        assert run(capsys, "flash", "--app-only", "--port", a.port, "--node-id", "20", "--site", "North",
+                   "--plain")[0] == 0
+        assert run(capsys, "flash", "--app-only", "--port", b.port, "--node-id", "21", "--plain")[0] == 0
+        saved = tmp_path / "backup-20"
+        assert run(capsys, "backup", "--port", a.port, "-o", str(saved))[0] == 0
+        before = (b.root / "config.json").read_bytes()
+        code, out, err = run(capsys, "restore", "--port", b.port, str(saved), "--dry-run")
+        assert code == 0 and "it would become node 20" in out and "refused without --force" in out
+        code, out, err = run(capsys, "restore", "--port", b.port, str(saved))
+        assert code == 3 and "second node 20" in one_line(err) and "--force" in err
+        assert (b.root / "config.json").read_bytes() == before  # nothing written
+        # --force: board b takes id 20 over; the inventory follows it
+        code, out, err = run(capsys, "restore", "--port", b.port, str(saved), "--force")
+        assert code == 0, err
+        assert "was node 21; it is node 20 now" in out
+        assert Inventory().get(20)["port"] == b.port and Inventory().get(20)["site"] == "North"
+        assert Inventory().get(21) is None  # the board is recorded once, under its new id
+
+
+# -- the inventory stays true to the nodes ----------------------------------------------------
+
+
+def test_inventory_follows_the_node_not_the_command_line(tmp_path, capsys):
+    scenario = dict(SCENARIO, faults={"climate": "absent", "accel": "none"})
+    with node(tmp_path, scenario=scenario) as n:
+        # a failed run of a board with no MAC (a virtual node) ...
+        code, out, err = run(capsys, "flash", "--app-only", "--port", n.port, "--node-id", "33",
+                             "--site", "Sluice", "--set", "climate_part=sht3x", "--plain")
+        assert code != 0 and Inventory().get(33)["result"] == "fail"
+        n.set_scenario(faults={"climate": "none", "accel": "none"})  # the technician fixes the sensor
+        # ... is retried on the same port without --force
+        code, out, err = run(capsys, "flash", "--app-only", "--port", n.port, "--node-id", "33", "--plain")
+        assert code == 0, err
+        rec = Inventory().get(33)
+        assert rec["result"] == "pass" and rec["site"] == "Sluice"  # the node kept its site, so does the record
+        # a --force re-flash without --site keeps the site the node still has
+        code, out, err = run(capsys, "flash", "--app-only", "--port", n.port, "--node-id", "33", "--force",
+                             "--json")
+        assert code == 0, err
+        (job,) = json.loads(out)
+        assert job["site"] == "Sluice" and job["started_at"].endswith("Z") and job["ended_at"].endswith("Z")
+        assert Inventory().get(33)["site"] == "Sluice"
+
+
+def test_deploy_json_has_timestamps_and_bytes(tmp_path, capsys):
+    with node(tmp_path) as n:
+        code, out, err = run(capsys, "deploy", "--port", n.port, "--plain")
+        assert code == 0, err
+        sends = [ln for ln in err.splitlines() if "sending app:" in ln]
+        assert sends and sends[-1].split("sending app: ")[1].split(" of ")[0] == sends[-1].split(" of ")[1].split()[0]
+        code, out, err = run(capsys, "deploy", "--port", n.port, "--json")
+        report = json.loads(out)
+        assert report["port"] == n.port and report["started_at"].endswith("Z") and report["ended_at"].endswith("Z")
+
+
+# -- backup destinations: one line each, the real reason, nothing touched ------------------
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda p: p.write_text("x") and p, "exists and is a file"),
+    (lambda p: (p.mkdir(), (p / "f").write_text("x")) and p, "exists and is not empty"),
+    (lambda p: p.write_text("x") and p / "sub" / "backup", "is a file, not a folder"),
+    (lambda p: __import__("pathlib").Path("/proc/citynode-backup"), "does not take new files"),
+])
+def test_backup_destinations_are_one_line(tmp_path, capsys, make, words):
+    target = make(tmp_path / "dest")
+    # the destination is checked before the port is opened: a port that does not exist is never reached
+    code, out, err = run(capsys, "backup", "--port", str(tmp_path / "ttyUSB9"), "-o", str(target))
+    assert code == 2 and words in one_line(err), err
+
+
+def test_backup_into_an_unwritable_folder(tmp_path, capsys):
+    if os.geteuid() == 0:
+        pytest.skip("root writes into any folder: the permission cannot be tested as root")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        code, out, err = run(capsys, "backup", "--port", str(tmp_path / "ttyUSB9"), "-o", str(locked / "b"))
+        assert code == 2 and "not writable" in one_line(err)
+    finally:
+        locked.chmod(0o700)

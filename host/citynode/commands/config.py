@@ -62,11 +62,11 @@ def _read_secret(key):
 
 
 def _set(args):
-    from citynode import provision, serial_link
+    from citynode import node_config, provision, serial_link
     from citynode.errors import DeviceError
 
     key = args.key
-    secret = key in provision.secret_keys()
+    secret = key in node_config.secret_keys()
     if key == "node_id":
         raise UsageError("node_id is set by `citynode flash --app-only --port P --node-id N --force`, "
                          "so that the inventory follows")
@@ -74,20 +74,20 @@ def _set(args):
         if args.value != "-":
             raise UsageError("%s is secret: give - as the value and type it (it never goes on the command "
                              "line, where the shell history would keep it)" % key)
-        value = provision.check_value(key, _read_secret(key))
+        value = node_config.check_value(key, _read_secret(key))
     else:
-        value = provision.parse_value(key, args.value)
+        value = node_config.parse_value(key, args.value)
     with serial_link.NodeClient(args.port) as client:
         try:
             reply = client.command("config_set", values={key: value})
         except DeviceError as exc:
-            raise DeviceError(provision.scrub(str(exc), {key: value}), exc.code)
+            raise DeviceError(node_config.scrub(str(exc), {key: value}), exc.code)
         restart = reply.get("restart_required") or []
         rebooted = False
         if restart and args.reboot:
             client.command("reboot")
             rebooted = True
-    shown = provision.MASK if secret else json.dumps(value)
+    shown = node_config.MASK if secret else json.dumps(value)
     if restart and not rebooted:
         print("%s = %s saved; takes effect after a reboot (add --reboot)" % (key, shown))
     else:

@@ -16,14 +16,20 @@ def add_arguments(parser):
 
 
 def run(args):
+    import time
+
+    from citynode.inventory import utc_iso
+
     port = port_of(args)
+    started_at = utc_iso(time.time())
     with ProgressBoard(plain=args.plain or args.json, quiet=args.json) as board:
-        progress = board.job(port)
+        progress = deploy.byte_progress(board.job(port))
         result = deploy.deploy_port(port, full=args.full, progress=progress, source_only=args.source)
         serial_link.set_clock_when_app_answers(port)  # the restarted app's frames carry UTC
         board.finish(port, True, result.summary())
     if args.json:
-        print(json.dumps(result_dict(result), indent=2))
+        print(json.dumps(dict(result_dict(result), port=port, started_at=started_at,
+                              ended_at=utc_iso(time.time())), indent=2))
     else:
         if result.build.note:
             print("note: " + result.build.note)

@@ -1,6 +1,6 @@
-"""`citynode flash`: flash, deploy, provision, verify and record nodes, one or many in parallel."""
+"""`citynode flash`: flash, deploy, provision, verify and record nodes, one or many in parallel.
 
-import time
+The arguments and the report; the pipeline itself is `citynode.flash_pipeline`."""
 
 from citynode.commands.common import add_port_argument, ports_of
 from citynode.errors import UsageError
@@ -35,38 +35,6 @@ def add_arguments(parser):
     parser.add_argument("--plain", action="store_true", help="plain progress lines instead of live bars")
 
 
-class Job:
-    """One port's run and its outcome."""
-
-    def __init__(self, port, node_id):
-        self.port = port
-        self.node_id = node_id
-        self.ok = False
-        self.stage = None
-        self.words = ""
-        self.mac = None
-        self.chip = None
-        self.micropython = None
-        self.app_version = None
-        self.app_hash = None
-        self.calibration = None
-        self.checks = []
-        self.recorded = False
-        self.seconds = 0.0
-        self.exit_code = 1  # when it failed: 3 for a node id already in the inventory
-        self.started = None  # monotonic times, to show the ports ran side by side
-        self.ended = None
-
-    def as_dict(self):
-        return {
-            "port": self.port, "node_id": self.node_id, "result": "pass" if self.ok else "fail",
-            "failed_at": None if self.ok else self.stage, "detail": self.words, "mac": self.mac, "chip": self.chip,
-            "micropython": self.micropython, "app_version": self.app_version, "app_hash": self.app_hash,
-            "calibration": self.calibration, "recorded": self.recorded, "seconds": round(self.seconds, 2),
-            "started": self.started, "ended": self.ended, "checks": self.checks,
-        }
-
-
 def _plan(args):
     """[(port, node id)] from --port/--all and --node-id."""
     from citynode.ports import esp32_ports
@@ -99,121 +67,8 @@ def _plan(args):
     return list(zip(ports, ids))
 
 
-def run_job(job, args, image, values, inv, progress):
-    """Flash, deploy, provision, verify and record one node. Never raises: the outcome is in job."""
-    from citynode import flash, provision, verify
-    from citynode.board_id import mac_from_uid
-    from citynode.errors import CitynodeError
-    from citynode.inventory import DuplicateNode
-
-    started = time.monotonic()
-    job.started = started
-    provisioned = False
-    try:
-        job.stage = "inventory"
-        existing = inv.get(job.node_id)
-        defer_mac = False
-        if existing is not None and not args.force:
-            if existing.get("result") == "fail" and existing.get("mac"):
-                defer_mac = True  # a retry of the same board is fine: decided once its MAC is known
-            else:
-                inv.check_free(job.node_id, force=False)
-        if not args.app_only:
-            job.stage = "flash"
-            res = flash.flash_image(job.port, image, chip=args.chip, baud=args.baud, progress=progress)
-            job.mac, job.chip = res.mac, res.chip.name
-            if defer_mac:
-                inv.check_free(job.node_id, mac=job.mac)
-                defer_mac = False
-        job.stage = "deploy"
-        result = _deploy_after_boot(job.port, progress, fresh_board=not args.app_only)
-        job.app_hash = result.app_hash
-        job.app_version = result.build.app_version
-        if job.chip is None:
-            job.chip = result.facts.get("platform")
-        job.stage = "provision"
-        info = provision.provision(job.port, dict(values, node_id=job.node_id), progress=progress)
-        provisioned = True
-        job.mac = job.mac or mac_from_uid(info.get("uid"))
-        if defer_mac:
-            inv.check_free(job.node_id, mac=job.mac)
-        job.stage = "verify"
-        client, _ = provision.wait_for_app(job.port)
-        try:
-            files = (True, "%d files match (SHA-256 read back on the node)" % len(result.build.files))
-            expect = {"node_id": job.node_id, "app_version": job.app_version, "app_hash": job.app_hash,
-                      "config": dict(values, node_id=job.node_id)}
-            vres = verify.verify_node(client, expect, files_checked=files, progress=progress)
-        finally:
-            client.close()
-        job.micropython = vres.info.get("micropython")
-        job.calibration = vres.calibration
-        job.checks = [c.as_dict() for c in vres.checks]
-        job.ok = vres.passed
-        job.words = "verified" if vres.passed else vres.failure_words()
-        if job.ok:
-            job.stage = "record"
-        progress("record")
-        inv.record(_record(job, args, vres.config_hash), force=args.force)
-        job.recorded = True
-    except DuplicateNode as exc:
-        job.ok = False
-        job.words = str(exc)
-        job.exit_code = exc.exit_code
-    except CitynodeError as exc:
-        job.ok = False
-        job.words = str(exc)
-        try:
-            rec = _record(job, args, None)
-            if provisioned:  # the node carries the id now: the inventory says so, as failed
-                inv.record(rec, force=True)
-                job.recorded = True
-            else:
-                inv.log_run(rec)
-        except CitynodeError:
-            pass
-    except Exception as exc:  # a bug must not take the other ports down
-        job.ok = False
-        job.words = "internal error: %s: %s" % (type(exc).__name__, exc)
-    job.ended = time.monotonic()
-    job.seconds = job.ended - started
-    return job
-
-
-def _deploy_after_boot(port, progress, fresh_board):
-    """Deploy; right after esptool the board is still booting MicroPython (and formatting its flash)."""
-    from citynode import deploy
-    from citynode.errors import TransportError
-
-    # A fresh MicroPython formats its filesystem on the first boot (seconds), and a native-USB
-    # board's port goes away and comes back with the reset: wait for it, bounded.
-    attempts = 8 if fresh_board else 1
-    for attempt in range(attempts):
-        try:
-            if attempt:
-                progress("boot")
-            return deploy.deploy_port(port, progress=progress)
-        except TransportError as exc:
-            words = str(exc)
-            booting = "raw REPL" in words or "no such port" in words or "lost" in words
-            if attempt + 1 >= attempts or not booting:
-                raise
-            time.sleep(1.0)
-
-
-def _record(job, args, cfg_hash):
-    return {
-        "node_id": job.node_id, "mac": job.mac, "chip": job.chip, "micropython": job.micropython,
-        "app_version": job.app_version, "app_hash": job.app_hash, "config_hash": cfg_hash,
-        "calibration": job.calibration, "site": args.site, "result": "pass" if job.ok else "fail",
-        "port": job.port, "detail": None if job.ok else "%s: %s" % (job.stage, job.words),
-    }
-
-
 def run(args):
-    from concurrent.futures import ThreadPoolExecutor
-
-    from citynode import flash, provision
+    from citynode import flash, flash_pipeline, node_config
     from citynode.errors import CitynodeError
     from citynode.inventory import Inventory
 
@@ -226,21 +81,13 @@ def run(args):
         if not args.firmware:
             raise UsageError("--firmware IMAGE is required (or --app-only for a board that runs MicroPython)")
         image = flash.inspect_image(args.firmware)  # refuses a bad image before any board is touched
-    values = provision.values_from_args(args)
+    values = node_config.values_from_args(args)
     inv = Inventory(args.inventory)
     inv.nodes()  # a broken inventory file stops us here, not after flashing
-    jobs = [Job(port, node_id) for port, node_id in plan]
+    options = flash_pipeline.Options(app_only=args.app_only, chip=args.chip, baud=args.baud, force=args.force)
+    jobs = [flash_pipeline.Job(port, node_id) for port, node_id in plan]
     with ProgressBoard(plain=args.plain or args.json, quiet=args.json) as board:
-        def work(job):
-            run_job(job, args, image, values, inv, board.job(job.port))
-            board.finish(job.port, job.ok, "PASS" if job.ok else "FAIL: %s" % job.words)
-            return job
-
-        if len(jobs) == 1:
-            work(jobs[0])
-        else:
-            with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-                list(pool.map(work, jobs))
+        flash_pipeline.run_jobs(jobs, options, image, values, inv, board)
     failed = [j for j in jobs if not j.ok]
     if args.json:
         import json
@@ -269,6 +116,10 @@ def _print_one(job, inv):
         print("%s: node %d PASS  %s %s  MicroPython %s  app %s (%s)  %s; recorded in %s" % (
             job.port, job.node_id, job.chip or "?", job.mac or "MAC unknown", job.micropython or "?",
             job.app_version or "?", job.app_hash or "?", job.calibration or "", inv.path))
+        print("  sensors: %s" % (job.sensors or "?"))
+    if job.was_node is not None:
+        print("note: this board was recorded as node %d; that record is replaced by node %d"
+              % (job.was_node, job.node_id))
 
 
 def _print_table(jobs, inv):
@@ -278,11 +129,12 @@ def _print_table(jobs, inv):
     table = Table(title="citynode flash: %d node%s" % (len(jobs), "" if len(jobs) == 1 else "s"))
     for col in ("port", "node id", "result", "chip", "MAC", "app", "time"):
         table.add_column(col, no_wrap=True)
+    table.add_column("sensors")
     table.add_column("detail")
     for j in jobs:
         table.add_row(j.port, str(j.node_id), "[green]PASS" if j.ok else "[red]FAIL", j.chip or "-",
                       j.mac or "-", "%s (%s)" % (j.app_version, j.app_hash) if j.app_hash else "-",
-                      "%.1f s" % j.seconds, "recorded" if j.ok else "%s: %s" % (j.stage, j.words))
+                      "%.1f s" % j.seconds, j.sensors or "-", "recorded" if j.ok else "%s: %s" % (j.stage, j.words))
     console = Console()
     if not console.is_terminal:  # a log file or a pipe: room for the whole table
         console = Console(width=200)

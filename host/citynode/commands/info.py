@@ -17,13 +17,17 @@ def gather(port, inventory_path=None):
     from citynode import serial_link
     from citynode.inventory import Inventory
     from citynode.board_id import mac_from_uid
-    from citynode.provision import config_hash
+    from citynode.node_config import config_hash
+    from citynode.verify import sensor_words
+
+    from citynode.inventory import utc_iso
 
     with serial_link.NodeClient(port) as client:
         info = client.command("info")
     cal = info.get("calibration")
     out = {
         "port": port,
+        "read_at": utc_iso(),
         "node_id": info.get("node_id"),
         "site": info.get("site"),
         "mac": mac_from_uid(info.get("uid")),
@@ -38,6 +42,7 @@ def gather(port, inventory_path=None):
         "calibration": cal,
         "calibration_fallback": info.get("calibration_fallback"),
         "sensors": info.get("sensors") or [],
+        "fitted": sensor_words(info.get("config"), info.get("sensors")),
         "last_errors": info.get("last_errors") or [],
         "counters": info.get("counters") or {},
         "reset_cause": info.get("reset_cause"),
@@ -66,8 +71,8 @@ def run(args):
                                   else ", FALLBACK: %s" % info["config_fallback"])),
         ("calibration", ("id %s, %s" % (cal.get("id"), cal.get("date") or "no date")) if cal else
          "none" + (" (%s)" % info["calibration_fallback"] if info["calibration_fallback"] else "")),
-        ("sensors", ", ".join("%s %s at %s" % (s.get("kind"), s.get("part"), s.get("address"))
-                              for s in info["sensors"]) or "NONE FOUND"),
+        ("sensors", "%s%s" % (info["fitted"], "".join(
+            " (%s at %s)" % (s.get("part"), s.get("address")) for s in info["sensors"]))),
         ("last errors", "; ".join(info["last_errors"]) or "none"),
         ("reset cause", info["reset_cause"]),
     ]
