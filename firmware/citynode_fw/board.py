@@ -66,6 +66,8 @@ class Board:
             from citynode_sim.radio import SimRadio  # type: ignore[import-not-found]
 
             return SimRadio(self.i2c.board if self.i2c is not None else None)
+        from citynode_fw.wlan import WlanRadio
+
         return WlanRadio()
 
     # -- watchdog --------------------------------------------------------------------
@@ -141,41 +143,3 @@ class Board:
         else:
             machine.reset()
 
-
-class WlanRadio:
-    """Wi-Fi station mode: connect() starts joining and returns at once."""
-
-    def __init__(self):
-        import network
-
-        self._network = network
-        self.wlan = network.WLAN(network.STA_IF)
-        self.wlan.active(True)
-
-    def connect(self, ssid, password):
-        try:
-            self.wlan.disconnect()
-        except OSError:
-            pass
-        self.wlan.connect(ssid, password)
-
-    def connected(self):
-        return self.wlan.isconnected()
-
-    def failure(self):
-        """Why joining failed, in words, or None while it may still succeed."""
-        n = self._network
-        st = self.wlan.status()
-        if st in (n.STAT_NO_AP_FOUND, getattr(n, "STAT_NO_AP_FOUND_W_COMPATIBLE_SECURITY", -1)):
-            return "no AP found"
-        if st == n.STAT_WRONG_PASSWORD:
-            return "wrong password"
-        if st in (n.STAT_CONNECT_FAIL, getattr(n, "STAT_HANDSHAKE_TIMEOUT", -1), getattr(n, "STAT_BEACON_TIMEOUT", -1)):
-            return "connect failed (status %d)" % st
-        return None
-
-    def rssi(self):
-        try:
-            return self.wlan.status("rssi")
-        except (OSError, ValueError):
-            return None

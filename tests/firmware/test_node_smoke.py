@@ -149,7 +149,7 @@ def test_a_fresh_node_reports_no_error():
     h.enter_tmpdir("node")
     try:
         n, cap, _board = _build()
-        assert n.config.fallback == "missing"
+        assert n.config.never_saved and n.config.fallback.startswith("config.json missing")
         n.run_for(1200)
         assert n.last_errors == [], n.last_errors
         assert n.sampler.odr_mhz == 250000

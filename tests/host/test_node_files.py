@@ -68,7 +68,7 @@ def test_write_goes_to_a_temp_name_and_is_renamed_then_read_back():
     t = FakeTransport({"config.json": b"old"})
     node_files.write(t, "config.json", CONFIG)
     assert t.files == {"config.json": CONFIG}
-    assert [c[0] for c in t.log] == ["write", "exec", "hash"] and t.log[0][1] == "config.json.new"
+    assert [c[0] for c in t.log] == ["write", "exec", "hash"] and t.log[0][1] == "config.json.tmp"
 
 
 def test_a_write_that_reads_back_wrong_is_an_error():

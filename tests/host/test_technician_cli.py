@@ -351,7 +351,7 @@ def test_restore_makes_the_node_match_its_backup_exactly(tmp_path, capsys):
         assert code == 0, err
         manifest = json.loads(out)
         assert set(manifest["files"]) == {"config.json"} and manifest["created"].endswith("Z")
-        # later the board is calibrated twice (calib.json and calib.prev.json) and moved
+        # later the board is calibrated twice (calib.json keeps both) and moved
         with serial_link.NodeClient(n.port) as client:
             client.command("calib_write", calib=CALIB)
             client.command("calib_write", calib=dict(CALIB, id=101))
@@ -361,15 +361,14 @@ def test_restore_makes_the_node_match_its_backup_exactly(tmp_path, capsys):
         code, out, err = run(capsys, "restore", "--port", n.port, str(saved), "--dry-run")
         assert code == 0, err
         assert "config.json      would write" in out and "calib.json       would remove" in out
-        assert "calib.prev.json  would remove" in out and "nothing written" in out
+        assert "nothing written" in out
         assert {p.name: p.read_bytes() for p in n.root.iterdir() if p.suffix == ".json"} == before
 
         code, out, err = run(capsys, "restore", "--port", n.port, str(saved), "--json")
         assert code == 0, err
         report = json.loads(out)
         assert report["restored"] and report["restored_at"].endswith("Z") and report["node_id"] == 12
-        assert {c["file"]: c["action"] for c in report["changes"]} == {
-            "config.json": "write", "calib.json": "remove", "calib.prev.json": "remove"}
+        assert {c["file"]: c["action"] for c in report["changes"]} == {"config.json": "write", "calib.json": "remove"}
         assert sorted(p.name for p in n.root.iterdir() if p.suffix == ".json") == ["config.json"]
         assert (n.root / "config.json").read_bytes() == (saved / "config.json").read_bytes()
         with serial_link.NodeClient(n.port) as client:
