@@ -643,6 +643,7 @@ def main():
                 board.repl()  # returns for a soft reboot
                 step = "reboot"
             else:
+                _tell(b"D")  # going down: from here a SIGINT would kill the process, not raise
                 _out(b"MPY: soft reboot\r\n")
                 step = "done"
         except KeyboardInterrupt:

@@ -51,13 +51,15 @@ _CTRL_C = 0x03
 # After a Ctrl-C, the bytes behind it wait until the runtime reports it took the
 # KeyboardInterrupt (or this long, when user code swallowed it): so they are read
 # after it, in order, and a second SIGINT cannot hit the VM before it took the
-# first (the Unix port then exit(1)s).
-_CTRL_C_HOLD = 0.25
+# first (the Unix port then exit(1)s). It is long because a loaded machine can
+# keep the interpreter from taking a SIGINT for a while; the runtime's "took it"
+# ends the hold at once in every normal case.
+_CTRL_C_HOLD = 2.0
 # Before a Ctrl-C, wait this long at most for the interpreter to read what came
 # before it (it does at once when it waits in the REPL; main.py may never read).
 _CTRL_C_DRAIN = 0.02
 _BUF_LIMIT = 4096  # bytes held by the bridge per direction (about a UART driver's buffer)
-_CTL_FD = 3  # the runtime's report pipe: b"B" booted, b"R" REPL reached, b"S" text b"\n" a console line
+_CTL_FD = 3  # the runtime's report pipe: b"B" booted, b"R" REPL reached, b"D" going down, b"S" text b"\n" a console line
 _CONSOLE_LINE_MAX = 4096  # a console line longer than this is cut
 _STOP_GRACE = 1.0  # s for the interpreter to go after SIGTERM
 _CRASH_BACKOFF = 0.5  # s before restarting an interpreter that died twice within a second
@@ -616,6 +618,8 @@ class VirtualNode:
                     self._boots += 1
                 elif b == ord("I"):
                     self._ctrl_c_unacked = False
+                elif b == ord("D"):
+                    self._booted = False  # shutting down for a soft reboot: hold Ctrl-C until the next "B"
                 elif b == ord("R"):
                     self._repls += 1
             self._cond.notify_all()
