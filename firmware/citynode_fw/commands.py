@@ -58,6 +58,8 @@ def cmd_info(node, args):
         "sensors": node.sensors_found(),
         "last_errors": node.last_errors,
         "counters": node.counters.as_dict(),
+        "uplink": node.uplink.status() if node.uplink is not None else (
+            {"error": node.uplink_error} if node.uplink_error else None),
     }
 
 

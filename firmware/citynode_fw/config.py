@@ -35,6 +35,10 @@ RESTART = 2
 # accel_odr_hz: the default is the ADXL355's 250 Hz; a part without the
 # configured rate runs the nearest it has (the default silently, a set rate
 # with a warning).
+# uplink "wifi": frames also go, signed with node_key (64 hex digits), through
+# a flash ring of ring_kb to the MQTT broker at broker_url (mqtt://host[:port],
+# or mqtts:// with the CA in the DER file mqtt_ca); UTC from ntp_server
+# (host[:port]) when set. Secrets are never echoed, not even in an error.
 # mode: "raw" streams accel blocks and features (the USB serial link carries a
 # 200 Hz block stream with room to spare, and the host tools plot it);
 # "features" sends only the per-window features, for narrow uplinks.
@@ -60,6 +64,13 @@ SCHEMA = (
     ("uplink", "enum", "serial", ("serial", "wifi"), RESTART),
     ("wifi_ssid", "str", "", 32, RESTART),
     ("wifi_password", "str", "", 64, SECRET | RESTART),
+    ("broker_url", "url", "", 128, RESTART),
+    ("mqtt_user", "str", "", 64, RESTART),
+    ("mqtt_password", "str", "", 64, SECRET | RESTART),
+    ("mqtt_ca", "str", "ca.der", 32, RESTART),
+    ("node_key", "key", "", 64, SECRET | RESTART),
+    ("ring_kb", "int", 256, (8, 8192), RESTART),
+    ("ntp_server", "str", "", 64, RESTART),
 )
 
 BY_KEY = {}
@@ -112,6 +123,14 @@ def check(key, value):
         if not isinstance(value, bool):
             raise ValueError("%s must be true or false, not %r" % (key, value))
         return value
+    if kind == "url" or kind == "key":
+        if not isinstance(value, str) or len(value) > allowed:
+            raise ValueError("%s must be text of at most %d characters" % (key, allowed))
+        if value and kind == "url" and broker(value) is None:
+            raise ValueError("%s must be mqtt://HOST[:PORT] or mqtts://HOST[:PORT], not %r" % (key, value))
+        if value and kind == "key" and (len(value) != 64 or not _hex(value)):
+            raise ValueError("%s must be 64 hex digits (the host's keystore makes it)" % key)
+        return value
     if kind == "str":
         if not isinstance(value, str):
             raise ValueError("%s must be text, not %r" % (key, value))
@@ -127,6 +146,29 @@ def check(key, value):
     if not allowed[0] <= value <= allowed[1]:
         raise ValueError("%s=%r outside %r..%r" % (key, value, allowed[0], allowed[1]))
     return value
+
+
+def broker(url):
+    """(tls, host, port) of mqtt://host[:port] or mqtts://host[:port], else None."""
+    for scheme, tls, port in (("mqtt://", False, 1883), ("mqtts://", True, 8883)):
+        if url.startswith(scheme):
+            rest = url[len(scheme) :]
+            host, _, text = rest.partition(":")
+            if not host or "/" in rest or "@" in rest:
+                return None
+            if text:
+                if not text.isdigit() or not 0 < int(text) < 65536:
+                    return None
+                port = int(text)
+            return tls, host, port
+    return None
+
+
+def _hex(text):
+    for c in text:
+        if c not in "0123456789abcdefABCDEF":
+            return False
+    return True
 
 
 def _words(choices):

@@ -60,7 +60,9 @@ class Link:
         self.reader = StdinReader() if reader is None else reader
         self.counters = counters
         self.seq = 0
-        self.writer = FrameWriter(node_id, _REPLY_HEAD + MAX_REPLY)
+        # room for a signed frame's trailer: the uplink signs frames in place
+        self.writer = FrameWriter(node_id, _REPLY_HEAD + MAX_REPLY, trailer=wire.SIGNED_TRAILER)
+        self.uplink = None  # uplink.Uplink when the node sends over the network too
         self.node_id = node_id
         self._line = bytearray(armour.MAX_LINE)
         self._n = 0
@@ -79,6 +81,8 @@ class Link:
             done = self.out.write(writer.wire, n)
         except OSError:
             done = 0
+        if self.uplink is not None and msg_type != wire.REPLY:  # replies answer this link only
+            self.uplink.put(writer, msg_type, length, time_ms)
         if done is not None and done != n:
             self.counters.tx_dropped += 1
             return False

@@ -125,6 +125,8 @@ class Node:
         self.found = []
         self.time_offset = None
         self.reboot_pending = False
+        self.uplink = None  # uplink.Uplink when config uplink="wifi"
+        self.uplink_error = None
         self.reset_cause = board.reset_cause()
         self._boot_ms = board.ms()
         self._boot_wraps = board.wraps
@@ -208,12 +210,16 @@ class Node:
         if line is not None:
             self.handle_line(line)
             wait = 0
+        if self.uplink is not None:
+            self.uplink.poll(now)
         if diff(now, self._status_due) >= 0:
             self.send_status()
             self._status_due = add(now, self.cfg["status_period_s"] * 1000)
         self.board.feed()
         if self.reboot_pending:
             self.board.sleep_ms(100)  # let the reply leave
+            if self.uplink is not None:
+                self.uplink.close()  # what waits goes to flash
             self.board.reset()
         return wait if wait < MAX_SLEEP_MS else MAX_SLEEP_MS
 
@@ -308,6 +314,8 @@ class Node:
             f |= wire.STATUS_TIME_ANCHORED
         if self.sampler.streaming:
             f |= wire.STATUS_STREAMING
+        if self.uplink_error or (self.uplink is not None and not self.uplink.connected()):
+            f |= wire.STATUS_UPLINK_DOWN
         return f
 
     def sensors(self):
@@ -424,6 +432,14 @@ def build(board, out=None, reader=None):
     except (OSError, ValueError) as exc:
         node.log(ERROR, "I2C bus not available: %s" % exc)
     node.start(i2c)
+    if cfg.values["uplink"] == "wifi":
+        from citynode_fw import uplink
+
+        node.uplink, node.uplink_error = uplink.start(node, board, cfg.values)
+        if node.uplink_error:
+            node.log(ERROR, node.uplink_error)
+        else:
+            node.link.uplink = node.uplink
     return node
 
 

@@ -167,7 +167,8 @@ class Sampler:
             # a frame is built and written whole, so the link's writer serves
             # blocks too when it is big enough (the default block is)
             w = self.link.writer
-            self._writer = w if w.max_payload >= size else FrameWriter(self.link.node_id, size)
+            self._writer = w if w.max_payload >= size else FrameWriter(
+                self.link.node_id, size, trailer=wire.SIGNED_TRAILER)
             self._blk = bytearray(codec.raw_size(n))
             self._encoder = codec.DeltaEncoder(n)
         depth = drv.FIFO_DEPTH if drv is not None else 32

@@ -32,8 +32,10 @@ _ACCEL = 2
 
 class Uplink:
     def __init__(self, node_id, radio, signer, boot, broker, ssid="", password="", mqtt_user="",
-                 mqtt_password="", prefix=topics.PREFIX, ssl_context=None, ring=None, keepalive_s=60):
-        """broker: (host, port) with host an IP address or a name."""
+                 mqtt_password="", prefix=topics.PREFIX, ssl_context=None, ring=None, keepalive_s=60,
+                 ntp=None, on_utc=None):
+        """broker: (host, port) with host an IP address or a name; ntp: (host, port) or None,
+        on_utc(utc_ms, now) called when SNTP gives the time."""
         self.node_id = node_id
         self.radio = radio
         self.signer = signer
@@ -67,6 +69,10 @@ class Uplink:
         self.last_puback = -1
         self.commands = []  # armoured command lines that came on the cmd topic
         self.signed = 0
+        self.ntp = ntp
+        self.on_utc = on_utc
+        self.sntp = None
+        self.utc_known = False
 
     # -- frames in ---------------------------------------------------------------------
 
@@ -98,6 +104,7 @@ class Uplink:
                 self._publish()
             else:
                 self._online = False
+            self._clock(now)
         if self.ring.used <= self.ring.acked_page:
             self._page_since = -1
         elif self._page_since < 0:
@@ -133,6 +140,25 @@ class Uplink:
             self.joining = True
             self.join_started = now
 
+    def _clock(self, now):
+        if self.ntp is None:
+            return
+        if self.sntp is None:
+            import socket
+
+            from citynode_fw.sntp import Sntp
+
+            try:
+                self.sntp = Sntp(socket.getaddrinfo(self.ntp[0], self.ntp[1])[0][-1])
+            except OSError:
+                return
+        utc = self.sntp.poll(now)
+        if utc is not None:
+            self.utc_known = True
+            self.sntp.again_in(now, 6 * 3600 * 1000)  # and again every 6 hours
+            if self.on_utc is not None:
+                self.on_utc(utc, now)
+
     def _resolve(self, now):
         import socket
 
@@ -154,6 +180,10 @@ class Uplink:
         n = self.ring.front(MAX_MESSAGE)
         if n:
             self._ring_pid = s.publish(self.frames_topic, self.ring.front_buf, n, off=self.ring.front_off)
+
+    def connected(self):
+        """True while the session with the broker is up."""
+        return self.session.state == mqtt.UP
 
     def _on_puback(self, pid):
         if pid == self._ring_pid and self._ring_pid:
@@ -186,6 +216,8 @@ class Uplink:
             "resent": s.resends,
             "frames_signed": self.signed,
             "boot": self.boot,
+            "last_puback_id": self.last_puback,
+            "sntp": None if self.sntp is None else (self.sntp.error or "ok"),
         }
         out.update(r.status())
         return out
@@ -195,3 +227,44 @@ def max_wire(length):
     """Bytes a signed frame with this payload takes on the wire, delimiter included."""
     n = frame.OVERHEAD + auth.TRAILER_SIZE + length
     return n + n // 254 + 2
+
+
+def start(node, board, cfg):
+    """The node's uplink from its config (uplink="wifi"), or None and the reason logged."""
+    from citynode_fw import bootcount, config
+
+    if not cfg["wifi_ssid"] or not cfg["broker_url"] or not cfg["node_key"]:
+        missing = [k for k in ("wifi_ssid", "broker_url", "node_key") if not cfg[k]]
+        return None, "uplink=wifi but %s not set" % ", ".join(missing)
+    tls, host, port = config.broker(cfg["broker_url"])
+    ctx = None
+    if tls:
+        import tls as _tls
+
+        try:
+            with open(cfg["mqtt_ca"], "rb") as f:
+                ca = f.read()
+            ctx = _tls.SSLContext(_tls.PROTOCOL_TLS_CLIENT)  # a client context verifies (CERT_REQUIRED)
+            ctx.load_verify_locations(ca)
+        except (OSError, ValueError) as exc:
+            return None, "uplink: CA %s unusable (%s)" % (cfg["mqtt_ca"], exc)
+    boot, fallback = bootcount.next_boot()
+    if fallback:
+        node.log(2, "uplink: " + fallback)
+    ntp = None
+    if cfg["ntp_server"]:
+        name, _, text = cfg["ntp_server"].partition(":")
+        ntp = (name, int(text) if text.isdigit() else 123)
+    ring = Ring("ring", capacity=cfg["ring_kb"] * 1024)
+    if ring.clamped:
+        node.log(2, "uplink: ring_kb=%d does not fit the flash: %d kB used" % (
+            cfg["ring_kb"], ring.max_segments * (len(ring.page) + 12) // 1024))
+    up = Uplink(cfg["node_id"], board.radio(), auth.Signer(_unhex(cfg["node_key"])), boot, (host, port),
+                ssid=cfg["wifi_ssid"], password=cfg["wifi_password"], mqtt_user=cfg["mqtt_user"],
+                mqtt_password=cfg["mqtt_password"], ssl_context=ctx, ring=ring, ntp=ntp,
+                on_utc=lambda utc, now: node.set_time(utc))
+    return up, None
+
+
+def _unhex(text):
+    return bytes([int(text[i : i + 2], 16) for i in range(0, len(text), 2)])

@@ -224,6 +224,7 @@ _STATUS_FLAGS = (
     (messages.STATUS_CALIB_FALLBACK, "calibration fallback"),
     (messages.STATUS_TIME_ANCHORED, "UTC known"),
     (messages.STATUS_STREAMING, "streaming"),
+    (messages.STATUS_UPLINK_DOWN, "uplink down"),
 )
 _COUNTERS = ("sensor_errors", "crc_errors", "timeouts", "fifo_overruns", "tx_dropped", "command_errors")
 

@@ -18,13 +18,13 @@ HMAC is RFC 2104 over hashlib.sha256, which every MicroPython port has (its
 import hashlib
 import struct
 
-from citynode_protocol import frame
+from citynode_protocol import frame, wire
 
-SIGNED = 0x10  # type bit: the frame carries the trailer
+SIGNED = wire.SIGNED  # type bit: the frame carries the trailer
 KEY_SIZE = 32
 MAC_SIZE = 8
 _COUNTERS = "<IH"  # boot, seq_hi
-TRAILER_SIZE = 6 + MAC_SIZE
+TRAILER_SIZE = wire.SIGNED_TRAILER  # the counters (6 bytes), then the MAC
 MIN_SIGNED = frame.OVERHEAD + TRAILER_SIZE
 WINDOW = 64  # sequence numbers below the newest that a receiver still accepts once
 _BLOCK = 64  # SHA-256 block size

@@ -34,6 +34,10 @@ ACCEL_OVERRUN = const(0x04)  # the sensor FIFO overflowed before this block
 ACCEL_GAP_ESTIMATED = const(0x08)  # first_index skips the samples lost before it: an estimate
 FEATURES_TILT_RELATIVE = const(0x02)  # pitch/roll relative to the mounted zero
 
+# Signed frames (network links, SPEC.md §9): a type bit and a trailer inside the CRC
+SIGNED = const(0x10)
+SIGNED_TRAILER = const(14)  # boot u32, seq_hi u16, MAC 8 bytes
+
 # ACCEL encodings
 ENCODING_RAW = const(0)
 ENCODING_DELTA_BITPACK = const(1)
@@ -45,6 +49,7 @@ STATUS_CONFIG_FALLBACK = const(0x01)  # config not loaded as saved (defaults, or
 STATUS_CALIB_FALLBACK = const(0x02)  # calibration not loaded as saved (previous, recovered, or none): see info
 STATUS_TIME_ANCHORED = const(0x04)  # the node knows UTC (a TIME message was sent)
 STATUS_STREAMING = const(0x08)  # the accelerometer stream is running
+STATUS_UPLINK_DOWN = const(0x10)  # the network uplink is configured but not connected: frames wait in the ring
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 

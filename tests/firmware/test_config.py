@@ -196,4 +196,26 @@ def test_update_checks_everything_before_applying():
 def test_schema_rows_are_consistent():
     for key, kind, default, allowed, flags in config.SCHEMA:
         assert config.check(key, default) == default, key
-        assert kind in ("int", "num", "str", "bool", "enum"), key
+        assert kind in ("int", "num", "str", "bool", "enum", "url", "key"), key
+
+
+def test_broker_url_and_node_key_are_checked_and_a_key_never_echoed():
+    assert config.broker("mqtt://10.0.0.5") == (False, "10.0.0.5", 1883)
+    assert config.broker("mqtts://broker.city:8884") == (True, "broker.city", 8884)
+    for bad in ("http://x", "mqtt://", "mqtt://x:0", "mqtt://x:99999", "mqtt://u:p@x", "mqtt://x/topic", "x:1883"):
+        assert config.broker(bad) is None, bad
+        try:
+            config.check("broker_url", bad)
+        except ValueError:
+            pass
+        else:
+            assert False, bad
+    key = "ab" * 32
+    assert config.check("node_key", key) == key and config.check("node_key", "") == ""
+    for bad in ("ab" * 31, "zz" * 32, "ab" * 33):
+        try:
+            config.check("node_key", bad)
+        except ValueError as exc:
+            assert bad not in str(exc)
+        else:
+            assert False, bad
