@@ -45,17 +45,12 @@ def validate(doc):
     """Check a calibration document; raises ValueError naming the bad part. The checks
     live in calibration_check.py, loaded for the call and dropped again: a node
     checks a calibration at boot and when one is written, and keeps the heap."""
-    import sys
-
-    from citynode_fw import calibration_check
+    from citynode_fw import calibration_check, forget
 
     try:
         return calibration_check.validate(doc)
     finally:
-        sys.modules.pop("citynode_fw.calibration_check", None)
-        pkg = sys.modules.get("citynode_fw")
-        if pkg is not None and hasattr(pkg, "calibration_check"):
-            delattr(pkg, "calibration_check")
+        forget("citynode_fw.calibration_check")
 
 
 class ClimateCal:

@@ -123,14 +123,13 @@ def check(key, value):
         if not isinstance(value, bool):
             raise ValueError("%s must be true or false, not %r" % (key, value))
         return value
-    if kind == "url" or kind == "key":
-        if not isinstance(value, str) or len(value) > allowed:
-            raise ValueError("%s must be text of at most %d characters" % (key, allowed))
-        if value and kind == "url" and broker(value) is None:
-            raise ValueError("%s must be mqtt://HOST[:PORT] or mqtts://HOST[:PORT], not %r" % (key, value))
-        if value and kind == "key" and (len(value) != 64 or not _hex(value)):
-            raise ValueError("%s must be 64 hex digits (the host's keystore makes it)" % key)
-        return value
+    if kind == "url" or kind == "key":  # the uplink's: checked by a module loaded for the call
+        from citynode_fw import config_net, forget
+
+        try:
+            return config_net.check(key, kind, value, allowed)
+        finally:
+            forget("citynode_fw.config_net")
     if kind == "str":
         if not isinstance(value, str):
             raise ValueError("%s must be text, not %r" % (key, value))
@@ -149,26 +148,13 @@ def check(key, value):
 
 
 def broker(url):
-    """(tls, host, port) of mqtt://host[:port] or mqtts://host[:port], else None."""
-    for scheme, tls, port in (("mqtt://", False, 1883), ("mqtts://", True, 8883)):
-        if url.startswith(scheme):
-            rest = url[len(scheme) :]
-            host, _, text = rest.partition(":")
-            if not host or "/" in rest or "@" in rest:
-                return None
-            if text:
-                if not text.isdigit() or not 0 < int(text) < 65536:
-                    return None
-                port = int(text)
-            return tls, host, port
-    return None
+    """(tls, host, port) of a broker URL, else None (config_net.py, loaded for the call)."""
+    from citynode_fw import config_net, forget
 
-
-def _hex(text):
-    for c in text:
-        if c not in "0123456789abcdefABCDEF":
-            return False
-    return True
+    try:
+        return config_net.broker(url)
+    finally:
+        forget("citynode_fw.config_net")
 
 
 def _words(choices):

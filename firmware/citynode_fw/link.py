@@ -96,7 +96,7 @@ class Link:
         """A LOG message (level index into wire.LOG_LEVELS)."""
         p = self.writer.payload
         p[0] = level
-        data = text.encode()
+        data = _utf8(text)
         n = len(data)
         if n > MAX_REPLY:
             n = MAX_REPLY
@@ -104,7 +104,7 @@ class Link:
         return self.send(self.writer, wire.LOG, 1 + n, time_ms)
 
     def reply(self, request_id, code, body, time_ms):
-        text = json.dumps(body).encode() if body is not None else b""
+        text = _utf8(json.dumps(body) if body is not None else "")
         if len(text) > MAX_REPLY:
             code = wire.ERR_INTERNAL
             text = b'{"error":"reply too long"}'
@@ -185,6 +185,15 @@ class Answered:
         self._keys[i] = (request_id, line[-8:], now)
         self._replies[i] = (code, body)
         self._next = (i + 1) % self.SIZE
+
+
+def _utf8(text):
+    """A str's UTF-8 bytes as a view, not a copy (MicroPython's str has the buffer protocol):
+    an `info` reply would otherwise be on the heap twice."""
+    try:
+        return memoryview(text)  # type: ignore[arg-type]
+    except TypeError:  # CPython
+        return text.encode()
 
 
 def guess_id(line):

@@ -11,7 +11,6 @@ count the board's wraps.
 
 import math
 import struct
-import sys
 
 from citynode_protocol import wire
 from citynode_fw import calibration, commands, config, status
@@ -99,12 +98,9 @@ def probe(i2c, kind, wanted, log=None):
 
 def _unload(part):
     """Forget the driver of a part that did not answer: its code leaves the heap."""
-    name = "citynode_fw.drivers." + part
-    if name in sys.modules:
-        del sys.modules[name]
-        drivers = sys.modules.get("citynode_fw.drivers")
-        if drivers is not None and hasattr(drivers, part):
-            delattr(drivers, part)
+    from citynode_fw import forget
+
+    forget("citynode_fw.drivers." + part)
 
 
 class Node:

@@ -27,7 +27,7 @@ import binascii
 import os
 import struct
 
-from citynode_fw import store
+from citynode_fw import store_binary as store
 
 MAGIC = b"CNR1"
 _HEADER = "<4sHHI"  # magic, data bytes, reserved, CRC-32 of the data

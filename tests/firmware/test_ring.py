@@ -6,6 +6,7 @@ import os
 
 import fw_helpers as h
 from citynode_fw import store as store_mod
+from citynode_fw import store_binary as store_binary_mod
 from citynode_fw.ring import Ring
 
 FOLDER = "ring"
@@ -258,10 +259,11 @@ class CutFile:
 
 
 def _with_flash(flash, fn):
-    """Run fn with store.py (which makes every write on flash) on the cutting flash."""
+    """Run fn with the store's modules (which make every write on flash) on the cutting flash."""
     real_os = store_mod.os
     store_mod.os = flash
     store_mod.open = flash.open
+    store_binary_mod.open = flash.open
     try:
         fn()
         return False
@@ -270,6 +272,7 @@ def _with_flash(flash, fn):
     finally:
         store_mod.os = real_os
         del store_mod.open
+        del store_binary_mod.open
 
 
 def _power_cuts(rename_replaces):

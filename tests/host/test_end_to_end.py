@@ -169,7 +169,8 @@ def test_absent_climate_sensor_node_streams_accel_and_status_says_so(tmp_path, c
 
 def test_monitor_against_the_virtual_node(tmp_path, capsys):
     with virtual_node(tmp_path, scenario=SCENARIO, with_app=True, heap=NODE_HEAP) as node:
-        code = cli.main(["monitor", "--port", node.port, "--duration", "2"])
+        provision(node, CONFIG)  # climate every 2 s: monitor starts from what the node sends now
+        code = cli.main(["monitor", "--port", node.port, "--duration", "3"])
     out, err = capsys.readouterr()
     assert code == 0, err
     lines = out.strip().splitlines()

@@ -393,7 +393,7 @@ def test_restore_never_makes_a_second_live_node(tmp_path, capsys):
         code, out, err = run(capsys, "restore", "--port", b.port, str(saved), "--dry-run")
         assert code == 0 and "it would become node 20" in out and "refused without --force" in out
         code, out, err = run(capsys, "restore", "--port", b.port, str(saved))
-        assert code == 3 and "second node 20" in one_line(err) and "--force" in err
+        assert code == 3 and "second node 20" in one_line(err) and "--force" in err, (code, err)
         assert (b.root / "config.json").read_bytes() == before  # nothing written
         # --force: board b takes id 20 over; the inventory follows it
         code, out, err = run(capsys, "restore", "--port", b.port, str(saved), "--force")

@@ -52,7 +52,10 @@ def virtual_node(tmp_path, scenario=None, with_app=False, files=None, baud=None,
         scenario_path.write_text(json.dumps(scenario, indent=2))
     elif scenario is not None:
         scenario_path = Path(scenario)
-    node = VirtualNode(root, scenario=scenario_path, baud=baud, heap=heap, with_app=with_app)
+    # what the supervisor notes (an interpreter that died, a failed bridge) goes to the
+    # test's captured output: pytest shows it with a failure
+    node = VirtualNode(root, scenario=scenario_path, baud=baud, heap=heap, with_app=with_app,
+                       log=lambda text: print("[%.3f] %s" % (time.monotonic(), text)))
     if with_app:
         # Install now so that `files` can override app files before the first boot.
         from citynode.virtual_node import install_app
