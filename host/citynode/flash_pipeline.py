@@ -24,9 +24,10 @@ from citynode.inventory import utc_iso
 class Options:
     """What run_job takes from the command line."""
 
-    def __init__(self, app_only=False, chip="auto", baud=None, force=False):
+    def __init__(self, app_only=False, chip="auto", baud=None, force=False, keystore=None):
         from citynode import flash
 
+        self.keystore = keystore  # where node keys are made and kept (uplink=wifi)
         self.app_only = app_only
         self.chip = chip
         self.baud = baud or flash.DEFAULT_BAUD
@@ -88,7 +89,7 @@ def _nop(stage, done=None, total=None):
 
 def run_job(job, options, image, values, inv, progress=None):
     """Flash, deploy, provision, verify and record one node. Never raises: the outcome is in job."""
-    from citynode import flash, provision, verify
+    from citynode import flash, node_config, provision, verify
     from citynode.board_id import mac_from_uid
     from citynode.inventory import DuplicateNode
 
@@ -120,6 +121,7 @@ def run_job(job, options, image, values, inv, progress=None):
         if job.chip is None:
             job.chip = result.facts.get("platform")
         job.stage = "provision"
+        values = node_config.with_node_key(values, job.node_id, options.keystore)
         info = provision.provision(job.port, dict(values, node_id=job.node_id), progress=progress)
         provisioned = True
         job.mac = job.mac or mac_from_uid(info.get("uid"))

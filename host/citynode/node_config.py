@@ -16,7 +16,7 @@ from citynode.errors import UsageError
 from citynode.node_code import firmware_module
 
 MASK = "***"
-SECRET_ENV = {"wifi_password": "CITYNODE_WIFI_PASSWORD"}
+SECRET_ENV = {"wifi_password": "CITYNODE_WIFI_PASSWORD", "mqtt_password": "CITYNODE_MQTT_PASSWORD"}
 
 
 def config_module():
@@ -164,10 +164,23 @@ def values_from_args(args, node_id=None):
         values["wifi_ssid"] = args.wifi_ssid
     if getattr(args, "wifi_password_file", None):
         values["wifi_password"] = read_secret_file(args.wifi_password_file)
-    else:
-        for key, env in SECRET_ENV.items():
-            if os.environ.get(env) and key not in values:
-                values[key] = os.environ[env]
+    if getattr(args, "mqtt_password_file", None):
+        values["mqtt_password"] = read_secret_file(args.mqtt_password_file)
+    for key, env in SECRET_ENV.items():
+        if os.environ.get(env) and key not in values:
+            values[key] = os.environ[env]
     if node_id is not None:
         values["node_id"] = node_id
     return check_values(values)
+
+
+def with_node_key(values, node_id, keystore_path=None, node_has_key=False):
+    """values, with a node_key from the keystore when they turn the network uplink on:
+    the node's existing key if the keystore has one, else a new one, kept there first.
+    The key is never shown; the keystore file is the host's only copy."""
+    if values.get("uplink") != "wifi" or values.get("node_key") or node_has_key:
+        return values
+    from citynode.keystore import Keystore
+
+    key = Keystore(keystore_path).new_key(node_id)
+    return dict(values, node_key=key.hex())

@@ -14,7 +14,7 @@ from citynode.errors import UsageError
 
 
 def add_arguments(parser):
-    from citynode import inventory
+    from citynode import inventory, keystore
 
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
     get = sub.add_parser("get", help="print the config, or one key")
@@ -27,6 +27,7 @@ def add_arguments(parser):
     put.add_argument("value", help="the value; for a secret, - reads it from standard input")
     put.add_argument("--reboot", action="store_true", help="reboot the node if the key needs it")
     inventory.add_argument(put)
+    keystore.add_argument(put)
     parser.set_defaults(action=None)
 
 
@@ -78,10 +79,15 @@ def _set(args):
     else:
         value = node_config.parse_value(key, args.value)
     with serial_link.NodeClient(args.port) as client:
+        values = {key: value}
+        if key == "uplink" and value == "wifi":  # the node signs its network frames: it needs a key
+            now = client.command("config_get").get("config") or {}
+            values = node_config.with_node_key(values, now.get("node_id"), args.keystore,
+                                               node_has_key=bool(now.get("node_key")))
         try:
-            reply = client.command("config_set", values={key: value})
+            reply = client.command("config_set", values=values)
         except DeviceError as exc:
-            raise DeviceError(node_config.scrub(str(exc), {key: value}), exc.code)
+            raise DeviceError(node_config.scrub(str(exc), values), exc.code)
         restart = reply.get("restart_required") or []
         rebooted = False
         if restart and args.reboot:

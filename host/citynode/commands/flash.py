@@ -10,7 +10,7 @@ from citynode.progress import ProgressBoard
 
 
 def add_arguments(parser):
-    from citynode import flash, inventory
+    from citynode import flash, inventory, keystore
 
     add_port_argument(parser, many=True)
     parser.add_argument("--all", action="store_true", help="every port that looks like an ESP32 board")
@@ -29,6 +29,9 @@ def add_arguments(parser):
     parser.add_argument("--wifi-ssid", help="Wi-Fi network for uplink=wifi")
     parser.add_argument("--wifi-password-file", metavar="FILE",
                         help="file holding the Wi-Fi password (or $CITYNODE_WIFI_PASSWORD); never echoed")
+    parser.add_argument("--mqtt-password-file", metavar="FILE",
+                        help="file holding the broker password (or $CITYNODE_MQTT_PASSWORD)")
+    keystore.add_argument(parser)
     parser.add_argument("--force", action="store_true", help="replace a node id already in the inventory")
     inventory.add_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -84,7 +87,8 @@ def run(args):
     values = node_config.values_from_args(args)
     inv = Inventory(args.inventory)
     inv.nodes()  # a broken inventory file stops us here, not after flashing
-    options = flash_pipeline.Options(app_only=args.app_only, chip=args.chip, baud=args.baud, force=args.force)
+    options = flash_pipeline.Options(app_only=args.app_only, chip=args.chip, baud=args.baud, force=args.force,
+                                     keystore=args.keystore)
     jobs = [flash_pipeline.Job(port, node_id) for port, node_id in plan]
     with ProgressBoard(plain=args.plain or args.json, quiet=args.json) as board:
         flash_pipeline.run_jobs(jobs, options, image, values, inv, board)
