@@ -81,7 +81,7 @@ class Link:
             done = self.out.write(writer.wire, n)
         except OSError:
             done = 0
-        if self.uplink is not None and msg_type != wire.REPLY:  # replies answer this link only
+        if self.uplink is not None:  # every frame, replies too: the network sees the node's sequence whole
             self.uplink.put(writer, msg_type, length, time_ms)
         if done is not None and done != n:
             self.counters.tx_dropped += 1

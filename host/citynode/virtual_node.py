@@ -329,6 +329,20 @@ class VirtualNode:
         self._kill_child()
         self._close_fds()
 
+    def power_cut(self):
+        """Kill the interpreter at once (SIGKILL), as pulling a board's power: nothing it
+        held in RAM survives, its flash (the root folder) does, and the supervisor
+        starts a fresh interpreter as the board would boot. Returns the boot count
+        before the cut (wait_boots(count + 1) for the node to be back)."""
+        boots = self._boots
+        pid = self._pid
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return boots
+
     def __enter__(self):
         self.start()
         return self

@@ -21,7 +21,6 @@ ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "host"), str(REPO 
 pytestmark = [
     pytest.mark.skipif(mosquitto_path() is None, reason="mosquitto is not installed (`make install` installs it "
                        "as root; else apt-get install mosquitto mosquitto-clients)"),
-    pytest.mark.xdist_group("mosquitto"),
 ]
 
 

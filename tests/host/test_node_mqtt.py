@@ -26,7 +26,6 @@ MICROPYTHON = Path(sys.executable).parent / "micropython"
 needs_mosquitto = pytest.mark.skipif(
     mosquitto_path() is None, reason="mosquitto is not installed (`make install` installs it as root; "
     "else apt-get install mosquitto mosquitto-clients)")
-pytestmark = pytest.mark.xdist_group("mosquitto")
 
 
 def start_node(**opt):

@@ -24,8 +24,10 @@ ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "host"), str(REPO 
 pytestmark = [
     pytest.mark.skipif(mosquitto_path() is None, reason="mosquitto is not installed (`make install` installs it "
                        "as root; else apt-get install mosquitto mosquitto-clients)"),
-    pytest.mark.xdist_group("mosquitto"),
 ]
+# bench/soak_uplink.py raises these: 60 s and 10-minute outages, 100 power cuts
+OUTAGE_S = float(os.environ.get("CITYNODE_OUTAGE_S", "8"))
+KILLS = int(os.environ.get("CITYNODE_KILLS", "12"))
 TEMP_C, RH_PCT = 17.3, 61.0
 SCENARIO = {"temperature_c": TEMP_C, "relative_humidity_pct": RH_PCT, "seed": 5,
             "wifi": {"up": True, "rssi": -58, "ssids": ["city-iot"], "password": "pw-lamp-7"}}
@@ -106,3 +108,144 @@ def test_an_uplink_missing_its_settings_is_an_error_the_node_reports(tmp_path):
             info = client.command("info")
     assert info["uplink"] == {"error": "uplink=wifi but broker_url, node_key not set"}
     assert any("broker_url" in e for e in info["last_errors"])
+
+
+class Collector:
+    """paho on node 7's frames, every frame verified; keeps (boot, seq32) and the accel blocks."""
+
+    def __init__(self, port, keystore_path):
+        import threading
+
+        import paho.mqtt.client as paho
+
+        from citynode.verifier import Verifier
+        from citynode_protocol import auth, topics
+
+        self.auth = auth
+        self.verifier = Verifier(Keystore(keystore_path))
+        self.seen = []  # (boot, seq32) of every frame, repeats included
+        self.blocks = []  # (first_index, n_samples, flags) of every accel block, once
+        self.bad = 0  # pieces that are no frame
+        self.lock = threading.Lock()
+        ready = threading.Event()
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="outage-collector", clean_session=False)
+        self.client.on_message = self._message
+        self.client.on_subscribe = lambda *a: ready.set()
+        self.client.reconnect_delay_set(0.1, 0.5)
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe(topics.topic(7, "frames"), 1)
+        self.client.loop_start()
+        assert ready.wait(5)
+
+    def _message(self, _c, _u, m):
+        from citynode_protocol import cobs, frame
+        from citynode_protocol.decoder import Decoder
+
+        with self.lock:
+            for piece in bytes(m.payload).split(b"\x00"):
+                if not piece:
+                    continue
+                try:
+                    raw = cobs.decode(piece)
+                    frame.parse(raw)
+                    boot, seq_hi, _mac = self.auth.trailer(raw)
+                except ValueError:
+                    self.bad += 1  # the verifier counts it by reason below
+                    continue
+                seq = raw[3] | raw[4] << 8
+                self.seen.append(self.auth.sequence(boot, seq_hi, seq))
+            for raw in self.verifier.feed(7, m.payload):
+                for msg in Decoder().feed(frame.to_wire(raw)):
+                    if msg.name == "accel":
+                        self.blocks.append((msg["first_index"], msg["n_samples"], msg["flags"]))
+
+    def close(self):
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def _wait_drained(node, timeout=60):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        with NodeClient(node.port) as client:
+            info = client.command("info")
+        up = info["uplink"]
+        if up["broker"] == "up" and up["pending_bytes"] == 0:
+            return info
+        time.sleep(1.0)
+    raise AssertionError("the ring did not drain: %s" % up)
+
+
+@pytest.mark.timeout(int(150 + 4 * OUTAGE_S))
+def test_broker_and_wifi_outages_lose_nothing_keep_order_and_never_overflow_the_fifo(tmp_path):
+    ks_path = tmp_path / "keys.json"
+    key = Keystore(ks_path).new_key(7)
+    outage_s = OUTAGE_S
+    with LocalBroker(tmp_path / "broker") as broker, virtual_node(
+            tmp_path, scenario=SCENARIO, with_app=True, heap=NODE_HEAP) as node:
+        provision(node, {"node_id": 7, "uplink": "wifi", "wifi_ssid": "city-iot", "wifi_password": "pw-lamp-7",
+                         "broker_url": broker.url, "node_key": key.hex(), "climate_period_s": 2})
+        col = Collector(broker.port, ks_path)
+        time.sleep(3.0)
+        broker.stop()  # the broker goes away while the node streams
+        time.sleep(outage_s)
+        broker.start()
+        time.sleep(3.0)
+        node.set_scenario(wifi=dict(SCENARIO["wifi"], up=False))  # then the network
+        time.sleep(outage_s)
+        node.set_scenario(wifi=SCENARIO["wifi"])
+        info = _wait_drained(node)
+        time.sleep(1.0)
+        col.close()
+    up = info["uplink"]
+    assert up["dropped_accel"] == 0 and up["dropped_other"] == 0 and up["corrupt"] == 0
+    assert info["counters"]["fifo_overruns"] == 0  # reconnecting never held the sampler up
+    unique = sorted(set(col.seen))
+    boots = {b for b, _s in unique}
+    assert len(boots) == 1, boots
+    seqs = [s for _b, s in unique]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "frames lost in the outages"
+    assert col.verifier.rejected["replay"] == len(col.seen) - len(unique)  # resends: recognised, dropped
+    blocks = sorted(col.blocks)
+    assert len(blocks) >= 2 * outage_s
+    for (first, n, _f), (nxt, _n, flags) in zip(blocks, blocks[1:]):
+        assert nxt == first + n and not flags & 0x04, "a gap in the samples"
+
+
+@pytest.mark.timeout(int(150 + 6 * KILLS))
+def test_power_cuts_while_the_ring_fills_and_drains_send_nothing_corrupt_and_nothing_twice(tmp_path):
+    """SIGKILL at random moments (KILLS of them; bench/soak_uplink.py runs 100): the first
+    half with the broker away (the ring fills), the rest while it drains."""
+    import random
+
+    kills = KILLS
+    rnd = random.Random(11)
+    ks_path = tmp_path / "keys.json"
+    key = Keystore(ks_path).new_key(7)
+    with LocalBroker(tmp_path / "broker") as broker, virtual_node(
+            tmp_path, scenario=SCENARIO, with_app=True, heap=NODE_HEAP) as node:
+        provision(node, {"node_id": 7, "uplink": "wifi", "wifi_ssid": "city-iot", "wifi_password": "pw-lamp-7",
+                         "broker_url": broker.url, "node_key": key.hex(), "climate_period_s": 2})
+        col = Collector(broker.port, ks_path)
+        broker.stop()
+        for i in range(kills):
+            if i == kills // 2:
+                broker.start()
+            time.sleep(rnd.uniform(0.3, 2.5))
+            before = node.power_cut()
+            node.wait_boots(before + 1, 20)
+        info = _wait_drained(node, timeout=90)
+        time.sleep(1.0)
+        col.close()
+    v = col.verifier
+    assert col.bad == 0 and v.rejected["bad_mac"] == v.rejected["malformed"] == v.rejected["unsigned"] == 0
+    assert info["uplink"]["corrupt"] == 0
+    by_boot = {}
+    for boot, seq in set(col.seen):
+        by_boot.setdefault(boot, []).append(seq)
+    assert len(by_boot) >= kills // 2, sorted(by_boot)  # boots counted on flash, one more each time
+    for boot, seqs in by_boot.items():
+        seqs.sort()
+        # what reached the ring arrives whole: a cut may lose the page in RAM (the tail), never a frame inside
+        assert seqs == list(range(seqs[0], seqs[-1] + 1)), (boot, seqs[:5], len(seqs))
+    assert v.accepted == len(set(col.seen))  # each frame taken once; repeats were recognised as replays

@@ -1,0 +1,40 @@
+"""Long runs of the uplink's outage and power-cut tests, which the suite runs short.
+
+    python bench/soak_uplink.py                  # 60 s broker and Wi-Fi outages, 100 power cuts
+    python bench/soak_uplink.py --outage-s 600   # the 10-minute outage
+
+Each is tests/host/test_uplink_end_to_end.py with its length raised through
+the environment (CITYNODE_OUTAGE_S, CITYNODE_KILLS): the same checks (nothing
+lost, order kept, repeats recognised, no FIFO overflow; nothing corrupt sent,
+nothing twice). Needs mosquitto (see the README). Exits non-zero on a failure.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TEST = "tests/host/test_uplink_end_to_end.py"
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--outage-s", type=float, default=60.0, help="length of each outage (default %(default)g)")
+    p.add_argument("--kills", type=int, default=100, help="power cuts (default %(default)d)")
+    args = p.parse_args()
+    env = dict(os.environ, CITYNODE_OUTAGE_S=str(args.outage_s), CITYNODE_KILLS=str(args.kills))
+    runs = (("outages of %g s" % args.outage_s, "outages"), ("%d power cuts" % args.kills, "power_cuts"))
+    failed = 0
+    for words, k in runs:
+        print("== %s" % words, flush=True)
+        code = subprocess.call([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", TEST,
+                                "-k", k], cwd=REPO, env=env)
+        failed += code != 0
+    print("soak: %d of %d runs failed" % (failed, len(runs)))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
