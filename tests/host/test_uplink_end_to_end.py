@@ -243,7 +243,8 @@ def test_power_cuts_while_the_ring_fills_and_drains_send_nothing_corrupt_and_not
     by_boot = {}
     for boot, seq in set(col.seen):
         by_boot.setdefault(boot, []).append(seq)
-    assert len(by_boot) >= kills // 2, sorted(by_boot)  # boots counted on flash, one more each time
+    assert info["uplink"]["boot"] >= kills + 2  # every boot counted on flash (a cut boot may send nothing)
+    assert len(by_boot) >= kills // 4, sorted(by_boot)
     for boot, seqs in by_boot.items():
         seqs.sort()
         # what reached the ring arrives whole: a cut may lose the page in RAM (the tail), never a frame inside
