@@ -243,7 +243,7 @@ def test_power_cuts_while_the_ring_fills_and_drains_send_nothing_corrupt_and_not
     by_boot = {}
     for boot, seq in set(col.seen):
         by_boot.setdefault(boot, []).append(seq)
-    assert info["uplink"]["boot"] >= kills + 2  # every boot counted on flash (a cut boot may send nothing)
+    assert info["uplink"]["boot"] >= kills + 1  # every boot counted on flash (a cut boot may send nothing)
     assert len(by_boot) >= kills // 4, sorted(by_boot)
     for boot, seqs in by_boot.items():
         seqs.sort()
