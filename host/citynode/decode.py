@@ -37,13 +37,11 @@ import numpy as np
 
 from citynode_protocol import PROTOCOL_VERSION
 from citynode_protocol.cobs import max_encoded_length
-from citynode_protocol.decoder import DecoderStats, Message, frame_in_piece
+from citynode_protocol.decoder import CRC_RESIDUE, DecoderStats, Message, frame_in_piece
 from citynode_protocol.frame import CRC_SIZE, HEADER_SIZE, MAX_FRAME, OVERHEAD
 from citynode_protocol.messages import ACCEL, BY_TYPE, MESSAGES
 from citynode_protocol.payload import PayloadError, unpack
 
-# zlib.crc32 over a frame followed by its own CRC (LE) always gives this value.
-_CRC_RESIDUE = 0x2144DF1C
 _MIN_ENCODED = OVERHEAD + 1
 # How much a decode step takes at once; bounds the memory of the numpy temporaries.
 DEFAULT_CHUNK = 8 << 20
@@ -380,7 +378,7 @@ class BulkDecoder:
         if len(fi):
             mvd = memoryview(dec)
             crc32 = zlib.crc32
-            okl = [crc32(mvd[o : o + n]) == _CRC_RESIDUE for o, n in zip(off[fi].tolist(), dlen[fi].tolist())]
+            okl = [crc32(mvd[o : o + n]) == CRC_RESIDUE for o, n in zip(off[fi].tolist(), dlen[fi].tolist())]
             ok = np.array(okl, dtype=bool)
             ver_ok = (dec[off[fi]] >> 5) == PROTOCOL_VERSION
             good = ok & ver_ok

@@ -6,12 +6,16 @@ was glued behind junk, it is found and kept.
 """
 
 from citynode_protocol import PROTOCOL_VERSION
-from citynode_protocol.cobs import CobsError, chain_ends, decode_into, max_encoded_length
-from citynode_protocol.frame import MAX_FRAME, OVERHEAD, FrameError, parse
+from citynode_protocol.cobs import CobsError, decode_into, max_encoded_length
+from citynode_protocol.crc_algebra import combine
+from citynode_protocol.frame import MAX_FRAME, OVERHEAD, FrameError, crc32, parse
 from citynode_protocol.messages import BY_TYPE
 from citynode_protocol.payload import PayloadError, unpack
 
 _MIN_ENCODED = OVERHEAD + 1
+_ZERO = b"\x00"
+# crc32 over a frame followed by its own CRC (LE) always gives this value.
+CRC_RESIDUE = 0x2144DF1C
 
 
 class Message:
@@ -288,23 +292,58 @@ def frame_in_piece(seg, scratch, max_frame=MAX_FRAME):
 
     size > 0: the raw frame is in scratch[:size], behind `junk` bytes of junk.
     size == 0: no frame; `reason` names the counter for the whole piece. A good
-    frame may sit behind junk: every later start whose COBS chain lands on the
-    end and whose first byte carries our version is tried, in order.
+    frame may sit behind junk: the first later start that holds a whole frame
+    (first_frame_start) is taken.
     """
-    n = len(seg)
     got = unstuff(seg, scratch, max_frame)
     if not isinstance(got, str):
         return got, 0, None
-    if n > _MIN_ENCODED:
-        for s in chain_ends(seg, n):
-            if s == 0 or n - s < _MIN_ENCODED:
-                continue
-            if seg[s] < 2 or seg[s + 1] >> 5 != PROTOCOL_VERSION:
-                continue
+    if len(seg) > _MIN_ENCODED:
+        s = first_frame_start(seg, max_frame)
+        if s:
             again = unstuff(seg[s:], scratch, max_frame)
             if not isinstance(again, str):
                 return again, s, None
     return 0, 0, got
+
+
+def first_frame_start(seg, max_frame=MAX_FRAME):
+    """The first start s > 0 from which seg[s:] is a whole frame of ours, or 0.
+
+    Whole: its COBS code chain lands exactly on the end, it decodes to 13 ..
+    max_frame bytes, its CRC holds and its first byte carries our version.
+    One pass from the end, each position visited once: from a position i whose
+    code c reaches a chain position j = i + c, the bytes decoded from i are i's
+    block (c - 1 bytes, then a zero unless c is 0xFF or j is the end) followed
+    by those decoded from j, so i's length and CRC follow from j's with one
+    crc_algebra.combine. The work is linear in the piece, however many
+    positions qualify.
+    """
+    n = len(seg)
+    mv = memoryview(seg)
+    length = [-1] * (n + 1)  # bytes decoded from a chain position; -1: none, or more than max_frame
+    crcs = [0] * (n + 1)  # their CRC-32
+    length[n] = 0
+    found = 0
+    i = n - 1
+    while i > 0:
+        c = seg[i]
+        j = i + c
+        if c and j <= n and length[j] >= 0:
+            rest = length[j]
+            size = rest + c - 1
+            head = crc32(mv[i + 1 : j])
+            if c != 0xFF and j < n:
+                head = crc32(_ZERO, head)
+                size += 1
+            if size <= max_frame:
+                value = combine(head, crcs[j], rest)
+                length[i] = size
+                crcs[i] = value
+                if value == CRC_RESIDUE and size >= OVERHEAD and c > 1 and seg[i + 1] >> 5 == PROTOCOL_VERSION:
+                    found = i
+        i -= 1
+    return found
 
 
 def decode_all(data):
