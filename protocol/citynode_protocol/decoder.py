@@ -5,10 +5,12 @@ decode to a good frame is counted once (not once per byte), and if a good frame
 was glued behind junk, it is found and kept.
 """
 
+from binascii import crc32 as _crc32
+
 from citynode_protocol import PROTOCOL_VERSION
 from citynode_protocol.cobs import CobsError, decode_into, max_encoded_length
-from citynode_protocol.crc_algebra import combine
-from citynode_protocol.frame import MAX_FRAME, OVERHEAD, FrameError, crc32, parse
+from citynode_protocol.crc_algebra import byte_powers, multiply
+from citynode_protocol.frame import MAX_FRAME, OVERHEAD, FrameError, parse
 from citynode_protocol.messages import BY_TYPE
 from citynode_protocol.payload import PayloadError, unpack
 
@@ -287,19 +289,19 @@ def unstuff(seg, scratch, max_frame=MAX_FRAME):
     return size
 
 
-def frame_in_piece(seg, scratch, max_frame=MAX_FRAME):
+def frame_in_piece(seg, scratch, max_frame=MAX_FRAME, start=None):
     """Find the frame in a piece cut at 0x00: (size, junk, reason).
 
     size > 0: the raw frame is in scratch[:size], behind `junk` bytes of junk.
     size == 0: no frame; `reason` names the counter for the whole piece. A good
     frame may sit behind junk: the first later start that holds a whole frame
-    (first_frame_start) is taken.
+    (first_frame_start, or `start` when the caller found it already) is taken.
     """
     got = unstuff(seg, scratch, max_frame)
     if not isinstance(got, str):
         return got, 0, None
     if len(seg) > _MIN_ENCODED:
-        s = first_frame_start(seg, max_frame)
+        s = first_frame_start(seg, max_frame) if start is None else start
         if s:
             again = unstuff(seg[s:], scratch, max_frame)
             if not isinstance(again, str):
@@ -324,24 +326,27 @@ def first_frame_start(seg, max_frame=MAX_FRAME):
     length = [-1] * (n + 1)  # bytes decoded from a chain position; -1: none, or more than max_frame
     crcs = [0] * (n + 1)  # their CRC-32
     length[n] = 0
+    powers = byte_powers(max_frame)
     found = 0
     i = n - 1
     while i > 0:
         c = seg[i]
         j = i + c
-        if c and j <= n and length[j] >= 0:
+        if c and j <= n:
             rest = length[j]
-            size = rest + c - 1
-            head = crc32(mv[i + 1 : j])
-            if c != 0xFF and j < n:
-                head = crc32(_ZERO, head)
-                size += 1
-            if size <= max_frame:
-                value = combine(head, crcs[j], rest)
-                length[i] = size
-                crcs[i] = value
-                if value == CRC_RESIDUE and size >= OVERHEAD and c > 1 and seg[i + 1] >> 5 == PROTOCOL_VERSION:
-                    found = i
+            if rest >= 0:
+                size = rest + c - 1
+                head = _crc32(mv[i + 1 : j])
+                if c != 0xFF and j < n:
+                    head = _crc32(_ZERO, head)
+                    size += 1
+                if size <= max_frame:
+                    # the CRC of the bytes decoded from i: combine(head, crcs[j], rest)
+                    value = (multiply(powers[rest], head) ^ crcs[j]) & 0xFFFFFFFF if rest else head & 0xFFFFFFFF
+                    length[i] = size
+                    crcs[i] = value
+                    if value == CRC_RESIDUE and size >= OVERHEAD and c > 1 and seg[i + 1] >> 5 == PROTOCOL_VERSION:
+                        found = i
         i -= 1
     return found
 

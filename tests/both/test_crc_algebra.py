@@ -23,7 +23,8 @@ def test_combine_gives_the_crc_of_the_concatenation():
 
 
 def test_multiply_by_one_and_the_byte_powers():
-    one = crc_algebra.byte_power(0)
-    assert crc_algebra.multiply(one, 0x12345678) == 0x12345678
+    powers = crc_algebra.byte_powers(8)
+    assert crc_algebra.multiply(powers[0], 0x12345678) == 0x12345678
+    assert crc_algebra.multiply(0x12345678, powers[0]) == 0x12345678
     # x^(8 * 3) * x^(8 * 5) == x^(8 * 8)
-    assert crc_algebra.multiply(crc_algebra.byte_power(3), crc_algebra.byte_power(5)) == crc_algebra.byte_power(8)
+    assert crc_algebra.multiply(powers[3], powers[5]) == powers[8]
