@@ -234,8 +234,8 @@ class BulkDecoder:
         self.stats = DecoderStats()
         self._max_frame = max_frame
         self._max_encoded = max_encoded_length(max_frame)
-        self._pending = b""
-        self._discarding = False
+        self._pending = b""  # the unfinished piece: at most its last max_encoded bytes
+        self._dropped = 0  # bytes of it dropped before those (skipped, too_long when it ends)
         self._order = 0
         self._chunk = chunk
         self._scratch = bytearray(self._max_encoded)
@@ -250,14 +250,6 @@ class BulkDecoder:
         batch_rows = {}
         start = 0
         n = len(data)
-        if self._discarding:
-            z = data.find(b"\x00")
-            if z < 0:
-                stats.bytes_skipped += n
-                return self._finish(batch_rows)
-            stats.bytes_skipped += z
-            self._discarding = False
-            start = z + 1
         mv = memoryview(data)
         while start < n:
             end = min(n, start + self._chunk)
@@ -266,34 +258,42 @@ class BulkDecoder:
                 last = data.find(b"\x00", end)
             if last < 0:
                 break
-            if self._pending:
+            dropped = self._dropped
+            if self._pending or dropped:
                 piece = self._pending + bytes(mv[start : last + 1])
                 self._pending = b""
+                self._dropped = 0
             else:
                 piece = mv[start : last + 1]
-            self._decode_run(piece, batch_rows)
+            self._decode_run(piece, batch_rows, dropped)
             start = last + 1
         if start < n:
-            self._keep(bytes(mv[start:n]))
+            self._keep(mv[start:n])
         return self._finish(batch_rows)
 
     def flush(self):
         """End of stream: a partial frame left over is counted as skipped."""
-        if self._pending:
-            self.stats.bytes_skipped += len(self._pending)
+        if self._pending or self._dropped:
+            self.stats.bytes_skipped += len(self._pending) + self._dropped
             self.stats.bad_frames += 1
+            if self._dropped:
+                self.stats.too_long += 1
             self._pending = b""
-        self._discarding = False
+            self._dropped = 0
 
     def _keep(self, tail):
-        if len(self._pending) + len(tail) > self._max_encoded:
-            self.stats.bytes_skipped += len(self._pending) + len(tail)
-            self.stats.too_long += 1
-            self.stats.bad_frames += 1
-            self._pending = b""
-            self._discarding = True
+        """Hold the bytes of an unfinished piece, only its last max_encoded: a frame ends at the delimiter."""
+        limit = self._max_encoded
+        if len(tail) >= limit:
+            self._dropped += len(self._pending) + len(tail) - limit
+            self._pending = bytes(tail[len(tail) - limit :])
             return
-        self._pending += tail
+        pending = self._pending + bytes(tail)
+        over = len(pending) - limit
+        if over > 0:
+            self._dropped += over
+            pending = pending[over:]
+        self._pending = pending
 
     def _finish(self, batch_rows):
         batch = Batch()
@@ -304,8 +304,11 @@ class BulkDecoder:
 
     # -- one run of whole pieces --------------------------------------------
 
-    def _decode_run(self, piece, batch_rows):
-        """Decode `piece`, which ends with a delimiter; add its messages to batch_rows."""
+    def _decode_run(self, piece, batch_rows, dropped=0):
+        """Decode `piece`, which ends with a delimiter; add its messages to batch_rows.
+
+        dropped: bytes of the first piece that came before `piece` and were not kept.
+        """
         stats = self.stats
         a = np.frombuffer(piece, np.uint8)
         ends = np.flatnonzero(a == 0)
@@ -321,15 +324,20 @@ class BulkDecoder:
         order = self._order + np.arange(nseg, dtype=np.int64)
         self._order += nseg
 
-        too_long = lens > self._max_encoded
-        if too_long.any():
-            k = int(too_long.sum())
+        overlong = lens > self._max_encoded
+        if dropped:
+            overlong[0] = True  # the piece held back from the last feed: it starts at 0
+        if overlong.any():
+            k = int(overlong.sum())
             stats.too_long += k
             stats.bad_frames += k
-            stats.bytes_skipped += int(lens[too_long].sum())
+            cut = np.maximum(lens[overlong] - self._max_encoded, 0)
+            stats.bytes_skipped += int(cut.sum()) + dropped
+            starts[overlong] += cut  # only the last max_encoded bytes can hold a frame: the reference searches them
+            lens = ends - starts
         # a piece over MAX_FRAME may still decode to at most MAX_FRAME: the reference decides
-        fast = (lens >= _MIN_ENCODED) & (lens <= self._max_frame) & ~too_long
-        slow = ~fast & ~too_long
+        fast = (lens >= _MIN_ENCODED) & (lens <= self._max_frame) & ~overlong
+        slow = ~fast
 
         # COBS chains of all candidate pieces in lockstep
         work = np.zeros(len(a) + 8, np.uint8)  # 8 spare bytes for the u64 reads of _delta_blocks
@@ -393,7 +401,7 @@ class BulkDecoder:
         slow_frames = []  # (segment index, raw frame bytes)
         for si in slow_idx.tolist():
             seg = bytes(piece[starts[si] : ends[si]])
-            got = self._reference_segment(seg, junk_at.get(si))
+            got = self._reference_segment(seg, junk_at.get(si), bool(overlong[si]))
             if got is not None:
                 slow_frames.append((si, got))
 
@@ -481,22 +489,25 @@ class BulkDecoder:
                     (int(frame_order[j]), node, int(hdr[j, 2]), int(hdr[j, 3]), extra, fields)
                 )
 
-    def _reference_segment(self, seg, start=None):
+    def _reference_segment(self, seg, start=None, overlong=False):
         """The reference's search for the frame in one piece, with its accounting.
 
-        start: the piece's first_frame_start if known. Returns the raw frame
+        start: the piece's first_frame_start if known. overlong: seg is the tail
+        of a piece already counted too_long (Decoder._tail). Returns the raw frame
         (junk before it counted as skipped) or None after counting the piece as bad.
         """
         size, junk, reason = frame_in_piece(seg, self._scratch, self._max_frame, start)
         stats = self.stats
         if not size:
-            setattr(stats, reason, getattr(stats, reason) + 1)
+            if not overlong:
+                setattr(stats, reason, getattr(stats, reason) + 1)
+                stats.bad_frames += 1
             stats.bytes_skipped += len(seg)
-            stats.bad_frames += 1
             return None
         if junk:
             stats.bytes_skipped += junk
-            stats.bad_frames += 1
+            if not overlong:
+                stats.bad_frames += 1
         return bytes(self._scratch[:size])
 
     # -- sequence accounting --------------------------------------------------

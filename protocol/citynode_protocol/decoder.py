@@ -168,8 +168,8 @@ class Decoder:
         self.report_bad = report_bad
         self._max_frame = max_frame
         self._max_encoded = max_encoded_length(max_frame)
-        self._pending = bytearray()
-        self._discarding = False
+        self._pending = bytearray()  # the unfinished piece: at most its last max_encoded bytes
+        self._overlong = False  # the unfinished piece is longer than that (counted too_long)
         self._scratch = bytearray(self._max_encoded)
 
     def feed(self, data):
@@ -185,13 +185,15 @@ class Decoder:
             if z < 0:
                 self._keep(data, start, n, out)
                 return out
-            if self._pending or self._discarding:
+            if self._pending:
                 self._keep(data, start, z, out)
-                if self._discarding:
-                    self._discarding = False  # the delimiter ends the oversize frame
+                segment = bytes(self._pending)
+                self._pending = bytearray()
+                overlong = self._overlong
+                self._overlong = False
+                if overlong:
+                    self._tail(segment, out)
                 else:
-                    segment = bytes(self._pending)
-                    self._pending = bytearray()
                     self._segment(segment, out)
             elif z > start:
                 self._segment(data[start:z], out)
@@ -201,29 +203,41 @@ class Decoder:
         """End of stream: a partial frame left over is counted as skipped."""
         if self._pending:
             self.stats.bytes_skipped += len(self._pending)
-            self.stats.bad_frames += 1
+            if not self._overlong:
+                self.stats.bad_frames += 1
             self._pending = bytearray()
-        self._discarding = False
+        self._overlong = False
 
     def _keep(self, data, start, end, out):
-        if self._discarding:
-            self.stats.bytes_skipped += end - start
-            return
-        if len(self._pending) + end - start > self._max_encoded:
-            self.stats.bytes_skipped += len(self._pending) + end - start
-            self.stats.too_long += 1
-            self.stats.bad_frames += 1
-            self._pending = bytearray()
-            self._discarding = True
-            if self.report_bad:
-                out.append(BadFrame("too_long", 0))
-            return
-        self._pending += data[start:end]
+        """Hold the bytes of an unfinished piece, only its last max_encoded: a frame ends at the delimiter."""
+        limit = self._max_encoded
+        if end - start >= limit:
+            over = len(self._pending) + end - start - limit
+            self._pending = bytearray(data[end - limit : end])
+        else:
+            self._pending += data[start:end]
+            over = len(self._pending) - limit
+            if over > 0:
+                self._pending = self._pending[over:]
+        if over > 0:
+            self.stats.bytes_skipped += over
+            if not self._overlong:
+                self._overlong = True
+                self.stats.too_long += 1
+                self.stats.bad_frames += 1
+                if self.report_bad:
+                    out.append(BadFrame("too_long", 0))
 
     def _segment(self, seg, out):
         n = len(seg)
         if n > self._max_encoded:
-            self._bad("too_long", n, out)
+            stats = self.stats
+            stats.too_long += 1
+            stats.bad_frames += 1
+            stats.bytes_skipped += n - self._max_encoded
+            if self.report_bad:
+                out.append(BadFrame("too_long", n))
+            self._tail(seg[n - self._max_encoded :], out)
             return
         size, junk, reason = frame_in_piece(seg, self._scratch, self._max_frame)
         if not size:
@@ -234,6 +248,15 @@ class Decoder:
             self.stats.bad_frames += 1
             if self.report_bad:
                 out.append(BadFrame("junk", junk))
+        self._frame(memoryview(self._scratch)[:size], out)
+
+    def _tail(self, tail, out):
+        """The last max_encoded bytes of a piece counted too_long: a frame may end there."""
+        size, junk, _reason = frame_in_piece(tail, self._scratch, self._max_frame)
+        if not size:
+            self.stats.bytes_skipped += len(tail)
+            return
+        self.stats.bytes_skipped += junk
         self._frame(memoryview(self._scratch)[:size], out)
 
     def _bad(self, reason, size, out):

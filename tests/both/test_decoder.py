@@ -135,3 +135,29 @@ def test_frame_behind_a_dense_chain_is_kept_and_the_junk_counted():
     assert [m.seq for m in msgs] == [1, 2]
     assert stats.bytes_skipped == 2 * len(junk)
     assert stats.bad_frames == 2
+
+
+def test_frame_behind_junk_longer_than_any_frame_is_kept():
+    from citynode_protocol.cobs import max_encoded_length
+
+    limit = max_encoded_length(frame.MAX_FRAME)
+    good = _climate(3, 7, 500)
+    for junk_size in (limit - len(good) + 2, limit, 3 * limit + 5):
+        junk = b"\x41" * junk_size
+        data = _climate(3, 6, 400) + junk + good + b"\xff" * (limit + 9) + b"\x00" + _climate(3, 8, 600)
+        for chunk in (1, 97, len(data)):
+            dec = Decoder()
+            msgs = []
+            for i in range(0, len(data), chunk):
+                msgs.extend(dec.feed(data[i : i + chunk]))
+            dec.flush()
+            assert [m.seq for m in msgs] == [6, 7, 8], (junk_size, chunk)
+            assert dec.stats.too_long == 2 and dec.stats.bad_frames == 2, (junk_size, chunk)
+            assert dec.stats.bytes_skipped == junk_size + limit + 9, (junk_size, chunk)
+
+
+def test_an_overlong_tail_at_the_end_of_the_stream_is_skipped():
+    dec = Decoder()
+    dec.feed(_climate(1, 0, 0) + b"\x41" * 9000)
+    dec.flush()
+    assert (dec.stats.frames, dec.stats.too_long, dec.stats.bad_frames, dec.stats.bytes_skipped) == (1, 1, 1, 9000)

@@ -270,3 +270,19 @@ def test_dense_junk_pieces_decode_alike():
     wire = b"".join(_dense_chain(int(rng.integers(14, 4113)), rng) + b"\x00" + node.climate(1000 * k, 20.0, 50.0) for k in range(30))
     _same(wire)
     _same(wire, chunks=[5000] * 30)
+
+
+def test_frames_behind_overlong_junk_decode_alike_in_any_pieces():
+    rng = np.random.default_rng(8)
+    node = traffic.TrafficBuilder(6)
+    parts = []
+    for k in range(12):
+        size = int(rng.choice([4000, 4113, 4114, 4200, 9000, 20000]))
+        junk = rng.integers(1, 256, size).astype(np.uint8).tobytes() if k % 3 else _dense_chain(size, rng)
+        parts.append(junk + node.climate(100 * k, 20.0, 50.0))
+    wire = b"".join(parts) + b"\x41" * 5000
+    ref, stats = decode_all(wire)
+    assert len(ref) == 12 and stats.too_long >= 9
+    _same(wire)
+    _same(wire, chunks=[1000] * 120)
+    _same(wire, chunks=[4113, 1, 4114, 7, 9000])
