@@ -44,6 +44,8 @@ from citynode_protocol.messages import ACCEL, BY_TYPE, MESSAGES
 from citynode_protocol.payload import PayloadError, unpack
 
 _MIN_ENCODED = OVERHEAD + 1
+# Fewer COBS chains than this left to follow: follow them in Python, not a numpy step per link.
+_LOCKSTEP_MIN = 32
 # How much a decode step takes at once; bounds the memory of the numpy temporaries.
 DEFAULT_CHUNK = 8 << 20
 
@@ -351,6 +353,11 @@ class BulkDecoder:
         deleted = []  # code positions after a 0xFF code: no zero there
         overshoot = []
         while len(ids):
+            if len(ids) < _LOCKSTEP_MIN:
+                # a few long chains left (a frame full of zeros): a numpy step per link would
+                # cost more than following them in Python
+                self._follow(piece, p.tolist(), e.tolist(), ids.tolist(), codes, deleted, overshoot)
+                break
             c = a[p]
             nxt = p + c
             more = nxt < e
@@ -364,7 +371,7 @@ class BulkDecoder:
                 deleted.append(nxt[c == 0xFF].astype(np.int64))
             p = nxt
         if codes:
-            work[np.concatenate(codes)] = 0
+            work[np.concatenate(codes).astype(np.int64)] = 0
         if overshoot:
             bad_ids = np.concatenate(overshoot)
             fast[bad_ids] = False
@@ -488,6 +495,32 @@ class BulkDecoder:
                 rows.dict_rows.append(
                     (int(frame_order[j]), node, int(hdr[j, 2]), int(hdr[j, 3]), extra, fields)
                 )
+
+    @staticmethod
+    def _follow(piece, p, e, ids, codes, deleted, overshoot):
+        """The lockstep loop's work for a few chains, in Python: each chain from its
+        position p to its piece's end e; the same lists filled."""
+        links = []
+        after_ff = []
+        bad = []
+        for q, end, i in zip(p, e, ids):
+            while True:
+                c = piece[q]
+                nxt = q + c
+                if nxt >= end:
+                    if nxt > end:
+                        bad.append(i)
+                    break
+                links.append(nxt)
+                if c == 0xFF:
+                    after_ff.append(nxt)
+                q = nxt
+        if links:
+            codes.append(np.array(links, np.int64))
+        if after_ff:
+            deleted.append(np.array(after_ff, np.int64))
+        if bad:
+            overshoot.append(np.array(bad, np.int64))
 
     def _reference_segment(self, seg, start=None, overlong=False):
         """The reference's search for the frame in one piece, with its accounting.
