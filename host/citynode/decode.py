@@ -401,6 +401,8 @@ class BulkDecoder:
             slow[fi[~good]] = True
             fi = fi[good]
 
+        self._short_pieces(a, starts, ends, slow)
+
         # the reference path for everything else, piece by piece, the junk search done for all at once
         slow_idx = np.flatnonzero(slow)
         searched = slow_idx[lens[slow_idx] > _MIN_ENCODED]
@@ -495,6 +497,28 @@ class BulkDecoder:
                 rows.dict_rows.append(
                     (int(frame_order[j]), node, int(hdr[j, 2]), int(hdr[j, 3]), extra, fields)
                 )
+
+    def _short_pieces(self, a, starts, ends, slow):
+        """Pieces too short to hold a frame (and to search), counted as the reference
+        counts them: cobs_errors when their code chain runs past the end, else
+        too_short. Taken off `slow`."""
+        si = np.flatnonzero(slow & (ends - starts < _MIN_ENCODED))
+        if not len(si):
+            return
+        p = starts[si].copy()
+        e = ends[si]
+        for _ in range(_MIN_ENCODED):  # every code moves on at least one byte
+            going = np.flatnonzero(p < e)
+            if not len(going):
+                break
+            p[going] += a[p[going]]
+        lands = int((p == e).sum())
+        stats = self.stats
+        stats.too_short += lands
+        stats.cobs_errors += len(si) - lands
+        stats.bad_frames += len(si)
+        stats.bytes_skipped += int((e - starts[si]).sum())
+        slow[si] = False
 
     @staticmethod
     def _follow(piece, p, e, ids, codes, deleted, overshoot):
