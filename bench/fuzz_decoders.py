@@ -181,8 +181,16 @@ def main(argv=None):
 
 
 def _progress(total, count, t0):
+    line = "%d / %d inputs, %.0f s, findings %s" % (
+        total["inputs"],
+        count,
+        time.time() - t0,
+        " ".join("%s=%d" % (key, total[key]) for key in FINDINGS),
+    )
     if sys.stdout.isatty():
-        print("\r%d / %d inputs, %.0f s" % (total["inputs"], count, time.time() - t0), end="", flush=True)
+        print("\r" + line, end="", flush=True)
+    elif total["inputs"] % 1000 < 50:  # a log line now and then
+        print(line, flush=True)
 
 
 def _report(total):
