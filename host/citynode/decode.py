@@ -20,9 +20,11 @@ How, for a run of bytes that ends on a delimiter:
    sample count (widths, zigzag and a cumulative sum modulo 2^16, per axis).
 
 Anything unusual takes the reference path on just that piece or payload: a
-piece whose chain or CRC fails (junk recovery, counting the reason), a short
-piece, log and reply payloads, and any accel block the vectorised checks do not
-pass. So the semantics are the reference's by construction, and the tests hold
+piece whose chain or CRC fails (junk recovery, counting the reason; the search
+for a frame behind junk is done for all such pieces at once,
+`first_frame_starts`), log and reply payloads, and any accel block the
+vectorised checks do not pass. Pieces too short for a frame are counted in
+numpy. So the semantics are the reference's by construction, and the tests hold
 the two to the same output on every golden vector and on random damaged
 traffic.
 

@@ -110,3 +110,20 @@ def test_tables_stage_on_fuzz_inputs():
         if got:
             failed[seed] = got
     assert failed == {}
+
+
+def test_the_long_run_script_reports_every_check(capsys):
+    """bench/fuzz_decoders.py on a few seeds: its report (its timings are not judged here)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "fuzz_decoders.py"
+    spec = importlib.util.spec_from_file_location("fuzz_decoders", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--inputs", "3", "--seed", "1"])
+    out = capsys.readouterr().out
+    for label in module.LABELS.values():
+        assert label in out
+    assert "worst time per byte, reference" in out and "worst time per byte, bulk" in out
+    assert "dense junk ns/B" in out
