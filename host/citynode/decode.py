@@ -235,6 +235,8 @@ class BulkDecoder:
     """
 
     def __init__(self, max_frame=MAX_FRAME, chunk=DEFAULT_CHUNK):
+        if 2 * max_encoded_length(max_frame) >> (4 * _DIGITS):
+            raise ValueError("max_frame %d: the junk search's CRC shifts go up to 2^%d bytes" % (max_frame, 4 * _DIGITS))
         self.stats = DecoderStats()
         self._max_frame = max_frame
         self._max_encoded = max_encoded_length(max_frame)
