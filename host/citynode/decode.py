@@ -812,11 +812,6 @@ def _residues(max_frame, _cache={}):
     return got
 
 
-def _times_x8(v):
-    """v * x^8 modulo the CRC polynomial, elementwise (one byte through the CRC table)."""
-    return (v >> np.uint32(8)) ^ _BYTE_TABLE[v & np.uint32(0xFF)]
-
-
 def _multiply(a, b):
     """crc_algebra.multiply, elementwise over uint32 arrays, a bit at a time."""
     p = np.zeros(np.broadcast(a, b).shape, np.uint32)
