@@ -121,13 +121,16 @@ def _absurd_payload(rng, msg_type):
     tail = b""
     r = rng.random()
     if tail_kind == "accel" and len(fixed) == struct.calcsize(fmt):
-        if r < 0.4:
-            n = int(rng.integers(0, 300))
-            tail = rng.integers(0, 256, int(rng.choice([6 * n, 6 * n + 1, n, 3 + n]))).astype(np.uint8).tobytes()
-        elif r < 0.7:
-            n = int(rng.integers(1, 400))
-            tail = np.zeros(6 * n + 6, np.uint8).tobytes()
-            fixed = fixed[:-6] + struct.pack("<H", n) + fixed[-4:] if len(fixed) >= 6 else fixed
+        if r < 0.7:  # n_samples near the data's size, or not; data random or all zeros
+            codes = fmt.lstrip("<")
+            at = struct.calcsize("<" + codes[: [f[0] for f in entry[3]].index("n_samples")])
+            n = int(rng.integers(0, 400))
+            fixed = fixed[:at] + struct.pack("<H", n) + fixed[at + 2 :]
+            size = int(rng.choice([6 * n, 6 * n + 1, 6 * n - 6, n, 3 + n, 6 * 400 + 6]))
+            if rng.random() < 0.5:
+                tail = rng.integers(0, 256, max(size, 0)).astype(np.uint8).tobytes()
+            else:
+                tail = bytes(max(size, 0))  # a frame full of zeros: a COBS link a byte
     elif tail_kind == "text":
         tail = [b"", b"\xff\xfe", "ünïcødé".encode(), b"x" * int(rng.integers(0, 4000)), b"\xc3"][int(rng.integers(0, 5))]
     elif tail_kind == "json":
