@@ -20,9 +20,11 @@ How, for a run of bytes that ends on a delimiter:
    sample count (widths, zigzag and a cumulative sum modulo 2^16, per axis).
 
 Anything unusual takes the reference path on just that piece or payload: a
-piece whose chain or CRC fails (junk recovery, counting the reason), a short
-piece, log and reply payloads, and any accel block the vectorised checks do not
-pass. So the semantics are the reference's by construction, and the tests hold
+piece whose chain or CRC fails (junk recovery, counting the reason; the search
+for a frame behind junk is done for all such pieces at once,
+`first_frame_starts`), log and reply payloads, and any accel block the
+vectorised checks do not pass. Pieces too short for a frame are counted in
+numpy. So the semantics are the reference's by construction, and the tests hold
 the two to the same output on every golden vector and on random damaged
 traffic.
 
@@ -37,14 +39,15 @@ import numpy as np
 
 from citynode_protocol import PROTOCOL_VERSION
 from citynode_protocol.cobs import max_encoded_length
-from citynode_protocol.decoder import DecoderStats, Message, frame_in_piece
+from citynode_protocol.crc_algebra import BYTE_TABLE, byte_powers, multiply
+from citynode_protocol.decoder import CRC_RESIDUE, DecoderStats, Message, frame_in_piece
 from citynode_protocol.frame import CRC_SIZE, HEADER_SIZE, MAX_FRAME, OVERHEAD
 from citynode_protocol.messages import ACCEL, BY_TYPE, MESSAGES
 from citynode_protocol.payload import PayloadError, unpack
 
-# zlib.crc32 over a frame followed by its own CRC (LE) always gives this value.
-_CRC_RESIDUE = 0x2144DF1C
 _MIN_ENCODED = OVERHEAD + 1
+# Fewer COBS chains than this left to follow: follow them in Python, not a numpy step per link.
+_LOCKSTEP_MIN = 32
 # How much a decode step takes at once; bounds the memory of the numpy temporaries.
 DEFAULT_CHUNK = 8 << 20
 
@@ -232,11 +235,13 @@ class BulkDecoder:
     """
 
     def __init__(self, max_frame=MAX_FRAME, chunk=DEFAULT_CHUNK):
+        if 2 * max_encoded_length(max_frame) >> (4 * _DIGITS):
+            raise ValueError("max_frame %d: the junk search's CRC shifts go up to 2^%d bytes" % (max_frame, 4 * _DIGITS))
         self.stats = DecoderStats()
         self._max_frame = max_frame
         self._max_encoded = max_encoded_length(max_frame)
-        self._pending = b""
-        self._discarding = False
+        self._pending = b""  # the unfinished piece: at most its last max_encoded bytes
+        self._dropped = 0  # bytes of it dropped before those (skipped, too_long when it ends)
         self._order = 0
         self._chunk = chunk
         self._scratch = bytearray(self._max_encoded)
@@ -251,14 +256,6 @@ class BulkDecoder:
         batch_rows = {}
         start = 0
         n = len(data)
-        if self._discarding:
-            z = data.find(b"\x00")
-            if z < 0:
-                stats.bytes_skipped += n
-                return self._finish(batch_rows)
-            stats.bytes_skipped += z
-            self._discarding = False
-            start = z + 1
         mv = memoryview(data)
         while start < n:
             end = min(n, start + self._chunk)
@@ -267,34 +264,42 @@ class BulkDecoder:
                 last = data.find(b"\x00", end)
             if last < 0:
                 break
-            if self._pending:
+            dropped = self._dropped
+            if self._pending or dropped:
                 piece = self._pending + bytes(mv[start : last + 1])
                 self._pending = b""
+                self._dropped = 0
             else:
                 piece = mv[start : last + 1]
-            self._decode_run(piece, batch_rows)
+            self._decode_run(piece, batch_rows, dropped)
             start = last + 1
         if start < n:
-            self._keep(bytes(mv[start:n]))
+            self._keep(mv[start:n])
         return self._finish(batch_rows)
 
     def flush(self):
         """End of stream: a partial frame left over is counted as skipped."""
-        if self._pending:
-            self.stats.bytes_skipped += len(self._pending)
+        if self._pending or self._dropped:
+            self.stats.bytes_skipped += len(self._pending) + self._dropped
             self.stats.bad_frames += 1
+            if self._dropped:
+                self.stats.too_long += 1
             self._pending = b""
-        self._discarding = False
+            self._dropped = 0
 
     def _keep(self, tail):
-        if len(self._pending) + len(tail) > self._max_encoded:
-            self.stats.bytes_skipped += len(self._pending) + len(tail)
-            self.stats.too_long += 1
-            self.stats.bad_frames += 1
-            self._pending = b""
-            self._discarding = True
+        """Hold the bytes of an unfinished piece, only its last max_encoded: a frame ends at the delimiter."""
+        limit = self._max_encoded
+        if len(tail) >= limit:
+            self._dropped += len(self._pending) + len(tail) - limit
+            self._pending = bytes(tail[len(tail) - limit :])
             return
-        self._pending += tail
+        pending = self._pending + bytes(tail)
+        over = len(pending) - limit
+        if over > 0:
+            self._dropped += over
+            pending = pending[over:]
+        self._pending = pending
 
     def _finish(self, batch_rows):
         batch = Batch()
@@ -305,8 +310,11 @@ class BulkDecoder:
 
     # -- one run of whole pieces --------------------------------------------
 
-    def _decode_run(self, piece, batch_rows):
-        """Decode `piece`, which ends with a delimiter; add its messages to batch_rows."""
+    def _decode_run(self, piece, batch_rows, dropped=0):
+        """Decode `piece`, which ends with a delimiter; add its messages to batch_rows.
+
+        dropped: bytes of the first piece that came before `piece` and were not kept.
+        """
         stats = self.stats
         a = np.frombuffer(piece, np.uint8)
         ends = np.flatnonzero(a == 0)
@@ -322,15 +330,20 @@ class BulkDecoder:
         order = self._order + np.arange(nseg, dtype=np.int64)
         self._order += nseg
 
-        too_long = lens > self._max_encoded
-        if too_long.any():
-            k = int(too_long.sum())
+        overlong = lens > self._max_encoded
+        if dropped:
+            overlong[0] = True  # the piece held back from the last feed: it starts at 0
+        if overlong.any():
+            k = int(overlong.sum())
             stats.too_long += k
             stats.bad_frames += k
-            stats.bytes_skipped += int(lens[too_long].sum())
+            cut = np.maximum(lens[overlong] - self._max_encoded, 0)
+            stats.bytes_skipped += int(cut.sum()) + dropped
+            starts[overlong] += cut  # only the last max_encoded bytes can hold a frame: the reference searches them
+            lens = ends - starts
         # a piece over MAX_FRAME may still decode to at most MAX_FRAME: the reference decides
-        fast = (lens >= _MIN_ENCODED) & (lens <= self._max_frame) & ~too_long
-        slow = ~fast & ~too_long
+        fast = (lens >= _MIN_ENCODED) & (lens <= self._max_frame) & ~overlong
+        slow = ~fast
 
         # COBS chains of all candidate pieces in lockstep
         work = np.zeros(len(a) + 8, np.uint8)  # 8 spare bytes for the u64 reads of _delta_blocks
@@ -344,6 +357,11 @@ class BulkDecoder:
         deleted = []  # code positions after a 0xFF code: no zero there
         overshoot = []
         while len(ids):
+            if len(ids) < _LOCKSTEP_MIN:
+                # a few long chains left (a frame full of zeros): a numpy step per link would
+                # cost more than following them in Python
+                self._follow(piece, p.tolist(), e.tolist(), ids.tolist(), codes, deleted, overshoot)
+                break
             c = a[p]
             nxt = p + c
             more = nxt < e
@@ -357,7 +375,7 @@ class BulkDecoder:
                 deleted.append(nxt[c == 0xFF].astype(np.int64))
             p = nxt
         if codes:
-            work[np.concatenate(codes)] = 0
+            work[np.concatenate(codes).astype(np.int64)] = 0
         if overshoot:
             bad_ids = np.concatenate(overshoot)
             fast[bad_ids] = False
@@ -380,18 +398,23 @@ class BulkDecoder:
         if len(fi):
             mvd = memoryview(dec)
             crc32 = zlib.crc32
-            okl = [crc32(mvd[o : o + n]) == _CRC_RESIDUE for o, n in zip(off[fi].tolist(), dlen[fi].tolist())]
+            okl = [crc32(mvd[o : o + n]) == CRC_RESIDUE for o, n in zip(off[fi].tolist(), dlen[fi].tolist())]
             ok = np.array(okl, dtype=bool)
             ver_ok = (dec[off[fi]] >> 5) == PROTOCOL_VERSION
             good = ok & ver_ok
             slow[fi[~good]] = True
             fi = fi[good]
 
-        # the reference path for everything else, piece by piece
+        self._short_pieces(a, starts, ends, slow)
+
+        # the reference path for everything else, piece by piece, the junk search done for all at once
+        slow_idx = np.flatnonzero(slow)
+        searched = slow_idx[lens[slow_idx] > _MIN_ENCODED]
+        junk_at = dict(zip(searched.tolist(), first_frame_starts(a, starts[searched], ends[searched], self._max_frame).tolist()))
         slow_frames = []  # (segment index, raw frame bytes)
-        for si in np.flatnonzero(slow).tolist():
+        for si in slow_idx.tolist():
             seg = bytes(piece[starts[si] : ends[si]])
-            got = self._reference_segment(seg)
+            got = self._reference_segment(seg, junk_at.get(si), bool(overlong[si]))
             if got is not None:
                 slow_frames.append((si, got))
 
@@ -479,22 +502,73 @@ class BulkDecoder:
                     (int(frame_order[j]), node, int(hdr[j, 2]), int(hdr[j, 3]), extra, fields)
                 )
 
-    def _reference_segment(self, seg):
+    def _short_pieces(self, a, starts, ends, slow):
+        """Pieces too short to hold a frame (and to search), counted as the reference
+        counts them: cobs_errors when their code chain runs past the end, else
+        too_short. Taken off `slow`."""
+        si = np.flatnonzero(slow & (ends - starts < _MIN_ENCODED))
+        if not len(si):
+            return
+        p = starts[si].copy()
+        e = ends[si]
+        for _ in range(_MIN_ENCODED):  # every code moves on at least one byte
+            going = np.flatnonzero(p < e)
+            if not len(going):
+                break
+            p[going] += a[p[going]]
+        lands = int((p == e).sum())
+        stats = self.stats
+        stats.too_short += lands
+        stats.cobs_errors += len(si) - lands
+        stats.bad_frames += len(si)
+        stats.bytes_skipped += int((e - starts[si]).sum())
+        slow[si] = False
+
+    @staticmethod
+    def _follow(piece, p, e, ids, codes, deleted, overshoot):
+        """The lockstep loop's work for a few chains, in Python: each chain from its
+        position p to its piece's end e; the same lists filled."""
+        links = []
+        after_ff = []
+        bad = []
+        for q, end, i in zip(p, e, ids):
+            while True:
+                c = piece[q]
+                nxt = q + c
+                if nxt >= end:
+                    if nxt > end:
+                        bad.append(i)
+                    break
+                links.append(nxt)
+                if c == 0xFF:
+                    after_ff.append(nxt)
+                q = nxt
+        if links:
+            codes.append(np.array(links, np.int64))
+        if after_ff:
+            deleted.append(np.array(after_ff, np.int64))
+        if bad:
+            overshoot.append(np.array(bad, np.int64))
+
+    def _reference_segment(self, seg, start=None, overlong=False):
         """The reference's search for the frame in one piece, with its accounting.
 
-        Returns the raw frame (junk before it counted as skipped) or None after
-        counting the piece as bad.
+        start: the piece's first_frame_start if known. overlong: seg is the tail
+        of a piece already counted too_long (Decoder._tail). Returns the raw frame
+        (junk before it counted as skipped) or None after counting the piece as bad.
         """
-        size, junk, reason = frame_in_piece(seg, self._scratch, self._max_frame)
+        size, junk, reason = frame_in_piece(seg, self._scratch, self._max_frame, start)
         stats = self.stats
         if not size:
-            setattr(stats, reason, getattr(stats, reason) + 1)
+            if not overlong:
+                setattr(stats, reason, getattr(stats, reason) + 1)
+                stats.bad_frames += 1
             stats.bytes_skipped += len(seg)
-            stats.bad_frames += 1
             return None
         if junk:
             stats.bytes_skipped += junk
-            stats.bad_frames += 1
+            if not overlong:
+                stats.bad_frames += 1
         return bytes(self._scratch[:size])
 
     # -- sequence accounting --------------------------------------------------
@@ -645,6 +719,150 @@ class BulkDecoder:
             cols["samples"] = samples
         rows.chunks.append(cols)
         return refer
+
+
+def first_frame_starts(a, starts, ends, max_frame=MAX_FRAME):
+    """`decoder.first_frame_start` of many pieces at once: piece k is a[starts[k]:ends[k]],
+    a[ends[k]] its delimiter. Returns each piece's first start, 0 for none.
+
+    The same rule, vectorised. Every byte's code is an edge to the position it
+    reaches; pointer doubling (about 13 rounds for pieces of 4 kB) sums the
+    decoded length along each chain and XORs the CRC terms. The CRC is linear:
+    that of the bytes decoded from i is the XOR, over the blocks of i's chain,
+    of each block's CRC carried past the bytes decoded after it; a block's CRC
+    is the XOR of its bytes' table entries each carried past the rest of the
+    block, read from one prefix XOR of the piece's bytes weighted by position.
+    Everything is scaled by x^(8 qmax) so that every carry is forwards.
+    """
+    if not len(starts):
+        return np.zeros(0, np.int64)
+    lens = (ends - starts).astype(np.int64)
+    spans = lens + 1  # each piece with its delimiter
+    base = np.zeros(len(lens), np.int64)
+    np.cumsum(spans[:-1], out=base[1:])
+    total = int(spans.sum())
+    owner = np.repeat(np.arange(len(lens)), spans)
+    k = np.arange(total, dtype=np.int64)
+    local = k - base[owner]  # offset in its piece
+    code = a[local + starts[owner]].astype(np.int64)
+    end = (base + lens)[owner]  # where each byte's piece ends, in these coordinates
+    dead = total
+    nxt = k + code
+    edge = (code > 0) & (nxt <= end)
+    step = np.full(total + 1, dead, np.int64)
+    step[:total][edge] = nxt[edge]
+    roots = base + lens
+    step[roots] = roots
+    block = np.zeros(total + 1, np.int64)  # bytes each code decodes to: its data, and a zero unless 0xFF or last
+    block[:total][edge] = code[edge] - 1 + ((code[edge] != 0xFF) & (nxt[edge] != end[edge]))
+    rounds = int(spans.max()).bit_length() + 1
+    length = block.copy()
+    hop = step
+    for _ in range(rounds):
+        length += length[hop]
+        further = hop[hop]
+        if np.array_equal(further, hop):
+            break
+        hop = further
+    need = np.flatnonzero(edge & (hop[:total] == end) & (length[:total] <= max_frame))
+    qmax = max_encoded_length(max_frame)  # no piece given is longer
+    # the linear part of the CRC (no initial value, no final XOR), scaled by x^(8 qmax)
+    weighted = _shift(_BYTE_TABLE[code], qmax - local)
+    prefix = np.zeros(total + 1, np.uint32)
+    np.bitwise_xor.accumulate(weighted, out=prefix[1:])
+    term = np.zeros(total + 1, np.uint32)
+    term[need] = _shift(prefix[nxt[need]] ^ prefix[need + 1], local[need] + length[need])
+    value = term
+    hop = step
+    for _ in range(rounds):
+        value = value ^ value[hop]
+        further = hop[hop]
+        if np.array_equal(further, hop):
+            break
+        hop = further
+    first_byte = np.zeros(total, np.int64)
+    first_byte[:-1] = code[1:]
+    cand = need[
+        (length[need] >= OVERHEAD)
+        & (code[need] > 1)
+        & ((first_byte[need] >> 5) == PROTOCOL_VERSION)
+        & (local[need] > 0)
+    ]
+    cand = cand[value[cand] == _residues(max_frame)[length[cand]]]
+    out = np.zeros(len(lens), np.int64)
+    if len(cand):
+        pieces, first = np.unique(owner[cand], return_index=True)
+        out[pieces] = local[cand[first]]
+    return out
+
+
+_BYTE_TABLE = np.array(BYTE_TABLE, np.uint32)
+
+
+def _residues(max_frame, _cache={}):
+    """For each frame size n: the linear part of the CRC (no initial value, no final
+    XOR) that n bytes must have for crc32 to give CRC_RESIDUE, scaled as in
+    first_frame_starts. crc32 is that linear part ^ ~0 ^ (~0 carried past the n bytes)."""
+    got = _cache.get(max_frame)
+    if got is None:
+        sizes = np.arange(max_frame + 1)
+        ones = np.full(len(sizes), 0xFFFFFFFF, np.uint32)
+        linear = np.uint32(CRC_RESIDUE ^ 0xFFFFFFFF) ^ _shift(ones, sizes)
+        got = _cache[max_frame] = _shift(linear, np.full(len(sizes), max_encoded_length(max_frame)))
+    return got
+
+
+def _multiply(a, b):
+    """crc_algebra.multiply, elementwise over uint32 arrays, a bit at a time."""
+    p = np.zeros(np.broadcast(a, b).shape, np.uint32)
+    b = np.array(b, np.uint32)
+    poly = np.uint32(0xEDB88320)
+    for bit in range(31, -1, -1):
+        p ^= np.where(a & np.uint32(1 << bit), b, np.uint32(0))
+        b = (b >> np.uint32(1)) ^ np.where(b & np.uint32(1), poly, np.uint32(0))
+    return p
+
+
+_DIGITS = 5  # hex digits of a shift in bytes: up to 2^20 - 1
+_shift_tables = []
+
+
+def _shift(v, k):
+    """v * x^(8k) modulo the CRC polynomial, elementwise (crc_algebra.combine's carry).
+
+    One hex digit of k a round: v times the digit's power is four lookups, one
+    per byte of v, in tables made once (5 x 16 x 4 x 256 entries).
+    """
+    if int(k.max(initial=0)) >> (4 * _DIGITS):
+        raise ValueError("shift of 2^20 bytes or more")
+    if not _shift_tables:
+        unit = byte_powers(1)[1]  # x^8, then x^(8 * 16), ...
+        factors = []  # x^(8 d 16^place) for each (place, digit d)
+        for _place in range(_DIGITS):
+            f = byte_powers(0)[0]
+            for _digit in range(16):
+                factors.append(f)
+                f = multiply(f, unit)
+            unit = f
+        factor = np.array(factors, np.uint32)
+        lanes = (np.arange(256, dtype=np.uint32)[None, :] << (8 * np.arange(4, dtype=np.uint32)[:, None])).ravel()
+        table = _multiply(factor[:, None], lanes[None, :])
+        _shift_tables.append(table.ravel())  # [digit place, digit, byte of v, byte value]
+    table = _shift_tables[0]
+    v = np.asarray(v, np.uint32)
+    k = np.asarray(k, np.int64)
+    for place in range(_DIGITS):
+        d = (k >> (4 * place)) & 15
+        if not d.any():
+            continue
+        row = (d << 10) + place * (16 << 10)  # the digit's four tables, flat
+        v = (
+            table.take(row | (v & 0xFF))
+            ^ table.take(row | 0x100 | ((v >> 8) & 0xFF))
+            ^ table.take(row | 0x200 | ((v >> 16) & 0xFF))
+            ^ table.take(row | 0x300 | (v >> 24))
+        )
+    return v
 
 
 def _u64_view(dec):

@@ -5,13 +5,19 @@ decode to a good frame is counted once (not once per byte), and if a good frame
 was glued behind junk, it is found and kept.
 """
 
+from binascii import crc32 as _crc32
+
 from citynode_protocol import PROTOCOL_VERSION
-from citynode_protocol.cobs import CobsError, chain_ends, decode_into, max_encoded_length
+from citynode_protocol.cobs import CobsError, decode_into, max_encoded_length
+from citynode_protocol.crc_algebra import byte_powers, multiply
 from citynode_protocol.frame import MAX_FRAME, OVERHEAD, FrameError, parse
 from citynode_protocol.messages import BY_TYPE
 from citynode_protocol.payload import PayloadError, unpack
 
 _MIN_ENCODED = OVERHEAD + 1
+_ZERO = b"\x00"
+# crc32 over a frame followed by its own CRC (LE) always gives this value.
+CRC_RESIDUE = 0x2144DF1C
 
 
 class Message:
@@ -162,8 +168,8 @@ class Decoder:
         self.report_bad = report_bad
         self._max_frame = max_frame
         self._max_encoded = max_encoded_length(max_frame)
-        self._pending = bytearray()
-        self._discarding = False
+        self._pending = bytearray()  # the unfinished piece: at most its last max_encoded bytes
+        self._overlong = False  # the unfinished piece is longer than that (counted too_long)
         self._scratch = bytearray(self._max_encoded)
 
     def feed(self, data):
@@ -179,13 +185,15 @@ class Decoder:
             if z < 0:
                 self._keep(data, start, n, out)
                 return out
-            if self._pending or self._discarding:
+            if self._pending:
                 self._keep(data, start, z, out)
-                if self._discarding:
-                    self._discarding = False  # the delimiter ends the oversize frame
+                segment = bytes(self._pending)
+                self._pending = bytearray()
+                overlong = self._overlong
+                self._overlong = False
+                if overlong:
+                    self._tail(segment, out)
                 else:
-                    segment = bytes(self._pending)
-                    self._pending = bytearray()
                     self._segment(segment, out)
             elif z > start:
                 self._segment(data[start:z], out)
@@ -195,29 +203,41 @@ class Decoder:
         """End of stream: a partial frame left over is counted as skipped."""
         if self._pending:
             self.stats.bytes_skipped += len(self._pending)
-            self.stats.bad_frames += 1
+            if not self._overlong:
+                self.stats.bad_frames += 1
             self._pending = bytearray()
-        self._discarding = False
+        self._overlong = False
 
     def _keep(self, data, start, end, out):
-        if self._discarding:
-            self.stats.bytes_skipped += end - start
-            return
-        if len(self._pending) + end - start > self._max_encoded:
-            self.stats.bytes_skipped += len(self._pending) + end - start
-            self.stats.too_long += 1
-            self.stats.bad_frames += 1
-            self._pending = bytearray()
-            self._discarding = True
-            if self.report_bad:
-                out.append(BadFrame("too_long", 0))
-            return
-        self._pending += data[start:end]
+        """Hold the bytes of an unfinished piece, only its last max_encoded: a frame ends at the delimiter."""
+        limit = self._max_encoded
+        if end - start >= limit:
+            over = len(self._pending) + end - start - limit
+            self._pending = bytearray(data[end - limit : end])
+        else:
+            self._pending += data[start:end]
+            over = len(self._pending) - limit
+            if over > 0:
+                self._pending = self._pending[over:]
+        if over > 0:
+            self.stats.bytes_skipped += over
+            if not self._overlong:
+                self._overlong = True
+                self.stats.too_long += 1
+                self.stats.bad_frames += 1
+                if self.report_bad:
+                    out.append(BadFrame("too_long", 0))
 
     def _segment(self, seg, out):
         n = len(seg)
         if n > self._max_encoded:
-            self._bad("too_long", n, out)
+            stats = self.stats
+            stats.too_long += 1
+            stats.bad_frames += 1
+            stats.bytes_skipped += n - self._max_encoded
+            if self.report_bad:
+                out.append(BadFrame("too_long", n))
+            self._tail(seg[n - self._max_encoded :], out)
             return
         size, junk, reason = frame_in_piece(seg, self._scratch, self._max_frame)
         if not size:
@@ -228,6 +248,15 @@ class Decoder:
             self.stats.bad_frames += 1
             if self.report_bad:
                 out.append(BadFrame("junk", junk))
+        self._frame(memoryview(self._scratch)[:size], out)
+
+    def _tail(self, tail, out):
+        """The last max_encoded bytes of a piece counted too_long: a frame may end there."""
+        size, junk, _reason = frame_in_piece(tail, self._scratch, self._max_frame)
+        if not size:
+            self.stats.bytes_skipped += len(tail)
+            return
+        self.stats.bytes_skipped += junk
         self._frame(memoryview(self._scratch)[:size], out)
 
     def _bad(self, reason, size, out):
@@ -283,28 +312,66 @@ def unstuff(seg, scratch, max_frame=MAX_FRAME):
     return size
 
 
-def frame_in_piece(seg, scratch, max_frame=MAX_FRAME):
+def frame_in_piece(seg, scratch, max_frame=MAX_FRAME, start=None):
     """Find the frame in a piece cut at 0x00: (size, junk, reason).
 
     size > 0: the raw frame is in scratch[:size], behind `junk` bytes of junk.
     size == 0: no frame; `reason` names the counter for the whole piece. A good
-    frame may sit behind junk: every later start whose COBS chain lands on the
-    end and whose first byte carries our version is tried, in order.
+    frame may sit behind junk: the first later start that holds a whole frame
+    (first_frame_start, or `start` when the caller found it already) is taken.
     """
-    n = len(seg)
     got = unstuff(seg, scratch, max_frame)
     if not isinstance(got, str):
         return got, 0, None
-    if n > _MIN_ENCODED:
-        for s in chain_ends(seg, n):
-            if s == 0 or n - s < _MIN_ENCODED:
-                continue
-            if seg[s] < 2 or seg[s + 1] >> 5 != PROTOCOL_VERSION:
-                continue
+    if len(seg) > _MIN_ENCODED:
+        s = first_frame_start(seg, max_frame) if start is None else start
+        if s:
             again = unstuff(seg[s:], scratch, max_frame)
             if not isinstance(again, str):
                 return again, s, None
     return 0, 0, got
+
+
+def first_frame_start(seg, max_frame=MAX_FRAME):
+    """The first start s > 0 from which seg[s:] is a whole frame of ours, or 0.
+
+    Whole: its COBS code chain lands exactly on the end, it decodes to 13 ..
+    max_frame bytes, its CRC holds and its first byte carries our version.
+    One pass from the end, each position visited once: from a position i whose
+    code c reaches a chain position j = i + c, the bytes decoded from i are i's
+    block (c - 1 bytes, then a zero unless c is 0xFF or j is the end) followed
+    by those decoded from j, so i's length and CRC follow from j's with one
+    crc_algebra.combine. The work is linear in the piece, however many
+    positions qualify.
+    """
+    n = len(seg)
+    mv = memoryview(seg)
+    length = [-1] * (n + 1)  # bytes decoded from a chain position; -1: none, or more than max_frame
+    crcs = [0] * (n + 1)  # their CRC-32
+    length[n] = 0
+    powers = byte_powers(max_frame)
+    found = 0
+    i = n - 1
+    while i > 0:
+        c = seg[i]
+        j = i + c
+        if c and j <= n:
+            rest = length[j]
+            if rest >= 0:
+                size = rest + c - 1
+                head = _crc32(mv[i + 1 : j])
+                if c != 0xFF and j < n:
+                    head = _crc32(_ZERO, head)
+                    size += 1
+                if size <= max_frame:
+                    # the CRC of the bytes decoded from i: combine(head, crcs[j], rest)
+                    value = (multiply(powers[rest], head) ^ crcs[j]) & 0xFFFFFFFF if rest else head & 0xFFFFFFFF
+                    length[i] = size
+                    crcs[i] = value
+                    if value == CRC_RESIDUE and size >= OVERHEAD and c > 1 and seg[i + 1] >> 5 == PROTOCOL_VERSION:
+                        found = i
+        i -= 1
+    return found
 
 
 def decode_all(data):

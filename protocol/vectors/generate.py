@@ -158,6 +158,7 @@ def corrupt_cases():
     deep_reply = raw_wire(messages.REPLY, 6, 0, 100, b"\x01\x00\x00" + b"[" * 3000)
     zero_block = raw_wire(messages.ACCEL, 6, 1, 200, struct.pack("<BBBBIIHH", 0, 0, 2, 0, 200000, 0, 0, 0))
     long_log = raw_wire(messages.LOG, 6, 2, 300, b"\x01" + (b"x" * 99 + b"\x00") * 41)
+    dense = dense_chain(600, 3)
     return [
         case("bit_flip", good[0] + bytes(flipped) + good[2], "second frame has one flipped bit: dropped, counted, neighbours kept"),
         case("bit_flip_crc", good[0] + bytes(crc_flipped) + good[2], "one flipped payload bit: the CRC catches it"),
@@ -177,7 +178,20 @@ def corrupt_cases():
         case("zero_sample_block", zero_block, "an accel block claiming 0 samples: bad length"),
         case("frame_over_max", long_log, "a 4114-byte frame (over MAX_FRAME 4096) that still fits the COBS bound: too long"),
         case("split_delimiters", b"\x00\x00" + good[5] + b"\x00\x00", "empty frames between delimiters are ignored"),
+        case("dense_junk_before", dense + b"\x00" + dense + good[1], "junk where nearly every start's COBS chain lands on the delimiter with version 1 (the worst case for junk recovery), alone, then glued before a frame: the frame recovered"),
+        case("oversize_glued", b"A" * 5000 + good[2], "5000 bytes of junk glued before a frame: too long, counted once; the frame in the last 4113 bytes kept"),
     ]
+
+
+def dense_chain(n, seed):
+    """n non-zero bytes from which nearly every start's COBS chain lands on the end,
+    with codes 0x21..0x3F (so the next byte carries version 1 too)."""
+    rnd = random.Random(seed)
+    out = bytearray(n)
+    for i in range(n - 1, -1, -1):
+        room = n - i
+        out[i] = 1 if room < 0x21 else rnd.randint(0x21, min(0x3F, room))
+    return bytes(out)
 
 
 def cobs_cases():

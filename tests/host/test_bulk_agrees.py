@@ -228,3 +228,61 @@ def test_a_deeply_nested_reply_body_is_counted_not_raised():
     assert Decoder().feed(wire) == []
     got, stats = decode_messages(wire)
     assert got == [] and stats.bad_length == 1
+
+
+def _dense_chain(n, rng, lo=0x21, hi=0x3F):
+    """n non-zero bytes from which almost every start's COBS chain lands on the end
+    (with codes lo..hi; 0x21..0x3F also carry version 1 in the next byte)."""
+    out = bytearray(n)
+    for i in range(n - 1, -1, -1):
+        room = n - i
+        out[i] = 1 if room < lo else int(rng.integers(lo, min(hi, room) + 1))
+    return bytes(out)
+
+
+@pytest.mark.parametrize("lo,hi", [(0x21, 0x3F), (0xC0, 0xFF), (1, 4)])
+def test_batched_search_finds_the_reference_start(lo, hi):
+    from citynode.decode import first_frame_starts
+    from citynode_protocol.decoder import first_frame_start
+
+    rng = np.random.default_rng(lo)
+    node = traffic.TrafficBuilder(9)
+    pieces = []
+    junk_sizes = []
+    for k in range(12):
+        junk = _dense_chain(int(rng.integers(1, 300)), rng, lo, hi)
+        good = node.log(1000 + k, "x" * int(rng.integers(0, 400)))[:-1]
+        pieces += [junk + good, junk, good[5:], _dense_chain(int(rng.integers(14, 4113)), rng, lo, hi)]
+        junk_sizes.append(len(junk))
+    data = b"\x00".join(pieces) + b"\x00"
+    a = np.frombuffer(data, np.uint8)
+    ends = np.flatnonzero(a == 0)
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    got = first_frame_starts(a, starts, ends).tolist()
+    assert got == [first_frame_start(p) for p in pieces]
+    assert got[0::4] == junk_sizes  # the frame behind the junk, never a start inside the junk
+    assert not any(got[1::4])
+
+
+def test_dense_junk_pieces_decode_alike():
+    rng = np.random.default_rng(2)
+    node = traffic.TrafficBuilder(4)
+    wire = b"".join(_dense_chain(int(rng.integers(14, 4113)), rng) + b"\x00" + node.climate(1000 * k, 20.0, 50.0) for k in range(30))
+    _same(wire)
+    _same(wire, chunks=[5000] * 30)
+
+
+def test_frames_behind_overlong_junk_decode_alike_in_any_pieces():
+    rng = np.random.default_rng(8)
+    node = traffic.TrafficBuilder(6)
+    parts = []
+    for k in range(12):
+        size = int(rng.choice([4000, 4113, 4114, 4200, 9000, 20000]))
+        junk = rng.integers(1, 256, size).astype(np.uint8).tobytes() if k % 3 else _dense_chain(size, rng)
+        parts.append(junk + node.climate(100 * k, 20.0, 50.0))
+    wire = b"".join(parts) + b"\x41" * 5000
+    ref, stats = decode_all(wire)
+    assert len(ref) == 12 and stats.too_long >= 9
+    _same(wire)
+    _same(wire, chunks=[1000] * 120)
+    _same(wire, chunks=[4113, 1, 4114, 7, 9000])

@@ -191,3 +191,26 @@ def test_chunking_does_not_matter(frames, sizes):
     dec.flush()
     assert [_key(m) for m in got] == [_key(m) for m in whole]
     assert dec.stats.as_dict() == whole_stats.as_dict()
+
+
+@given(streams(), st.data())
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+def test_junk_of_any_length_before_a_frame_loses_nothing(frames, data):
+    """Junk with no delimiter glued before frames, up to three times the longest frame's
+    COBS size: random bytes, or dense chains (nearly every start a candidate)."""
+    import numpy as np
+
+    from citynode.fuzz import dense_chain
+
+    pieces = []
+    for _, _, w in frames:
+        size = data.draw(st.sampled_from([0, 1, 50, 4000, 4113, 4114, 9000]))
+        rng = np.random.default_rng(data.draw(st.integers(0, 1000)))
+        if size and data.draw(st.booleans()):
+            pieces.append(dense_chain(size, rng))
+        elif size:
+            pieces.append(rng.integers(1, 256, size).astype(np.uint8).tobytes())
+        pieces.append(w)
+    msgs, stats = decode_all(b"".join(pieces))
+    ref_msgs = decode_all(b"".join(w for _, _, w in frames))[0]
+    assert [_key(m) for m in msgs] == [_key(m) for m in ref_msgs]
