@@ -96,7 +96,6 @@ def test_junk_search_work_is_linear_on_fuzz_inputs(monkeypatch):
     assert work.bytes <= 3 * total
 
 
-@pytest.mark.xfail(strict=True, reason="fault 1: tables overflow, fixed on branch tables")
 def test_tables_stage_on_fuzz_inputs():
     """The bulk decoder's batches through tables.batch_tables, as `citynode decode` does."""
     node = traffic.TrafficBuilder(5)
