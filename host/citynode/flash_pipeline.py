@@ -208,6 +208,32 @@ def run_jobs(jobs, options, image, values, inv, board):
     if len(jobs) == 1:
         work(jobs[0])
     else:
+        _one_ast_parse_at_a_time()
         with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
             list(pool.map(work, jobs))
     return jobs
+
+
+_ast_lock = None
+
+
+def _one_ast_parse_at_a_time():
+    """CPython 3.11 keeps the AST converter's recursion depth in state shared by all
+    threads: ast.parse in several at once can fail with "SystemError: AST
+    constructor recursion depth mismatch" (seen in a four-board flash). Our deploy
+    and mpremote's fs calls read the node's answers with ast.literal_eval, which
+    calls ast.parse: while boards are flashed side by side, those take turns."""
+    import ast
+    import threading
+
+    global _ast_lock
+    if _ast_lock is not None:
+        return
+    _ast_lock = threading.Lock()
+    parse = ast.parse
+
+    def parse_in_turn(*args, **kwargs):
+        with _ast_lock:
+            return parse(*args, **kwargs)
+
+    ast.parse = parse_in_turn
