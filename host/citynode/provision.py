@@ -19,11 +19,22 @@ def wait_for_app(port, timeout=20.0, baudrate=115200, client_factory=None):
     factory = client_factory or (lambda: serial_link.NodeClient(port, baudrate))
     deadline = time.monotonic() + timeout
     last = None
+    restarted = False
     while True:
         client = factory()
         try:
             info = client.command("info", timeout=max(0.5, deadline - time.monotonic()))
             return client, info
+        except serial_link.AppNotRunning as exc:
+            # at the REPL right after a deploy or reboot (a soft reset lost, the app
+            # stopped at boot): soft-reset once so main.py runs; a second time is the answer
+            last = exc
+            if restarted:
+                client.close()
+                raise
+            restarted = True
+            client.restart_app()
+            client.close()
         except TransportError as exc:
             last = exc
             client.close()

@@ -50,6 +50,10 @@ _PORT_HINT = "`citynode ports` lists ports"
 BUSY_RETRY_S = 1.0
 
 
+class AppNotRunning(TransportError):
+    """The node answers as a MicroPython REPL: the citynode app is not running."""
+
+
 class PortError(TransportError):
     """The port cannot be opened at all (missing, not a serial port, busy, no permission)."""
 
@@ -294,7 +298,8 @@ class NodeClient:
                 return got
             if sent >= attempts or time.monotonic() >= deadline or _ECHO in self._tail:
                 break
-        raise TransportError(self._no_reply_message(what or name, timeout, sent, garbled))
+        words = self._no_reply_message(what or name, timeout, sent, garbled)
+        raise (AppNotRunning if self._at_repl() else TransportError)(words)
 
     def _await_reply(self, rid, until, watch=None, on_reply=None):
         """The reply to rid, _GARBLED when the node says the line came garbled, or None at `until`.
@@ -358,6 +363,15 @@ class NodeClient:
             return "%s: %d bytes came but no citynode frame (wrong baud rate? not running the citynode app?)" % (
                 head, stats.bytes_in)
         return "%s, though it sends frames (busy or hung: reset the board)" % head
+
+    def restart_app(self):
+        """Ctrl-B (out of a raw REPL) then Ctrl-D at the friendly REPL: a soft reset,
+        after which boot.py and main.py run, so an installed app starts."""
+        with contextlib.suppress(TransportError):
+            self._write(b"\r\x02")
+            time.sleep(0.2)
+            self._write(b"\x04")
+        self._tail = b""
 
     def _probe_repl(self):
         """Ctrl-B (leave a raw REPL, show the banner) and Enter: a REPL answers with a prompt;
