@@ -193,11 +193,6 @@ class Session:
         if self.state != DOWN:
             self._fail(why, now)
 
-    def drop_message(self):
-        """Forget the message being published (its owner keeps it to send again)."""
-        if not self._pub_at:
-            self._pub_n = self._pub_pid = self._pub_tries = 0
-
     def _drop(self, why):
         self._poll = None
         if self._sock is not None:

@@ -17,7 +17,8 @@ reboot the ring offers it again), so receivers drop repeats by (node, boot,
 seq), which the signature makes trustworthy (SPEC.md §9, §10).
 """
 
-from citynode_protocol import auth, frame, topics
+from citynode_protocol import auth, topics
+from citynode_protocol.cobs import max_encoded_length
 from citynode_fw import mqtt
 from citynode_fw.nodetime import add, diff
 from citynode_fw.ring import Ring
@@ -84,7 +85,7 @@ class Uplink:
             self.seq_hi += 1  # the node's u16 sequence wrapped
         self._last_seq = seq
         n = auth.sign_writer(writer, length, self.signer, self.boot, self.seq_hi)
-        at = self.ring.room(n + n // 254 + 2, msg_type == _ACCEL)
+        at = self.ring.room(max_encoded_length(n) + 1, msg_type == _ACCEL)
         if at < 0:
             return False
         end = writer.encode_raw_into(n, self.ring.page, at)
@@ -221,12 +222,6 @@ class Uplink:
         }
         out.update(r.status())
         return out
-
-
-def max_wire(length):
-    """Bytes a signed frame with this payload takes on the wire, delimiter included."""
-    n = frame.OVERHEAD + auth.TRAILER_SIZE + length
-    return n + n // 254 + 2
 
 
 def start(node, board, cfg):

@@ -21,12 +21,11 @@ threads or processes never see half a record, and the check-then-write of
 import csv
 import io
 import json
-import os
 import sqlite3
 import time
-from pathlib import Path
 
 from citynode.errors import CitynodeError, UsageError
+from citynode.paths import chosen_file, data_file
 
 ENV = "CITYNODE_INVENTORY"
 
@@ -54,18 +53,12 @@ _ADDED = {2: ("sensors",)}  # schema version -> columns it added to both tables
 
 
 def default_path():
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(base) / "citynode" / "inventory.sqlite"
+    return data_file("inventory.sqlite")
 
 
 def resolve_path(arg=None):
     """The inventory file: the --inventory argument, else $CITYNODE_INVENTORY, else the default."""
-    if arg:
-        return Path(arg).expanduser()
-    env = os.environ.get(ENV)
-    if env:
-        return Path(env).expanduser()
-    return default_path()
+    return chosen_file(arg, ENV, "inventory.sqlite")
 
 
 def add_argument(parser):

@@ -17,9 +17,9 @@ import json
 import os
 import secrets
 import stat
-from pathlib import Path
 
 from citynode.errors import CitynodeError
+from citynode.paths import chosen_file, data_file
 from citynode_protocol.auth import KEY_SIZE, Signer
 
 ENV = "CITYNODE_KEYSTORE"
@@ -27,15 +27,11 @@ VERSION = 1
 
 
 def default_path():
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(base) / "citynode" / "keys.json"
+    return data_file("keys.json")
 
 
 def resolve_path(arg=None):
-    if arg:
-        return Path(arg).expanduser()
-    env = os.environ.get(ENV)
-    return Path(env).expanduser() if env else default_path()
+    return chosen_file(arg, ENV, "keys.json")
 
 
 def add_argument(parser):

@@ -131,3 +131,22 @@ def firmware_files(missing_ok=False):
             owner[dest] = src
             files.append((src, dest))
     return files
+
+
+def data_file(name):
+    """A file of the host's own in $XDG_DATA_HOME/citynode/ (~/.local/share/citynode/)."""
+    import os
+
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "citynode" / name
+
+
+def chosen_file(arg, env, name):
+    """The --option's path, else $env's, else data_file(name)."""
+    import os
+
+    if arg:
+        return Path(arg).expanduser()
+    if os.environ.get(env):
+        return Path(os.environ[env]).expanduser()
+    return data_file(name)

@@ -3,25 +3,17 @@ against the real Mosquitto (citynode.broker) and, for what a good broker never d
 scripted one. paho-mqtt is the peer that sees what the node published."""
 
 import json
-import os
 import signal
 import socket
 import struct
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
+import mp_program
 from citynode.broker import LocalBroker, make_ca_and_server_cert, mosquitto_path
-from citynode.paths import firmware_root, protocol_root
 
-HERE = Path(__file__).resolve().parent
-PROGRAM = HERE / "mp_programs" / "mqtt_session.py"
-MICROPYTHON = Path(sys.executable).parent / "micropython"
 
 needs_mosquitto = pytest.mark.skipif(
     mosquitto_path() is None, reason="mosquitto is not installed (`make install` installs it as root; "
@@ -29,12 +21,7 @@ needs_mosquitto = pytest.mark.skipif(
 
 
 def start_node(**opt):
-    env = dict(os.environ, MICROPYPATH="%s:%s" % (firmware_root(), protocol_root()))
-    fd, path = tempfile.mkstemp(prefix="opt", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(opt, f)
-    return subprocess.Popen([str(MICROPYTHON), str(PROGRAM), path], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return mp_program.start("mqtt_session.py", **opt)
 
 
 def events(proc, timeout=30):

@@ -2,27 +2,19 @@
 Mosquitto: signed frames arrive verified and in order through radio and broker outages."""
 
 import json
-import os
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
+import mp_program
 from citynode.broker import LocalBroker, mosquitto_path
 from citynode.keystore import Keystore
-from citynode.paths import firmware_root, protocol_root
 from citynode.verifier import Verifier
 from citynode_protocol import topics
 from citynode_protocol.decoder import Decoder
 from citynode_protocol.frame import to_wire
 
-HERE = Path(__file__).resolve().parent
-PROGRAM = HERE / "mp_programs" / "uplink_node.py"
-MICROPYTHON = Path(sys.executable).parent / "micropython"
 pytestmark = [
     pytest.mark.skipif(mosquitto_path() is None, reason="mosquitto is not installed (`make install` installs it "
                        "as root; else apt-get install mosquitto mosquitto-clients)"),
@@ -30,12 +22,7 @@ pytestmark = [
 
 
 def start_node(**opt):
-    env = dict(os.environ, MICROPYPATH="%s:%s" % (firmware_root(), protocol_root()))
-    fd, path = tempfile.mkstemp(prefix="opt", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(opt, f)
-    return subprocess.Popen([str(MICROPYTHON), str(PROGRAM), path], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return mp_program.start("uplink_node.py", **opt)
 
 
 class Collector:

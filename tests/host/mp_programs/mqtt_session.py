@@ -1,22 +1,13 @@
 # A node-side MQTT session under MicroPython for tests/host/test_node_mqtt.py.
 # argv[1] is a JSON file of options; events are printed as JSON lines.
 import json
-import os
 import socket
-import sys
 import time
 
 from citynode_fw import mqtt
-from citynode_fw.nodetime import MASK
+from program_io import now, options
 
-with open(sys.argv[1]) as f:  # a file: this Unix port dies on an argument of 256+ characters
-    opt = json.load(f)
-os.remove(sys.argv[1])
-t0 = time.ticks_ms()
-
-
-def now():
-    return time.ticks_diff(time.ticks_ms(), t0) & MASK
+opt = options()
 
 
 def say(kind, **fields):

@@ -2,25 +2,16 @@
 # every `period_ms`, signed into the ring and published; the radio follows a file.
 # argv[1]: a JSON file of options. Prints JSON lines.
 import json
-import os
 import struct
-import sys
 import time
 
 from citynode_protocol import auth, wire
 from citynode_protocol.frame import FrameWriter
-from citynode_fw.nodetime import MASK
 from citynode_fw.ring import Ring
 from citynode_fw.uplink import Uplink
+from program_io import now, options
 
-with open(sys.argv[1]) as f:  # a file: this Unix port dies on an argument of 256+ characters
-    opt = json.load(f)
-os.remove(sys.argv[1])
-t0 = time.ticks_ms()
-
-
-def now():
-    return time.ticks_diff(time.ticks_ms(), t0) & MASK
+opt = options()
 
 
 class FileRadio:
