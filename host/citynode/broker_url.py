@@ -71,7 +71,10 @@ def _mask(text):
 def connect(url, client_id, ca=None, on_message=None, subscriptions=(), clean_session=True):
     """A paho client connected to the broker with its network loop running, subscribed.
     CitynodeError (one line) when the broker cannot be reached, refuses, or fails TLS."""
-    import paho.mqtt.client as paho
+    try:
+        import paho.mqtt.client as paho
+    except ImportError:
+        raise CitynodeError("talking to a broker needs paho-mqtt: pip install 'citynode[mqtt]'") from None
 
     broker = url if isinstance(url, BrokerUrl) else parse(url)
     client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session)

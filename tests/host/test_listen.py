@@ -145,3 +145,21 @@ def test_keystore_is_private_and_keeps_keys_across_loads(tmp_path):
     path.write_text("{not json")
     with pytest.raises(Exception, match="not valid JSON"):
         Keystore(path)
+
+
+def test_without_paho_the_broker_commands_say_what_to_install(monkeypatch):
+    import builtins
+
+    from citynode import broker_url
+    from citynode.errors import CitynodeError
+
+    real_import = builtins.__import__
+
+    def no_paho(name, *args, **kwargs):
+        if name.startswith("paho"):
+            raise ImportError("No module named 'paho'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_paho)
+    with pytest.raises(CitynodeError, match="paho-mqtt"):
+        broker_url.connect("mqtt://127.0.0.1:1", "x")
