@@ -12,6 +12,11 @@ import collections
 
 from citynode_protocol import auth, cobs, frame
 
+# A frame that passed: unsigned raw frame, its node, boot and 32-bit sequence (SPEC §9.2).
+Verified = collections.namedtuple("Verified", "raw node_id boot seq")
+# A frame that did not: boot and seq only where the MAC was good (a replay); raw as received.
+Rejected = collections.namedtuple("Rejected", "node_id reason boot seq raw")
+
 REASONS = ("malformed", "unsigned", "unknown_node", "bad_mac", "wrong_topic", "replay")
 
 
@@ -36,7 +41,16 @@ class Verifier:
 
     def feed(self, topic_node, payload):
         """The verified unsigned raw frames of one message published by topic_node."""
-        out = []
+        return [v.raw for v in self.check(topic_node, payload)[0]]
+
+    def check(self, topic_node, payload):
+        """([Verified], [Rejected]) for one message published by topic_node, in order."""
+        accepted, rejected = [], []
+
+        def reject(node_id, reason, raw, boot=None, seq=None):
+            self._reject(node_id, reason)
+            rejected.append(Rejected(node_id, reason, boot, seq, raw))
+
         for piece in bytes(payload).split(b"\x00"):
             if not piece:
                 continue
@@ -44,30 +58,31 @@ class Verifier:
                 raw = cobs.decode(piece)
                 _version, _type, node_id, seq, _time, _payload = frame.parse(raw)
             except ValueError:  # CobsError and FrameError are ValueErrors
-                self._reject(topic_node, "malformed")
+                reject(topic_node, "malformed", piece)
                 continue
             if not auth.is_signed(raw) or len(raw) < auth.MIN_SIGNED:
-                self._reject(node_id, "unsigned")
+                reject(node_id, "unsigned", raw)
                 continue
             if node_id != topic_node:
-                self._reject(node_id, "wrong_topic")
+                reject(node_id, "wrong_topic", raw)
                 continue
             signer = self._signer(node_id)
             if signer is None:
-                self._reject(node_id, "unknown_node")
-                continue
-            if not auth.verify(raw, signer):
-                self._reject(node_id, "bad_mac")
+                reject(node_id, "unknown_node", raw)
                 continue
             boot, seq_hi, _mac = auth.trailer(raw)
+            if not auth.verify(raw, signer):
+                reject(node_id, "bad_mac", raw)
+                continue
+            place = auth.sequence(boot, seq_hi, seq)
             window = self.windows.setdefault(node_id, auth.ReplayWindow())
-            if window.check(*auth.sequence(boot, seq_hi, seq)) != "new":
-                self._reject(node_id, "replay")
+            if window.check(*place) != "new":
+                reject(node_id, "replay", raw, boot, place[1])
                 continue
             self.accepted += 1
             self.by_node[node_id] += 1
-            out.append(auth.unsign(raw))
-        return out
+            accepted.append(Verified(auth.unsign(raw), node_id, boot, place[1]))
+        return accepted, rejected
 
     def total_rejected(self):
         return sum(self.rejected.values())

@@ -1,0 +1,106 @@
+"""The Store interface: what the collector, `query` and `fleet` need of any engine.
+
+    store = open_store(None)                       # the embedded default folder
+    store = open_store("/srv/citynode/store")      # Parquet files in that folder
+    store = open_store("postgresql://u:p@h/db")    # PostgreSQL
+    written = store.write(batch)                   # one transaction: all rows or none
+    table = store.query("climate", start=..., end=..., nodes=[3, 4])
+
+A store is opened by one process and used from one thread. `write` is atomic
+and idempotent: rows of a frame whose (node_id, boot, seq) is already in the
+store's `frames` ledger are dropped and counted, so re-delivering a message
+changes nothing. Only after `write` returns may the collector acknowledge the
+message to the broker. Errors are `StoreError`: one line, secrets masked.
+"""
+
+import dataclasses
+import os
+
+from citynode.errors import CitynodeError
+from citynode.fleet import schema
+
+SCHEMA_VERSION = 1
+
+
+class StoreError(CitynodeError):
+    """A store that cannot be opened, written or read; the message is one line."""
+
+
+@dataclasses.dataclass
+class IngestBatch:
+    """Rows of one or more MQTT messages, stored together or not at all.
+
+    `tables`: {table name: pyarrow.Table with schema.SCHEMAS[name]} for the data
+    tables and `frames` (one ledger row per verified frame); `rejects` likewise.
+    """
+
+    tables: dict
+    rejects: object = None
+
+    def rows(self):
+        return sum(t.num_rows for t in self.tables.values())
+
+
+@dataclasses.dataclass
+class Written:
+    frames_new: int = 0
+    frames_duplicate: int = 0
+    rows: int = 0  # data rows stored
+    rejects: int = 0
+
+
+class Store:
+    """Base of the engines; each method below is implemented by every engine."""
+
+    target = None  # what was opened, secrets masked, for messages
+
+    def write(self, batch):
+        """Store the batch in one transaction; return Written. Raises StoreError."""
+        raise NotImplementedError
+
+    def anchor(self, node_id, boot):
+        """(node_ms, utc_ms) of the latest plausible TIME of that boot, or None."""
+        raise NotImplementedError
+
+    def latest_status(self, node_id, boot):
+        """{"calibration_id": int, "firmware": str} from the latest status of that boot, or None."""
+        raise NotImplementedError
+
+    def climate_history(self, node_ids, since_us):
+        """Climate rows (node_id, time, temperature_c, relative_humidity_pct) since then, for QC."""
+        raise NotImplementedError
+
+    def query(self, table, start=None, end=None, nodes=None):
+        """A pyarrow.Table of that table's rows with start <= time < end (µs since 1970,
+        None for open), of those nodes (None: all), ordered by node_id, boot, seq
+        (and sample_index). Rows whose time is null are included when start and end are None."""
+        raise NotImplementedError
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def default_folder():
+    from citynode.paths import data_file
+
+    return str(data_file("store"))
+
+
+def open_store(target=None, create=True):
+    """The store at `target`: None (the default folder), a folder path, or a postgresql:// URL."""
+    if target is not None and target.startswith(("postgresql://", "postgres://")):
+        from citynode.fleet.pg_store import PgStore
+
+        return PgStore(target, create=create)
+    from citynode.fleet.parquet_store import ParquetStore
+
+    return ParquetStore(os.path.expanduser(target) if target else default_folder(), create=create)
+
+
+__all__ = ["IngestBatch", "SCHEMA_VERSION", "Store", "StoreError", "Written", "open_store", "schema"]
