@@ -45,7 +45,8 @@ DATA_TABLES = ("climate", "accel", "accel_blocks", "features", "status", "log", 
 
 
 def _decode_columns(kind):
-    return [(name, _ARROW[kind_]) for name, kind_ in DECODE_SCHEMAS[kind]]
+    front = {name for name, _type in FRONT}  # status's own calibration_id is the front one
+    return [(name, _ARROW[kind_]) for name, kind_ in DECODE_SCHEMAS[kind] if name not in front]
 
 
 SCHEMAS = {kind: pa.schema(FRONT + _decode_columns(kind) + (QC if kind == "climate" else [])) for kind in DATA_TABLES}
