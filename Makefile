@@ -48,6 +48,18 @@ $(STAMP): requirements/dev.txt requirements/mpstubs.txt pyproject.toml bench/was
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients) >/dev/null \
 	  || echo "apt-get could not install mosquitto: the broker tests will be skipped"; \
 	  else echo "mosquitto not found (apt-get install mosquitto mosquitto-clients): the broker tests will be skipped"; fi
+	# PostgreSQL (the fleet store's tests start their own server on loopback) and
+	# Chromium (the fleet report is opened in it headless), likewise.
+	@if [ -x "$$(ls -d /usr/lib/postgresql/*/bin/postgres 2>/dev/null | tail -1)" ]; then :; \
+	  elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) >/dev/null \
+	  || echo "apt-get could not install postgresql: the PostgreSQL tests will be skipped"; \
+	  else echo "postgresql not found (apt-get install postgresql): the PostgreSQL tests will be skipped"; fi
+	@if command -v chromium >/dev/null; then :; \
+	  elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null \
+	  || echo "apt-get could not install chromium: the fleet report's browser test will be skipped"; \
+	  else echo "chromium not found (apt-get install chromium): the fleet report's browser test will be skipped"; fi
 	touch $@
 
 test: $(STAMP)
