@@ -330,7 +330,11 @@ def rows_without_utc(tables):
 
 
 def _arrow_column(pa, values, kind, time_format):
-    """One column as an Arrow array; `time` as timestamp (Parquet), ISO text or µs."""
+    """One column as an Arrow array; `time` as timestamp (Parquet), ISO text or µs.
+
+    A column given as an Arrow array (a store's, which may hold nulls) is cast as it is."""
+    if isinstance(values, (pa.Array, pa.ChunkedArray)) and kind != "time":
+        return values.cast(_arrow_type(pa, kind, time_format))
     if kind == "time":
         us = np.asarray(values, np.int64)
         missing = us == NO_UTC
@@ -357,10 +361,14 @@ def _iso_arrow(pa, us, missing):
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(chars), validity)
 
 
+def _arrow_type(pa, kind, time_format):
+    if kind == "time":
+        return {"iso": pa.string(), "epoch-us": pa.int64(), None: pa.timestamp("us", tz="UTC")}[time_format]
+    return {"int": pa.int64(), "u64": pa.uint64(), "float": pa.float64(), "bool": pa.bool_(), "str": pa.string()}[kind]
+
+
 def _arrow_schema(pa, columns, time_format):
-    types = {"int": pa.int64(), "u64": pa.uint64(), "float": pa.float64(), "bool": pa.bool_(), "str": pa.string()}
-    types["time"] = {"iso": pa.string(), "epoch-us": pa.int64(), None: pa.timestamp("us", tz="UTC")}[time_format]
-    return pa.schema([(c, types[k]) for c, k in columns])
+    return pa.schema([(c, _arrow_type(pa, k, time_format)) for c, k in columns])
 
 
 def _arrow_table(pa, schema, columns, table, time_format):
@@ -371,12 +379,12 @@ def _arrow_table(pa, schema, columns, table, time_format):
 class _CsvWriter:
     rows_at_once = 1
 
-    def __init__(self, path, name, time_format):
+    def __init__(self, path, columns, time_format):
         import pyarrow as pa
         import pyarrow.csv as pa_csv
 
         self.pa = pa
-        self.columns = columns_of(name)
+        self.columns = columns
         self.time_format = time_format
         self.schema = _arrow_schema(pa, self.columns, time_format)
         self.f = open(path, "wb")
@@ -404,12 +412,12 @@ _PARQUET_ENCODING = {"int": "DELTA_BINARY_PACKED", "u64": "DELTA_BINARY_PACKED",
 class _ParquetWriter:
     rows_at_once = 1
 
-    def __init__(self, path, name, time_format):
+    def __init__(self, path, columns, time_format):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         self.pa = pa
-        self.columns = columns_of(name)
+        self.columns = columns
         self.schema = _arrow_schema(pa, self.columns, None)
         encodings = {c: _PARQUET_ENCODING[k] for c, k in self.columns if k in _PARQUET_ENCODING}
         self.writer = pq.ParquetWriter(
@@ -434,11 +442,11 @@ _JSON_FLOATS = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity", "-0": "-0.
 class _JsonlWriter:
     rows_at_once = 16  # Python text per row: a smaller piece at a time
 
-    def __init__(self, path, name, time_format):
+    def __init__(self, path, columns, time_format):
         import pyarrow as pa
 
         self.pa = pa
-        self.columns = columns_of(name)
+        self.columns = columns
         self.time_format = time_format
         self.row = "{" + ",".join("%s:%%s" % json.dumps(c) for c, _ in self.columns) + "}\n"
         self.f = open(path, "w", encoding="utf-8")
@@ -459,7 +467,7 @@ class _JsonlWriter:
         if kind == "time" and self.time_format == "iso":
             return ["null" if t is None else '"%s"' % t for t in text]
         if kind == "float":
-            return [_JSON_FLOATS.get(t, t) for t in text]
+            return ["null" if t is None else _JSON_FLOATS.get(t, t) for t in text]
         return ["null" if t is None else t for t in text]
 
     def close(self):
@@ -489,11 +497,13 @@ class TableSet:
     always writes a timestamp type. A batch is written in a thread while the
     caller decodes the next one (Arrow writes without the GIL); at most one
     batch waits, so memory stays bounded, and a writer's error comes back
-    from the next `append()` or from `close()`.
+    from the next `append()` or from `close()`. `columns(name)` gives a table's
+    columns, [(column, kind)]: decode's by default; `citynode query` adds the store's.
     """
 
-    def __init__(self, folder, fmt, time_format="iso"):
+    def __init__(self, folder, fmt, time_format="iso", columns=columns_of):
         self.folder = folder
+        self.columns = columns  # table name -> [(column, kind)]
         self.fmt = fmt
         self.time_format = None if fmt == "parquet" else time_format
         self.writers = {}
@@ -517,7 +527,7 @@ class TableSet:
                 continue
             writer = self.writers.get(name)
             if writer is None:
-                writer = self.writers[name] = _WRITERS[self.fmt](self.path(name), name, self.time_format)
+                writer = self.writers[name] = _WRITERS[self.fmt](self.path(name), self.columns(name), self.time_format)
                 self.rows[name] = 0
             step = max(1, WRITE_ROWS // writer.rows_at_once)
             jobs += [(writer, {k: v[at : at + step] for k, v in table.items()}) for at in range(0, n, step)]

@@ -1,0 +1,382 @@
+"""The embedded default store: Parquet files by table and day in one folder, read with DuckDB.
+
+    <folder>/store.json                                  {"kind": "citynode-store", "schema_version": 1}
+    <folder>/<table>/day=YYYY-MM-DD/part-<µs>-<pid>-<n>.parquet
+
+A row's day is that of its `time`, or of `received` where `time` is null.
+Every file is written whole (a hidden `.tmp`, fsync, rename), the `frames`
+ledger file of a batch last: a batch whose ledger file is there is stored.
+The ledger's keys are held in memory from the open on, so a re-delivered
+frame's rows are dropped. Two processes may write one folder (two collectors),
+and a crash may leave a batch's data files without its ledger file, to be
+written again on re-delivery: so `query` keeps one row per key
+(schema.KEYS) whatever the files hold. `compact` merges a day's part files
+into one; `write` runs it on a partition past COMPACT_AFTER files.
+"""
+
+import json
+import os
+import time
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from citynode.fleet import schema
+from citynode.fleet.store import SCHEMA_VERSION, Store, StoreError, Written
+
+KIND = "citynode-store"
+META = "store.json"
+COMPACT_AFTER = 64  # part files in one day partition before `write` merges them
+_US_PER_DAY = 86_400_000_000
+
+
+class ParquetStore(Store):
+    def __init__(self, folder, create=True):
+        self.folder = os.path.abspath(folder)
+        self.target = folder
+        self._files = 0  # part files this process made: the <n> of their names
+        self._anchors = {}  # (node, boot) -> (seq, anchor) read once, then kept up by write()
+        self._statuses = {}
+        self._db = None
+        _open_folder(self.folder, folder, create)
+        self._ledger = set()
+        if self._has("frames"):
+            self._ledger = set(self._sql("SELECT DISTINCT node_id, boot, seq FROM %s" % self._source("frames"), _rows))
+
+    # -- writing --------------------------------------------------------------------
+
+    def write(self, batch):
+        tables = {name: _conform(name, t) for name, t in batch.tables.items()}
+        written = Written()
+        new = set()
+        frames = tables.get("frames", schema.empty("frames"))
+        first = []  # the first ledger row of each new frame
+        for i, key in enumerate(_keys(frames)):
+            if key in self._ledger or key in new:
+                written.frames_duplicate += 1
+            else:
+                new.add(key)
+                first.append(i)
+        written.frames_new = len(new)
+        files = []
+        for name, table in tables.items():
+            if name == "frames" or not table.num_rows:
+                continue
+            kept = table.filter(pa.array([k in new for k in _keys(table)], pa.bool_()))
+            files.append((name, kept))
+            written.rows += kept.num_rows
+        if batch.rejects is not None and batch.rejects.num_rows:
+            files.append(("rejects", _conform("rejects", batch.rejects)))
+            written.rejects = batch.rejects.num_rows
+        if first:
+            files.append(("frames", frames.take(pa.array(first, pa.int64()))))  # last: it says the batch is stored
+        done, partitions = [], set()
+        try:
+            for name, table in files:
+                for day, rows in _by_day(table):
+                    partition = os.path.join(self.folder, name, "day=" + day)
+                    done.append(self._write_file(partition, rows))
+                    partitions.add((name, day))
+        except OSError as exc:
+            _remove(done)
+            raise StoreError("%s: cannot write (%s)" % (self.target, exc.strerror or exc)) from None
+        except BaseException:
+            _remove(done)
+            raise
+        self._ledger |= new
+        self._remember(tables, new)
+        for name, day in partitions:
+            if len(_parts(os.path.join(self.folder, name, "day=" + day))) > COMPACT_AFTER:
+                self.compact(name, day)
+        return written
+
+    def _write_file(self, partition, table):
+        os.makedirs(partition, exist_ok=True)
+        self._files += 1
+        name = "part-%d-%d-%d.parquet" % (time.time_ns() // 1000, os.getpid(), self._files)
+        path = os.path.join(partition, name)
+        _write_atomic(path, table)
+        return path
+
+    def compact(self, table=None, day=None):
+        """Merge each day's part files into one, keeping one row per key; returns files removed."""
+        removed = 0
+        for name in [table] if table else schema.TABLES:
+            root = os.path.join(self.folder, name)
+            days = [day] if day else [d[4:] for d in _listdir(root) if d.startswith("day=")]
+            for d in days:
+                partition = os.path.join(root, "day=" + d)
+                parts = _parts(partition)
+                if len(parts) < 2:
+                    continue
+                paths = [os.path.join(partition, p) for p in parts]
+                try:
+                    merged = self._sql("SELECT %s FROM read_parquet(%s, union_by_name=true)%s ORDER BY %s" % (
+                        _columns(name), _sql_list(paths), _one_per_key(name), _order(name)), _arrow)
+                except StoreError:  # another process compacted these meanwhile
+                    continue
+                try:
+                    self._write_file(partition, _conform(name, merged))
+                except OSError as exc:
+                    raise StoreError("%s: cannot compact %s (%s)" % (self.target, partition, exc.strerror or exc)) from None
+                _remove(paths)
+                removed += len(paths)
+        return removed
+
+    def _remember(self, tables, new):
+        """Keep the cached anchors and statuses up to date with the rows just written."""
+        for name, cache, value in (("time", self._anchors, _anchor_of), ("status", self._statuses, _status_of)):
+            table = tables.get(name)
+            if table is None or not table.num_rows:
+                continue
+            for row in table.to_pylist():
+                key = (row["node_id"], row["boot"])
+                if key in cache and (key + (row["seq"],)) in new and (name != "time" or row["plausible"]):
+                    seq, _ = cache[key]
+                    if seq is None or row["seq"] > seq:
+                        cache[key] = (row["seq"], value(row))
+
+    # -- reading ---------------------------------------------------------------------
+
+    def query(self, table, start=None, end=None, nodes=None):
+        if table not in schema.SCHEMAS:
+            raise StoreError("no table %r in the store; tables: %s" % (table, ", ".join(schema.TABLES)))
+        if not self._has(table):
+            return schema.empty(table)
+        when = "time" if "time" in schema.SCHEMAS[table].names else "received"
+        where = []
+        if start is not None:
+            where += ["epoch_us(%s) >= %d" % (when, start), "day >= DATE '%s'" % _day(start)]
+        if end is not None:
+            where += ["epoch_us(%s) < %d" % (when, end), "day <= DATE '%s'" % _day(end)]
+        if nodes is not None:
+            where.append("node_id IN (%s)" % ", ".join(str(int(n)) for n in nodes) if nodes else "false")
+        sql = "SELECT %s FROM %s%s%s ORDER BY %s" % (
+            _columns(table), self._source(table), " WHERE " + " AND ".join(where) if where else "", _one_per_key(table), _order(table))
+        return _conform(table, self._sql(sql, _arrow))
+
+    def anchor(self, node_id, boot):
+        key = (int(node_id), int(boot))
+        if key not in self._anchors:
+            rows = self._latest("time", key, "plausible", "seq, node_time_s, utc_ms")
+            self._anchors[key] = (rows[0], _anchor_of({"node_time_s": rows[1], "utc_ms": rows[2]})) if rows else (None, None)
+        return self._anchors[key][1]
+
+    def latest_status(self, node_id, boot):
+        key = (int(node_id), int(boot))
+        if key not in self._statuses:
+            rows = self._latest("status", key, "true", "seq, calibration_id, firmware")
+            self._statuses[key] = (rows[0], _status_of({"calibration_id": rows[1], "firmware": rows[2]})) if rows else (None, None)
+        return self._statuses[key][1]
+
+    def _latest(self, table, key, condition, columns):
+        if not self._has(table):
+            return None
+        rows = self._sql("SELECT %s FROM %s WHERE node_id = %d AND boot = %d AND %s ORDER BY seq DESC LIMIT 1"
+                         % (columns, self._source(table), key[0], key[1], condition), _rows)
+        return rows[0] if rows else None
+
+    def climate_history(self, node_ids, since_us):
+        return self.query("climate", start=since_us, nodes=list(node_ids)).select(
+            ["node_id", "time", "temperature_c", "relative_humidity_pct"])
+
+    def close(self):
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def _has(self, table):
+        root = os.path.join(self.folder, table)
+        return any(_parts(os.path.join(root, d)) for d in _listdir(root) if d.startswith("day="))
+
+    def _source(self, table):
+        glob = os.path.join(self.folder, table, "day=*", "part-*.parquet")
+        return "read_parquet(%s, hive_partitioning=true, hive_types={'day': DATE}, union_by_name=true)" % _sql_text(glob)
+
+    def _sql(self, sql, fetch):
+        """fetch(relation) of the query; a read that fails is a StoreError."""
+        import duckdb
+
+        if self._db is None:
+            self._db = duckdb.connect()
+            self._db.execute("SET TimeZone = 'UTC'")
+        for attempt in range(3):  # a file may go between DuckDB's listing and its read: another compaction
+            try:
+                return fetch(self._db.sql(sql))
+            except duckdb.IOException as exc:
+                error = exc
+            except duckdb.Error as exc:
+                raise StoreError("%s: cannot read (%s)" % (self.target, str(exc).splitlines()[0])) from None
+        raise StoreError("%s: cannot read (%s)" % (self.target, str(error).splitlines()[0]))
+
+
+# -- the folder ---------------------------------------------------------------------------
+
+
+def _open_folder(folder, shown, create):
+    meta = os.path.join(folder, META)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise StoreError("%s: not a store (a file, not a folder)" % shown)
+    if os.path.isfile(meta):
+        _check_meta(meta, shown)
+    elif not create:
+        raise StoreError("no store at %s (nothing collected there yet?)" % shown)
+    elif _listdir(folder):
+        raise StoreError("%s: not a citynode store (a folder with files and no %s); give an empty or new folder" % (shown, META))
+    try:
+        if not os.path.isfile(meta):
+            os.makedirs(folder, exist_ok=True)
+            _write_text(meta, json.dumps({"kind": KIND, "schema_version": SCHEMA_VERSION}) + "\n")
+        elif create:  # a store to write into: say now if it cannot be written
+            probe = os.path.join(folder, ".probe-%d" % os.getpid())
+            with open(probe, "w"):
+                pass
+            os.remove(probe)
+    except OSError as exc:
+        raise StoreError("cannot write the store at %s: %s" % (shown, exc.strerror or exc)) from None
+
+
+def _check_meta(meta, shown):
+    try:
+        with open(meta, encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise StoreError("%s: cannot read %s (%s)" % (shown, META, getattr(exc, "strerror", None) or exc)) from None
+    if not isinstance(doc, dict) or doc.get("kind") != KIND:
+        raise StoreError("%s: %s is not a citynode store's" % (shown, META))
+    version = doc.get("schema_version")
+    if version != SCHEMA_VERSION:
+        newer = isinstance(version, int) and version > SCHEMA_VERSION
+        raise StoreError("%s: store schema version %s, this citynode reads version %d (%s)" % (
+            shown, version, SCHEMA_VERSION, "upgrade citynode" if newer else "an older store; collect into a new folder"))
+
+
+def _listdir(folder):
+    try:
+        return sorted(os.listdir(folder))
+    except OSError:
+        return []
+
+
+def _parts(partition):
+    return [n for n in _listdir(partition) if n.startswith("part-") and n.endswith(".parquet")]
+
+
+def _remove(paths):
+    for path in paths:
+        try:
+            os.remove(path)
+        except FileNotFoundError:  # another process removed it first
+            pass
+
+
+def _fsync_dir(folder):
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path, table):
+    folder, name = os.path.split(path)
+    tmp = os.path.join(folder, ".%s.tmp" % name)
+    try:
+        with open(tmp, "wb") as f:
+            pq.write_table(table, f, compression="zstd")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        _remove([tmp])
+        raise
+    _fsync_dir(folder)
+
+
+def _write_text(path, text):
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(os.path.dirname(path))
+
+
+# -- rows ----------------------------------------------------------------------------------
+
+
+def _conform(name, table):
+    """The table with exactly schema.SCHEMAS[name]'s columns and types, or StoreError."""
+    want = schema.SCHEMAS[name]
+    if table.schema.equals(want):
+        return table
+    try:
+        return table.select(want.names).cast(want)
+    except (KeyError, ValueError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise StoreError("%s rows do not fit the store's columns (%s)" % (name, str(exc).splitlines()[0])) from None
+
+
+def _keys(table):
+    return zip(*(table.column(c).to_pylist() for c in ("node_id", "boot", "seq")))
+
+
+def _by_day(table):
+    """(YYYY-MM-DD, rows) of each day of the table: of `time`, of `received` where it is null."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    if not table.num_rows:
+        return []
+    us = table["received"].cast(pa.int64())
+    if "time" in table.column_names:
+        us = pc.coalesce(table["time"].cast(pa.int64()), us)
+    days = np.floor_divide(pc.fill_null(us, 0).to_numpy(), _US_PER_DAY)
+    if days.min() == days.max():
+        return [(_day(int(days[0]) * _US_PER_DAY), table)]
+    return [(_day(int(d) * _US_PER_DAY), table.filter(pa.array(days == d))) for d in np.unique(days)]
+
+
+def _day(us):
+    return time.strftime("%Y-%m-%d", time.gmtime(us // 1_000_000))
+
+
+def _anchor_of(row):
+    return round(row["node_time_s"] * 1000), row["utc_ms"]
+
+
+def _status_of(row):
+    return {"calibration_id": row["calibration_id"], "firmware": row["firmware"]}
+
+
+# -- SQL -------------------------------------------------------------------------------------
+
+
+def _sql_text(text):
+    return "'%s'" % text.replace("'", "''")
+
+
+def _sql_list(texts):
+    return "[%s]" % ", ".join(_sql_text(t) for t in texts)
+
+
+def _columns(table):
+    return ", ".join('"%s"' % c for c in schema.SCHEMAS[table].names)
+
+
+def _rows(relation):
+    return [tuple(r) for r in relation.fetchall()]
+
+
+def _arrow(relation):
+    to_arrow = getattr(relation, "to_arrow_table", None) or relation.arrow  # DuckDB 2 renamed it
+    return to_arrow()
+
+
+def _order(table):
+    return ", ".join(schema.KEYS.get(table, ("received",)))
+
+
+def _one_per_key(table):
+    keys = schema.KEYS.get(table)
+    return " QUALIFY row_number() OVER (PARTITION BY %s) = 1" % ", ".join(keys) if keys else ""
