@@ -18,6 +18,9 @@ TIME_HELP = "ISO 8601 UTC (2026-12-07T06:00:00Z, 2026-12-07) or relative to now 
 
 
 def add_arguments(parser):
+    # `--from -24h`: argparse takes what looks like a negative number for a value, not an option;
+    # -24h and -7d look like one here (this parser has no option of that shape)
+    parser._negative_number_matcher = re.compile(r"^-\d+(\.\d+)?[A-Za-z]*$")
     parser.add_argument("--store", metavar="TARGET",
                         help="store folder or postgresql:// URL (default: the default folder of `citynode collect`)")
     parser.add_argument("--from", dest="start", metavar="TIME", help="rows at or after TIME: " + TIME_HELP)

@@ -219,10 +219,10 @@ def _open_folder(folder, shown, create):
         raise StoreError("%s: not a store (a file, not a folder)" % shown)
     if os.path.isfile(meta):
         _check_meta(meta, shown)
-    elif not create:
-        raise StoreError("no store at %s (nothing collected there yet?)" % shown)
     elif _listdir(folder):
         raise StoreError("%s: not a citynode store (a folder with files and no %s); give an empty or new folder" % (shown, META))
+    elif not create:
+        raise StoreError("no store at %s (nothing collected there yet?)" % shown)
     try:
         if not os.path.isfile(meta):
             os.makedirs(folder, exist_ok=True)
