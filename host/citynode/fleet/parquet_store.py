@@ -106,6 +106,7 @@ class ParquetStore(Store):
             days = [day] if day else [d[4:] for d in _listdir(root) if d.startswith("day=")]
             for d in days:
                 partition = os.path.join(root, "day=" + d)
+                _remove_stale_tmp(partition)
                 parts = _parts(partition)
                 if len(parts) < 2:
                     continue
@@ -195,7 +196,10 @@ class ParquetStore(Store):
 
     def _sql(self, sql, fetch):
         """fetch(relation) of the query; a read that fails is a StoreError."""
-        import duckdb
+        try:
+            import duckdb
+        except ImportError:
+            raise StoreError("the embedded store is read with DuckDB, which is not installed: pip install duckdb") from None
 
         if self._db is None:
             self._db = duckdb.connect()
@@ -268,6 +272,26 @@ def _remove(paths):
             os.remove(path)
         except FileNotFoundError:  # another process removed it first
             pass
+
+
+def _remove_stale_tmp(partition):
+    """Remove the `.part-<µs>-<pid>-<n>.parquet.tmp` files of processes that are gone (killed mid-write)."""
+    for name in _listdir(partition):
+        fields = name.split("-")
+        if name.startswith(".part-") and name.endswith(".tmp") and len(fields) == 4 and fields[2].isdigit():
+            pid = int(fields[2])
+            if pid != os.getpid() and not _running(pid):
+                _remove([os.path.join(partition, name)])
+
+
+def _running(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's live process
+        return True
+    return True
 
 
 def _fsync_dir(folder):
@@ -378,5 +402,6 @@ def _order(table):
 
 
 def _one_per_key(table):
+    """The SQL that keeps one row per key: the first received (copies of a row are the same rows)."""
     keys = schema.KEYS.get(table)
-    return " QUALIFY row_number() OVER (PARTITION BY %s) = 1" % ", ".join(keys) if keys else ""
+    return " QUALIFY row_number() OVER (PARTITION BY %s ORDER BY received) = 1" % ", ".join(keys) if keys else ""
