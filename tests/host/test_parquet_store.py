@@ -213,3 +213,13 @@ def test_folders_that_are_not_a_store_of_this_version_are_refused(tmp_path):
     assert "\n" not in str(exc.value)
     with pytest.raises(StoreError, match="not a store"):
         ParquetStore(str(tmp_path / "file"))
+
+
+def test_anchor_and_status_stored_by_another_writer_are_seen(tmp_path, monkeypatch):
+    folder = str(tmp_path / "s")
+    with ParquetStore(folder) as one, ParquetStore(folder) as two:
+        assert one.anchor(3, 1) is None and one.latest_status(3, 1) is None
+        two.write(batch(3, 1, range(7)))  # a second collector took this node's TIME and STATUS
+        monkeypatch.setattr(parquet_store, "REREAD_S", 0.0)
+        assert one.anchor(3, 1) == (105_000, (T0_US + 5_000_000) // 1000)
+        assert one.latest_status(3, 1) == {"calibration_id": 7, "firmware": FIRMWARE}

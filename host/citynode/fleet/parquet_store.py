@@ -27,6 +27,7 @@ from citynode.fleet.store import SCHEMA_VERSION, Store, StoreError, Written
 KIND = "citynode-store"
 META = "store.json"
 COMPACT_AFTER = 64  # part files in one day partition before `write` merges them
+REREAD_S = 10.0  # a cached anchor or status is read from the files again after this
 _US_PER_DAY = 86_400_000_000
 
 
@@ -35,7 +36,9 @@ class ParquetStore(Store):
         self.folder = os.path.abspath(folder)
         self.target = folder
         self._files = 0  # part files this process made: the <n> of their names
-        self._anchors = {}  # (node, boot) -> (seq, anchor) read once, then kept up by write()
+        # (node, boot) -> [seq, value, when read]: kept up by write(), read again after REREAD_S
+        # (another collector on this folder may have stored a later one)
+        self._anchors = {}
         self._statuses = {}
         self._db = None
         _open_folder(self.folder, folder, create)
@@ -133,9 +136,9 @@ class ParquetStore(Store):
             for row in table.to_pylist():
                 key = (row["node_id"], row["boot"])
                 if key in cache and (key + (row["seq"],)) in new and (name != "time" or row["plausible"]):
-                    seq, _ = cache[key]
-                    if seq is None or row["seq"] > seq:
-                        cache[key] = (row["seq"], value(row))
+                    entry = cache[key]
+                    if entry[0] is None or row["seq"] > entry[0]:
+                        entry[:2] = row["seq"], value(row)
 
     # -- reading ---------------------------------------------------------------------
 
@@ -157,25 +160,28 @@ class ParquetStore(Store):
         return _conform(table, self._sql(sql, _arrow))
 
     def anchor(self, node_id, boot):
-        key = (int(node_id), int(boot))
-        if key not in self._anchors:
-            rows = self._latest("time", key, "plausible", "seq, node_time_s, utc_ms")
-            self._anchors[key] = (rows[0], _anchor_of({"node_time_s": rows[1], "utc_ms": rows[2]})) if rows else (None, None)
-        return self._anchors[key][1]
+        return self._latest(self._anchors, "time", (int(node_id), int(boot)), "plausible",
+                            lambda seq, node_time_s, utc_ms: _anchor_of({"node_time_s": node_time_s, "utc_ms": utc_ms}))
 
     def latest_status(self, node_id, boot):
-        key = (int(node_id), int(boot))
-        if key not in self._statuses:
-            rows = self._latest("status", key, "true", "seq, calibration_id, firmware")
-            self._statuses[key] = (rows[0], _status_of({"calibration_id": rows[1], "firmware": rows[2]})) if rows else (None, None)
-        return self._statuses[key][1]
+        return self._latest(self._statuses, "status", (int(node_id), int(boot)), "true",
+                            lambda seq, calibration_id, firmware: _status_of({"calibration_id": calibration_id, "firmware": firmware}))
 
-    def _latest(self, table, key, condition, columns):
-        if not self._has(table):
-            return None
+    def _latest(self, cache, table, key, condition, value):
+        """The value of the row of that (node, boot) with the highest seq, from the cache or the files."""
+        entry = cache.get(key)
+        now = time.monotonic()
+        if entry is not None and now - entry[2] < REREAD_S:
+            return entry[1]
+        columns = {"time": "seq, node_time_s, utc_ms", "status": "seq, calibration_id, firmware"}[table]
         rows = self._sql("SELECT %s FROM %s WHERE node_id = %d AND boot = %d AND %s ORDER BY seq DESC LIMIT 1"
-                         % (columns, self._source(table), key[0], key[1], condition), _rows)
-        return rows[0] if rows else None
+                         % (columns, self._source(table), key[0], key[1], condition), _rows) if self._has(table) else []
+        if entry is None:
+            entry = cache[key] = [None, None, now]
+        entry[2] = now
+        if rows and (entry[0] is None or rows[0][0] > entry[0]):
+            entry[:2] = rows[0][0], value(*rows[0])
+        return entry[1]
 
     def climate_history(self, node_ids, since_us):
         return self.query("climate", start=since_us, nodes=list(node_ids)).select(
