@@ -90,7 +90,10 @@ class ParquetStore(Store):
         self._remember(tables, new)
         for name, day in partitions:
             if len(_parts(os.path.join(self.folder, name, "day=" + day))) > COMPACT_AFTER:
-                self.compact(name, day)
+                try:
+                    self.compact(name, day)
+                except StoreError:  # the batch is stored; the next write tries again
+                    pass
         return written
 
     def _write_file(self, partition, table):
