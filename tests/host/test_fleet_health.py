@@ -193,7 +193,7 @@ def test_the_unhealthy_figures_and_words(health):
     assert health[6].warnings == [("old_firmware", "old firmware: app 1.2.0, the fleet's newest is 1.3.0")]
     qc = health[7]
     assert qc.qc_pass_rate == pytest.approx(1 - 58 / 288)
-    assert qc.warnings == [("qc_failing", "QC failing: 80 % of 288 climate readings pass")]
+    assert qc.warnings == [("qc_failing", "QC failing: 79.9 % of 288 climate readings pass")]
     ring = health[8]  # rows without UTC are still in the window: the window is on `received`
     assert ring.frames == 336 and ring.utc_known is False and ring.uplink == "down"
     assert ring.drops == 3 and ring.warnings == [("losing_data", "losing data: 3 frames dropped by the node")]
@@ -222,7 +222,7 @@ def cli_store(store, monkeypatch, tmp_path):
 
 
 def test_json_output(cli_store, capsys):
-    assert main(["fleet", "--store", cli_store, "--json"]) == 0
+    assert main(["fleet", "--store", cli_store, "--since", "-24h", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["since"] == "2026-12-06T12:00:00Z" and out["now"] == "2026-12-07T12:00:00Z"
     assert out["thresholds"]["stale_calibration_days"] == 365
@@ -307,11 +307,14 @@ def test_a_failing_report_leaves_nothing_half_written(small_store, tmp_path, mon
     assert [p.name for p in tmp_path.iterdir()] == ["r"]
 
 
-def test_report_command(cli_store, capsys, tmp_path):
+def test_report_command(small_store, monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr("citynode.fleet.store.open_store", lambda target, create=True: small_store)
+    monkeypatch.setattr(when, "now_us", lambda: NOW)
     out = tmp_path / "site"
-    assert main(["fleet", "report", "-o", str(out), "--store", cli_store]) == 0
-    assert "8 nodes, 6 with warnings, 8 plots" in capsys.readouterr().out
-    assert (out / "index.html").exists()
+    assert main(["fleet", "--since", "-2d", "report", "-o", str(out), "--store", str(tmp_path)]) == 0
+    assert "1 node, 0 with warnings, 1 plot" in capsys.readouterr().out
+    assert sorted(os.listdir(out)) == ["index.html", "node-1-climate.png"]
+    assert "window 2026-12-05T12:00:00Z to 2026-12-07T12:00:00Z" in (out / "index.html").read_text()
 
 
 def _dump_dom(url):
@@ -345,3 +348,13 @@ def test_the_report_opens_in_a_browser_with_every_picture(report, tmp_path):
     (broken / files[0]).unlink()
     body = re.search(r"<body[^>]*>", _dump_dom((broken / "index.html").as_uri())).group(0)
     assert 'data-images-loaded="missing"' in body
+
+
+def test_an_empty_store(monkeypatch, capsys, tmp_path):
+    empty = MemoryStore()
+    assert fleet_health(empty, SINCE, NOW) == []
+    monkeypatch.setattr("citynode.fleet.store.open_store", lambda target, create=True: empty)
+    assert main(["fleet", "--store", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == "no nodes in the store yet\n"
+    rows, files = write_report(empty, str(tmp_path / "r"), SINCE, NOW)
+    assert rows == [] and files == [] and "0 nodes" in (tmp_path / "r" / "index.html").read_text()

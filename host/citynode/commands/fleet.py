@@ -9,6 +9,7 @@ a static HTML page (citynode.fleet.report). The store is only read.
 import argparse
 import json
 import os
+import re
 
 from citynode.errors import UsageError
 
@@ -21,6 +22,9 @@ def _window_and_thresholds(parser, default):
     from citynode.fleet.health import Thresholds
 
     t = Thresholds()
+    # `--since -24h`: argparse takes a value that starts with "-" for an option unless it
+    # looks like a negative number; teach it that -24h, -30m and -7d are values too
+    parser._negative_number_matcher = re.compile(r"^-\d+(\.\d+)?[smhdw]?$|^-\.\d+$")
 
     def d(value):
         return argparse.SUPPRESS if default is argparse.SUPPRESS else value
@@ -91,8 +95,9 @@ def run(args):
         check_output(args.output)
         with open_fleet_store(args.store) as store:
             rows, files = write_report(store, args.output, since, now, thresholds)
-        print("wrote %s: %d nodes, %d with warnings, %d plots" % (
-            os.path.join(args.output, "index.html"), len(rows), sum(1 for h in rows if h.warnings), len(files)))
+        print("wrote %s: %s, %d with warnings, %s" % (
+            os.path.join(args.output, "index.html"), _count(len(rows), "node"), sum(1 for h in rows if h.warnings),
+            _count(len(files), "plot")))
         return 0
     with open_fleet_store(args.store) as store:
         rows = fleet_health(store, since, now, thresholds)
@@ -102,6 +107,10 @@ def run(args):
     else:
         print_table(rows, now)
     return 0
+
+
+def _count(n, word):
+    return "%d %s%s" % (n, word, "" if n == 1 else "s")
 
 
 def print_table(rows, now_us, console=None):

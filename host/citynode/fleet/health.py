@@ -236,6 +236,6 @@ def _warnings(h, t, newest_app):
             out.append(("old_firmware", "old firmware: app %s, the fleet's newest is %s"
                         % (h.app, version_text(newest_app))))
     if h.qc_pass_rate is not None and h.qc_pass_rate < t.qc_pass_min:
-        out.append(("qc_failing", "QC failing: %d %% of %d climate readings pass"
-                    % (round(100 * h.qc_pass_rate), h.climate_rows)))
+        out.append(("qc_failing", "QC failing: %.1f %% of %d climate readings pass"
+                    % (100 * h.qc_pass_rate, h.climate_rows)))
     return out

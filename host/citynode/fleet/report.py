@@ -162,7 +162,7 @@ table { border-collapse: collapse; font-size: 0.9em; }
 th, td { border-bottom: 1px solid #ddd; padding: 0.3em 0.6em; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; }
 tr.warn td { background: #fff4e5; }
-td.warnings { color: #b00020; font-weight: bold; }
+td.warnings, p.warnings { color: #b00020; font-weight: bold; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 section.node { margin-top: 2em; }
 img { max-width: 100%; border: 1px solid #eee; }
@@ -223,7 +223,9 @@ def page(rows, plots, since_us, now_us, thresholds):
     out.append("<h2>Warnings</h2><ul>")
     for kind, words in WARNINGS.items():
         out.append("<li><b>%s</b>: %s</li>" % (e(kind.replace("_", " ")), e(words)))
-    out.append("</ul><p>Thresholds: %s.</p>" % e(", ".join("%s = %s" % kv for kv in thresholds.as_json().items())))
+    limits = dict(thresholds.as_json())
+    limits["min_app"] = limits["min_app"] or "the newest in the fleet"
+    out.append("</ul><p>Thresholds: %s.</p>" % e(", ".join("%s = %s" % kv for kv in limits.items())))
     for h in rows:
         out.append('<section class="node" id="node-%d"><h2>node %d</h2>' % (h.node_id, h.node_id))
         if h.warnings:
