@@ -9,15 +9,12 @@ store's Arrow tables (schema.SCHEMAS), each node with one thing wrong or none:
     4 climate, 10 frames lost   8 climate, no UTC, uplink down, its ring dropped 3 frames
 """
 
-import datetime
-import io
 import json
 import os
 import re
 import shutil
 import subprocess
 import tempfile
-from pathlib import Path
 
 import pyarrow as pa
 import pytest

@@ -183,7 +183,7 @@ HEADERS = ("node", "last seen", "uplink", "frames lost", "drops", "free heap", "
 
 def cells(h, now_us):
     """The table's cells of one node, as text: shared by the terminal table and the page."""
-    seen = "never" if h.last_seen_us is None else "%s ago" % span_words((now_us - h.last_seen_us) / 1e6)
+    seen = "never" if h.last_seen_us is None else "%s ago" % span_words(max(0, now_us - h.last_seen_us) / 1e6)
     uplink = h.uplink + ("" if h.utc_known is None or h.utc_known else ", UTC unknown")
     lost = "%d (%.1f %%)" % (h.frames_lost, 100 * h.lost_share) if h.frames else "-"
     errors = "/".join(str(v) for v in h.errors.values()) if h.errors else "-"
