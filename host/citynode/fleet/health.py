@@ -132,25 +132,43 @@ def fleet_health(store, since_us, now_us, thresholds=Thresholds()):
     return list(nodes.values())
 
 
+def _by_node(node):
+    """(node ids, start of each one's run) of a sorted node id array."""
+    ids, starts = np.unique(node, return_index=True)
+    return ids, np.append(starts, len(node))
+
+
 def _frames(nodes, frames):
     """Frames, lost frames and the usual gap per node, from the ledger's window."""
     node = frames["node_id"].to_numpy(zero_copy_only=False)
     boot = frames["boot"].to_numpy(zero_copy_only=False)
     seq = frames["seq"].to_numpy(zero_copy_only=False)
     received = frames["received"].cast("int64").to_numpy(zero_copy_only=False)
-    for n in np.unique(node):
-        mine = node == n
-        h = nodes[int(n)]
-        lost = 0
-        for b in np.unique(boot[mine]):
-            seqs = np.unique(seq[mine & (boot == b)])
-            lost += int(seqs[-1] - seqs[0] + 1 - len(seqs))
-        h.frames = int(np.count_nonzero(mine))
-        h.frames_lost = lost
-        h.lost_share = lost / (lost + h.frames)
-        times = np.unique(received[mine])
-        if len(times) > 1:
-            h.usual_gap_s = float(np.median(np.diff(times))) / US["s"]
+    if not len(node):
+        return
+    order = np.lexsort((seq, boot, node))
+    node, boot, seq = node[order], boot[order], seq[order]
+    new_boot = np.r_[True, (node[1:] != node[:-1]) | (boot[1:] != boot[:-1])]
+    # per (node, boot): the seq span minus the frames in it
+    first = np.flatnonzero(new_boot)
+    last = np.append(first[1:], len(seq)) - 1
+    lost = np.maximum(seq[last] - seq[first] - (last - first), 0)
+    lost_by_node = {}
+    for n, gone in zip(node[first].tolist(), lost.tolist()):
+        lost_by_node[n] = lost_by_node.get(n, 0) + gone
+    by_time = np.lexsort((received, frames["node_id"].to_numpy(zero_copy_only=False)))
+    times = received[by_time]
+    ids, starts = _by_node(frames["node_id"].to_numpy(zero_copy_only=False)[by_time])
+    for i, n in enumerate(ids.tolist()):
+        h = nodes.get(n)
+        if h is None:
+            continue
+        mine = times[starts[i]:starts[i + 1]]
+        h.frames = len(mine)
+        h.frames_lost = lost_by_node[n]
+        h.lost_share = h.frames_lost / (h.frames_lost + h.frames)
+        if len(mine) > 1:
+            h.usual_gap_s = float(np.median(np.diff(mine))) / US["s"]
 
 
 def _status(nodes, status, since_us, window=True):
@@ -202,11 +220,13 @@ def _qc(nodes, climate):
     checked = climate.filter(climate["qc_flags"].is_valid())
     node = checked["node_id"].to_numpy(zero_copy_only=False)
     passed = pc.equal(checked["qc_flags"], 0).to_numpy(zero_copy_only=False)
-    for n in np.unique(node):
-        if int(n) in nodes:
-            mine = node == n
-            nodes[int(n)].climate_rows = int(np.count_nonzero(mine))
-            nodes[int(n)].qc_pass_rate = float(np.count_nonzero(passed[mine])) / np.count_nonzero(mine)
+    ids, index = np.unique(node, return_inverse=True)
+    rows = np.bincount(index, minlength=len(ids))
+    passes = np.bincount(index, weights=passed, minlength=len(ids))
+    for n, count, good in zip(ids.tolist(), rows.tolist(), passes.tolist()):
+        if n in nodes:
+            nodes[n].climate_rows = count
+            nodes[n].qc_pass_rate = good / count
 
 
 def _warnings(h, t, newest_app):

@@ -21,7 +21,6 @@ import shutil
 import tempfile
 
 import numpy as np
-import pyarrow.compute as pc
 
 from citynode.errors import UsageError
 from citynode.fleet.health import WARNINGS, Thresholds, fleet_health
@@ -89,18 +88,29 @@ def _column(table, name):
     return table[name].to_numpy(zero_copy_only=False).astype(float)
 
 
+def _per_node(table):
+    """A function giving one node's rows of `table`, in the order they were received."""
+    table = table.sort_by([("node_id", "ascending"), ("received", "ascending")])
+    node = table["node_id"].to_numpy(zero_copy_only=False)
+
+    def rows(node_id):
+        start, stop = np.searchsorted(node, [node_id, node_id + 1])
+        return table.slice(start, stop - start)
+
+    return rows
+
+
 def draw_plots(store, rows, since_us, now_us, folder):
     """{node_id: [(file name, caption)]} of the plots drawn into `folder`."""
     from matplotlib.figure import Figure  # no pyplot: no global state, the Agg canvas by default
 
-    climate = store.query_received("climate", start=since_us)
-    features = store.query_received("features", start=since_us)
+    climate = _per_node(store.query_received("climate", start=since_us))
+    features = _per_node(store.query_received("features", start=since_us))
     span = (np.datetime64(since_us, "us"), np.datetime64(now_us, "us"))
     plots = {}
     for h in rows:
-        mine = climate.filter(pc.equal(climate["node_id"], h.node_id))
+        mine = climate(h.node_id)
         if mine.num_rows:
-            mine = mine.sort_by("received")
             fig = Figure(figsize=(9, 4.2))
             t = _times(mine)
             ax_t, ax_h = fig.subplots(2, 1, sharex=True)
@@ -111,9 +121,8 @@ def draw_plots(store, rows, since_us, now_us, folder):
             _finish(fig, "node %d: climate" % h.node_id, span)
             plots.setdefault(h.node_id, []).append(_save(fig, folder, "node-%d-climate.png" % h.node_id,
                                                          "node %d: temperature and humidity" % h.node_id))
-        mine = features.filter(pc.equal(features["node_id"], h.node_id))
+        mine = features(h.node_id)
         if mine.num_rows:
-            mine = mine.sort_by("received")
             fig = Figure(figsize=(9, 6))
             t = _times(mine)
             ax_tilt, ax_f, ax_rms = fig.subplots(3, 1, sharex=True)
