@@ -68,7 +68,8 @@ def open_fleet_store(target):
 
     if target is not None and not target.startswith(("postgresql://", "postgres://")):
         if "://" in target:
-            raise UsageError("--store %s: give a store folder or a postgresql:// URL" % target)
+            shown = re.sub(r"(://[^/@:]*):[^/@]*@", r"\1:***@", target)  # never a password
+            raise UsageError("--store %s: give a store folder or a postgresql:// URL" % shown)
     if target is None or "://" not in target:
         folder = os.path.expanduser(target) if target else store.default_folder()
         if not os.path.isdir(folder):
