@@ -31,6 +31,7 @@ COMMANDS = {
     "hil": ("hil", "run the MicroPython tests on a board (hardware in the loop), reported like pytest"),
     "listen": ("listen", "network traffic of nodes from an MQTT broker, every frame's signature checked"),
     "query": ("query", "rows of the fleet store (collected from the broker) as decode's tables"),
+    "fleet": ("fleet", "one row per node from the store: health and warnings; `report` writes an HTML page"),
 }
 
 

@@ -76,6 +76,41 @@ class Store:
         (and sample_index). Rows whose time is null are included when start and end are None."""
         raise NotImplementedError
 
+    # What `citynode fleet` asks. Each has a default through query(), which reads
+    # the whole table; an engine may answer the same with its own index or SQL.
+
+    def query_received(self, table, start=None, end=None, nodes=None):
+        """Like query(), but the window is on `received` (µs since 1970): rows
+        with start <= received < end, those whose `time` is null included (a
+        node that does not know UTC still sends, and is still seen)."""
+        import pyarrow.compute as pc
+
+        rows = self.query(table, nodes=nodes)
+        if start is None and end is None:
+            return rows
+        us = rows["received"].cast("int64")
+        keep = pc.is_valid(us)
+        if start is not None:
+            keep = pc.and_(keep, pc.greater_equal(us, start))
+        if end is not None:
+            keep = pc.and_(keep, pc.less(us, end))
+        return rows.filter(pc.fill_null(keep, False))
+
+    def last_received(self, nodes=None):
+        """{node_id: the latest `received` (µs) in the frames ledger}, over all time."""
+        frames = self.query("frames", nodes=nodes).select(["node_id", "received"])
+        latest = frames.group_by("node_id").aggregate([("received", "max")])
+        return {n: r.value for n, r in zip(latest["node_id"].to_pylist(), latest["received_max"])}
+
+    def calibrations_first_seen(self, nodes=None):
+        """{(node_id, calibration_id): the earliest `received` (µs) of a status row
+        carrying that calibration id}, over all time."""
+        status = self.query("status", nodes=nodes).select(["node_id", "calibration_id", "received"])
+        status = status.filter(status["calibration_id"].is_valid())
+        first = status.group_by(["node_id", "calibration_id"]).aggregate([("received", "min")])
+        return {(n, c): r.value for n, c, r in zip(first["node_id"].to_pylist(), first["calibration_id"].to_pylist(),
+                                                   first["received_min"])}
+
     def close(self):
         pass
 
