@@ -1,0 +1,470 @@
+"""Quality-control flags on climate rows, the checks the city's climate researchers use.
+
+The checks and their parameters follow Data2Resilience's d2r-api (`app/qc.py`,
+rules from WMO-No. 488, 2017) and titanlib's buddy check; docs/qc.md has the
+table, the sources and the choices made for streaming.
+
+    checker = QcChecker(QcConfig.load("qc.toml"), load_positions("nodes.csv"))
+    since = min_time_us - history_window_us(checker.config)
+    climate = checker.apply(climate, store.climate_history(nodes, since))
+
+Each (variable, check) has its own bit in `qc_flags`: temperature in the low
+byte, humidity in the next (`flag_bit`). `qc_score` is the sum of the weights of
+the bits set, so 0 is a row that passed every check it could be given.
+"""
+
+import copy
+import csv
+import json
+import math
+import os
+
+import numpy as np
+import pyarrow as pa
+
+from citynode.errors import UsageError
+
+VARIABLES = ("temperature_c", "relative_humidity_pct")
+VARIABLE_SHIFT = {"temperature_c": 0, "relative_humidity_pct": 8}
+CHECK_BITS = {"range": 1, "persistence": 2, "spike": 4, "buddy": 8, "isolated": 16}
+
+# The one table of checks: d2r-api's values; `enabled = false` turns one off.
+DEFAULTS = {
+    "weights": {"range": 100, "persistence": 50, "spike": 30, "buddy": 20, "isolated": 0},
+    "temperature_c": {
+        "range": {"enabled": True, "min": -40.0, "max": 50.0},
+        "persistence": {"enabled": True, "window_s": 3 * 3600, "resolution": 0.01},
+        "spike": {"enabled": True, "max_rate_per_min": 0.3, "max_gap_s": 600},
+        "buddy": {
+            "enabled": True, "radius_m": 5500.0, "num_min": 3, "threshold": 2.7,
+            "max_elev_diff_m": 100.0, "elev_gradient": -0.0065, "min_std": 2.0,
+            "num_iterations": 5, "time_window_s": 600,
+        },
+    },
+    "relative_humidity_pct": {
+        "range": {"enabled": True, "min": 10.0, "max": 100.0},
+        "persistence": {"enabled": True, "window_s": 5 * 3600, "resolution": 0.01},
+        "spike": {"enabled": True, "max_rate_per_min": 4.0, "max_gap_s": 600},
+        "buddy": {
+            "enabled": True, "radius_m": 6000.0, "num_min": 3, "threshold": 7.0,
+            "max_elev_diff_m": -1.0, "elev_gradient": 0.0, "min_std": 3.0,
+            "num_iterations": 5, "time_window_s": 600,
+        },
+    },
+}
+# The isolation check is part of the buddy check: a node with fewer than
+# `num_min` neighbours within `radius_m` is flagged isolated, not buddy-checked.
+
+_US = 1_000_000
+_EARTH_RADIUS_M = 6_371_000.0
+
+
+def flag_bit(variable, check):
+    """The bit of `check` on `variable` in qc_flags, e.g. flag_bit("relative_humidity_pct", "spike") == 1024."""
+    return CHECK_BITS[check] << VARIABLE_SHIFT[variable]
+
+
+class QcConfig:
+    """The checks' parameters: DEFAULTS, with whatever a TOML or JSON file overrides."""
+
+    def __init__(self, overrides=None, source="defaults"):
+        self.source = source
+        self.table = copy.deepcopy(DEFAULTS)
+        if overrides:
+            _merge(self.table, overrides, source, ())
+        _validate(self.table, source)
+
+    @classmethod
+    def load(cls, path):
+        """Read overrides from `path` (.toml, or JSON otherwise). Raises UsageError."""
+        try:
+            with open(path, "rb") as f:
+                raw = f.read()
+        except OSError as e:
+            raise UsageError("qc config %s: %s" % (path, e.strerror or e)) from None
+        try:
+            if str(path).endswith(".toml"):
+                import tomllib
+
+                data = tomllib.loads(raw.decode("utf-8"))
+            else:
+                data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise UsageError("qc config %s: not valid %s: %s" % (
+                path, "TOML" if str(path).endswith(".toml") else "JSON", e)) from None
+        if not isinstance(data, dict):
+            raise UsageError("qc config %s: expected a table of variables and checks" % path)
+        return cls(data, source=str(path))
+
+    def check(self, variable, name):
+        """The parameters of one check on one variable, or None if it is off."""
+        params = self.table[variable][name]
+        return params if params["enabled"] else None
+
+    def weight(self, name):
+        return self.table["weights"][name]
+
+
+def _merge(into, overrides, source, where):
+    for key, value in overrides.items():
+        path = where + (key,)
+        if key not in into:
+            raise UsageError("qc config %s: unknown setting %s (known: %s)" % (
+                source, ".".join(path), ", ".join(sorted(into))))
+        if isinstance(into[key], dict):
+            if not isinstance(value, dict):
+                raise UsageError("qc config %s: %s must be a table" % (source, ".".join(path)))
+            _merge(into[key], value, source, path)
+        elif isinstance(into[key], bool):
+            if not isinstance(value, bool):
+                raise UsageError("qc config %s: %s must be true or false" % (source, ".".join(path)))
+            into[key] = value
+        else:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise UsageError("qc config %s: %s must be a number, not %r" % (source, ".".join(path), value))
+            if isinstance(into[key], int) and value != int(value):
+                raise UsageError("qc config %s: %s must be a whole number, not %r" % (source, ".".join(path), value))
+            into[key] = type(into[key])(value)
+
+
+# (check, setting): what makes sense; the messages name the setting
+_POSITIVE = {("persistence", "window_s"), ("persistence", "resolution"), ("spike", "max_rate_per_min"),
+             ("spike", "max_gap_s"), ("buddy", "radius_m"), ("buddy", "num_min"), ("buddy", "threshold"),
+             ("buddy", "num_iterations"), ("buddy", "time_window_s")}
+
+
+def _validate(table, source):
+    for variable in VARIABLES:
+        for (check, setting) in sorted(_POSITIVE):
+            if table[variable][check][setting] <= 0:
+                raise UsageError("qc config %s: %s.%s.%s must be above 0" % (source, variable, check, setting))
+        if table[variable]["buddy"]["min_std"] < 0:
+            raise UsageError("qc config %s: %s.buddy.min_std must not be negative" % (source, variable))
+        bounds = table[variable]["range"]
+        if bounds["min"] > bounds["max"]:
+            raise UsageError("qc config %s: %s.range.min is above its max" % (source, variable))
+
+
+def history_window_us(config):
+    """How far before a batch's earliest row apply() needs each node's history (µs)."""
+    need = [0]
+    for variable in VARIABLES:
+        if config.check(variable, "persistence"):
+            need.append(config.check(variable, "persistence")["window_s"])
+        if config.check(variable, "spike"):  # the reading before the previous one
+            need.append(2 * config.check(variable, "spike")["max_gap_s"])
+        if config.check(variable, "buddy"):
+            need.append(config.check(variable, "buddy")["time_window_s"])
+    return int(max(need) * _US)
+
+
+def load_positions(path):
+    """{node_id: (lat, lon, elevation_m)} from a CSV (node_id,lat,lon,elevation_m) or JSON file.
+
+    JSON: {"3": [51.48, 7.21, 95.0], ...} or a list of
+    {"node_id": 3, "lat": 51.48, "lon": 7.21, "elevation_m": 95.0}.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise UsageError("positions %s: %s" % (path, e.strerror or e)) from None
+    if str(path).endswith(".csv"):
+        rows = list(csv.DictReader(text.splitlines()))
+        entries = [(r.get("node_id"), (r.get("lat"), r.get("lon"), r.get("elevation_m"))) for r in rows]
+    else:
+        try:
+            data = json.loads(text)
+        except ValueError as e:
+            raise UsageError("positions %s: not valid JSON: %s" % (path, e)) from None
+        if isinstance(data, dict):
+            entries = list(data.items())
+        elif isinstance(data, list) and all(isinstance(r, dict) for r in data):
+            entries = [(r.get("node_id"), (r.get("lat"), r.get("lon"), r.get("elevation_m"))) for r in data]
+        else:
+            raise UsageError("positions %s: expected {node_id: [lat, lon, elevation_m]} or a list of objects" % path)
+    positions = {}
+    for node, place in entries:
+        positions[_node_id(node, path)] = _position(place, node, path)
+    return positions
+
+
+def _node_id(node, path):
+    try:
+        return int(node)
+    except (TypeError, ValueError):
+        raise UsageError("positions %s: node id %r is not a number" % (path, node)) from None
+
+
+def _position(place, node, path):
+    try:
+        lat, lon, elev = (float(x) for x in place)
+    except (TypeError, ValueError):
+        raise UsageError("positions %s: node %s needs lat, lon and elevation_m as numbers" % (path, node)) from None
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180 and math.isfinite(elev)):
+        raise UsageError("positions %s: node %s has no place on Earth: %r" % (path, node, (lat, lon, elev)))
+    return lat, lon, elev
+
+
+class QcChecker:
+    """Flags climate rows as they arrive, given the earlier rows of their nodes."""
+
+    def __init__(self, config=None, positions=None):
+        self.config = config or QcConfig()
+        positions = positions or {}
+        self.position_nodes = np.array(sorted(positions), dtype=np.int64)
+        place = np.array([positions[n] for n in self.position_nodes], dtype=np.float64).reshape(-1, 3)
+        self.lat, self.lon, self.elev = place[:, 0], place[:, 1], place[:, 2]
+        # neighbours[variable][i]: indices into position_nodes within that variable's radius
+        self.neighbours = {}
+        for variable in VARIABLES:
+            buddy = self.config.check(variable, "buddy")
+            if buddy:
+                self.neighbours[variable] = _neighbours(self.lat, self.lon, buddy["radius_m"])
+
+    def apply(self, climate, history=None):
+        """`climate` with qc_flags and qc_score (int32) filled; `history`: earlier rows of its nodes."""
+        batch = _Rows(climate)
+        series = _Series(batch, _Rows(history) if history is not None and history.num_rows else None)
+        flags = np.zeros(climate.num_rows, dtype=np.int32)
+        for variable in VARIABLES:
+            flags |= self._flags(variable, batch, series)
+        score = np.zeros(climate.num_rows, dtype=np.int32)
+        for variable in VARIABLES:
+            for check, bit in CHECK_BITS.items():
+                weight = self.config.weight(check)
+                if weight:
+                    score += np.where(flags & (bit << VARIABLE_SHIFT[variable]), weight, 0).astype(np.int32)
+        return _with_column(_with_column(climate, "qc_flags", flags), "qc_score", score)
+
+    def _flags(self, variable, batch, series):
+        shift = VARIABLE_SHIFT[variable]
+        value = batch.values[variable]
+        flags = np.zeros(len(value), dtype=np.int32)
+        bounds = self.config.check(variable, "range")
+        if bounds:
+            flags[_out_of_range(value, bounds)] |= CHECK_BITS["range"] << shift
+
+        keep = np.isfinite(series.values[variable])
+        node, t, v, origin = series.node[keep], series.time[keep], series.values[variable][keep], series.origin[keep]
+        mine = origin >= 0
+        persistence = self.config.check(variable, "persistence")
+        if persistence:
+            flags[origin[_persistent(node, t, v, persistence) & mine]] |= CHECK_BITS["persistence"] << shift
+        spike = self.config.check(variable, "spike")
+        if spike:
+            flags[origin[_spikes(node, t, v, spike) & mine]] |= CHECK_BITS["spike"] << shift
+        buddy = self.config.check(variable, "buddy")
+        if buddy and len(self.position_nodes):
+            buddy_hit, isolated = self._buddy(variable, node, t, v, origin, buddy, bounds)
+            flags[buddy_hit] |= CHECK_BITS["buddy"] << shift
+            flags[isolated] |= CHECK_BITS["isolated"] << shift
+        return flags
+
+    def _buddy(self, variable, node, t, v, origin, buddy, bounds):
+        """Batch rows failing the buddy check, and those of isolated nodes (arrays of row indices)."""
+        # the series reduced to readings that can be some row's buddy: in time,
+        # of a node with a position, within range
+        window = int(buddy["time_window_s"] * _US)
+        mine = origin >= 0
+        if not mine.any():
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        near = np.flatnonzero((t >= t[mine].min() - window) & (t <= t[mine].max()))
+        node, t, v, origin = node[near], t[near], v[near], origin[near]
+        where = np.minimum(np.searchsorted(self.position_nodes, node), len(self.position_nodes) - 1)
+        placed = self.position_nodes[where] == node
+        if bounds:
+            placed &= ~_out_of_range(v, bounds)
+        place, t, v, origin = where[placed], t[placed], v[placed], origin[placed]
+        checked = np.flatnonzero(origin >= 0)
+        none = np.zeros(0, dtype=np.int64)
+        if not len(checked):
+            return none, none
+
+        # (checked row, neighbour) pairs: the neighbour's latest reading in [t - window, t]
+        pair, neighbour = _gather(*self.neighbours[variable], place[checked])
+        latest = _latest_at_or_before(place, t, neighbour, t[checked[pair]])
+        fresh = latest >= 0
+        fresh[fresh] = t[latest[fresh]] >= t[checked[pair[fresh]]] - window
+        pair, latest = pair[fresh], latest[fresh]
+        isolated = np.bincount(pair, minlength=len(checked)) < buddy["num_min"]
+
+        # titanlib.buddy_check's test of one observation, for all rows at once
+        buddy_value = v[latest]
+        if buddy["max_elev_diff_m"] > 0:
+            rise = self.elev[place[latest]] - self.elev[place[checked[pair]]]
+            close = np.abs(rise) <= buddy["max_elev_diff_m"]
+            pair, buddy_value = pair[close], buddy_value[close] - rise[close] * buddy["elev_gradient"]
+        n = np.bincount(pair, minlength=len(checked))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.bincount(pair, buddy_value, minlength=len(checked)) / n
+            spread = np.bincount(pair, (buddy_value - mean[pair]) ** 2, minlength=len(checked))
+            std = np.sqrt(spread / np.maximum(n - 1, 1))  # the sample deviation, as titanlib 0.4
+            pog = np.abs(v[checked] - mean) / np.maximum(std, buddy["min_std"])
+            failed = ~isolated & (n >= buddy["num_min"]) & (pog > buddy["threshold"])
+        return origin[checked[failed]], origin[checked[isolated]]
+
+
+class _Rows:
+    """node_id, time (µs, with validity) and the two variables of a table, as numpy arrays."""
+
+    def __init__(self, table):
+        self.node = _ints(table.column("node_id"))
+        time = table.column("time")
+        if pa.types.is_timestamp(time.type):
+            time = time.cast(pa.int64())
+        self.time_valid = ~_nulls(time)
+        self.time = _ints(time)
+        self.values = {name: _floats(table.column(name)) for name in VARIABLES}
+
+
+class _Series:
+    """Every timed reading, the history's then the batch's, ordered by node and time.
+
+    `origin` is the batch row of an entry, -1 for history (and sorts first on a tie).
+    """
+
+    def __init__(self, batch, past):
+        rows = np.flatnonzero(batch.time_valid)
+        parts = [(batch, rows)]
+        if past is not None:
+            parts.insert(0, (past, np.flatnonzero(past.time_valid)))
+        self.node = np.concatenate([p.node[i] for p, i in parts])
+        self.time = np.concatenate([p.time[i] for p, i in parts])
+        self.values = {name: np.concatenate([p.values[name][i] for p, i in parts]) for name in VARIABLES}
+        self.origin = np.full(len(self.node), -1, dtype=np.int64)
+        self.origin[len(self.node) - len(rows):] = rows
+        order = _node_time_order(self.node, self.time)
+        self.node, self.time, self.origin = self.node[order], self.time[order], self.origin[order]
+        self.values = {name: v[order] for name, v in self.values.items()}
+
+
+def _node_time_order(node, t):
+    """A stable order by (node, time): one sort on a combined key when it fits in 63 bits."""
+    if not len(node):
+        return np.zeros(0, dtype=np.int64)
+    t0, span = t.min(), int(t.max() - t.min()) + 1
+    base = node.min()
+    if (int(node.max()) - int(base) + 1) * span < 1 << 62:
+        return np.argsort((node - base) * span + (t - t0), kind="stable")
+    return np.lexsort((t, node))
+
+
+def _nulls(column):
+    return np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _ints(column):
+    return np.asarray(column.fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _floats(column):
+    return np.asarray(column.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def _with_column(table, name, values):
+    column = pa.array(values, pa.int32())
+    if name in table.column_names:
+        return table.set_column(table.column_names.index(name), name, column)
+    return table.append_column(name, column)
+
+
+def _out_of_range(v, bounds):
+    with np.errstate(invalid="ignore"):
+        return (v < bounds["min"]) | (v > bounds["max"])
+
+
+def _persistent(node, t, v, params):
+    """Entries (sorted by node, time) whose value has not changed for at least the window."""
+    if not len(node):
+        return np.zeros(0, dtype=bool)
+    level = np.round(v / params["resolution"])
+    start = np.ones(len(node), dtype=bool)
+    start[1:] = (node[1:] != node[:-1]) | (level[1:] != level[:-1])
+    run_start = np.maximum.accumulate(np.where(start, np.arange(len(node)), 0))
+    return t - t[run_start] >= int(params["window_s"] * _US)
+
+
+def _spikes(node, t, v, params):
+    """Entries (sorted by node, time) that change faster than the rate from the previous reading.
+
+    The reading after a one-reading spike, back at the level before it, is not a
+    spike: it is compared with the reading before the spike instead.
+    """
+    fast = _too_fast(node, t, v, 1, params)
+    back = fast & ~_too_fast(node, t, v, 2, params) & _comparable(node, t, 2, params)
+    # flagged[i] = fast[i] and not (back[i] and flagged[i - 1]): along a run of `back`
+    # entries the flag alternates, starting from the negation of the entry before the run
+    index = np.arange(len(node))
+    run_start = np.maximum.accumulate(np.where(back & ~np.roll(back, 1), index, 0))
+    before = np.where(run_start > 0, fast[np.maximum(run_start - 1, 0)], False)
+    alternate = before ^ ((index - run_start) % 2 == 0)
+    return np.where(back, alternate, fast)
+
+
+def _comparable(node, t, lag, params):
+    ok = np.zeros(len(node), dtype=bool)
+    if len(node) > lag:
+        dt = t[lag:] - t[:-lag]
+        ok[lag:] = (node[lag:] == node[:-lag]) & (dt > 0) & (dt <= int(params["max_gap_s"] * _US))
+    return ok
+
+
+def _too_fast(node, t, v, lag, params):
+    fast = np.zeros(len(node), dtype=bool)
+    ok = _comparable(node, t, lag, params)
+    if len(node) > lag:
+        minutes = np.maximum(t[lag:] - t[:-lag], 1) / (60 * _US)
+        fast[lag:] = ok[lag:] & (np.abs(v[lag:] - v[:-lag]) / minutes > params["max_rate_per_min"])
+    return fast
+
+
+def _latest_at_or_before(place, t, query_place, query_t):
+    """For each query, the index of the latest entry of that place at or before that time, else -1.
+
+    `place`, `t` are sorted by (place order of the series, time) only per node; the
+    lookup sorts its own key so the series order does not matter.
+    """
+    if not len(query_place) or not len(place):
+        return np.full(len(query_place), -1, dtype=np.int64)
+    t0 = min(t.min(), query_t.min())
+    span = int(max(t.max(), query_t.max()) - t0) + 1
+    if span * (max(place.max(), query_place.max()) + 1) >= 1 << 62:
+        raise ValueError("qc: history spans too long a time for one lookup")
+    key = place * span + (t - t0)
+    order = np.argsort(key, kind="stable")
+    at = np.searchsorted(key[order], query_place * span + (query_t - t0), side="right") - 1
+    found = at >= 0
+    found[found] = place[order[at[found]]] == query_place[found]
+    return np.where(found, order[np.maximum(at, 0)], -1)
+
+
+def _neighbours(lat, lon, radius_m):
+    """The other places within radius_m (great-circle) of each place, as (starts, indices):
+    place i's neighbours are indices[starts[i]:starts[i + 1]]."""
+    n = len(lat)
+    phi, lam = np.radians(lat), np.radians(lon)
+    found = []
+    for lo in range(0, n, 512):
+        hi = min(n, lo + 512)
+        a = (np.sin((phi[lo:hi, None] - phi[None, :]) / 2) ** 2
+             + np.cos(phi[lo:hi, None]) * np.cos(phi[None, :]) * np.sin((lam[lo:hi, None] - lam[None, :]) / 2) ** 2)
+        within = 2 * _EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0, 1))) <= radius_m
+        within[np.arange(hi - lo), np.arange(lo, hi)] = False
+        found.append(np.nonzero(within))
+    rows = np.concatenate([r + lo for (r, _c), lo in zip(found, range(0, n, 512))]) if n else np.zeros(0, np.int64)
+    indices = np.concatenate([c for _r, c in found]) if n else np.zeros(0, np.int64)
+    starts = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))])
+    return starts.astype(np.int64), indices.astype(np.int64)
+
+
+def _gather(starts, indices, places):
+    """(k, neighbour) for every neighbour of every places[k]."""
+    counts = starts[places + 1] - starts[places]
+    k = np.repeat(np.arange(len(places)), counts)
+    offsets = np.arange(len(k)) - np.repeat(np.cumsum(counts) - counts, counts)
+    return k, indices[starts[places][k] + offsets]
+
+
+__all__ = ["CHECK_BITS", "DEFAULTS", "QcChecker", "QcConfig", "VARIABLES", "flag_bit", "history_window_us",
+           "load_positions"]
