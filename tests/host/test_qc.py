@@ -253,3 +253,22 @@ def test_history_window_covers_the_longest_look_back():
     off = QcConfig({"temperature_c": {"persistence": {"enabled": False}},
                     "relative_humidity_pct": {"persistence": {"enabled": False}}})
     assert history_window_us(off) == 20 * 60 * 1_000_000  # two readings back for the spike check
+
+
+def test_history_is_asked_for_the_nodes_and_their_buddies():
+    checker = QcChecker(positions=POSITIONS)
+    assert checker.history_nodes([1]) == [1, 2, 3, 4, 5, 6]
+    assert checker.history_nodes([7, 8]) == [7, 8]  # 20 km out, and nowhere
+    assert QcChecker().history_nodes([3, 1]) == [1, 3]
+
+
+def test_empty_and_timeless_batches(day):
+    checker = QcChecker(positions=POSITIONS)
+    empty = climate(day).slice(0, 0)
+    assert checker.apply(empty).num_rows == 0
+    history = climate(day).select(["node_id", "time", "temperature_c", "relative_humidity_pct"])
+    s = {k: v[:3].copy() for k, v in day.items()}
+    s["relative_humidity_pct"][1] = 120.0
+    out = checker.apply(climate(s, null_time=(0, 1, 2)), history)
+    assert list(flags_of(out)) == [0, RH_RANGE, 0]
+    assert list(out["qc_score"].to_numpy()) == [0, 100, 0]

@@ -5,8 +5,9 @@ rules from WMO-No. 488, 2017) and titanlib's buddy check; docs/qc.md has the
 table, the sources and the choices made for streaming.
 
     checker = QcChecker(QcConfig.load("qc.toml"), load_positions("nodes.csv"))
-    since = min_time_us - history_window_us(checker.config)
-    climate = checker.apply(climate, store.climate_history(nodes, since))
+    since = earliest_row_us - history_window_us(checker.config)
+    history = store.climate_history(checker.history_nodes(nodes), since)
+    climate = checker.apply(climate, history)
 
 Each (variable, check) has its own bit in `qc_flags`: temperature in the low
 byte, humidity in the next (`flag_bit`). `qc_score` is the sum of the weights of
@@ -146,7 +147,8 @@ def _validate(table, source):
 
 
 def history_window_us(config):
-    """How far before a batch's earliest row apply() needs each node's history (µs)."""
+    """How far before a batch's earliest row apply() needs history (µs); `now` minus
+    this suffices for rows that arrive promptly."""
     need = [0]
     for variable in VARIABLES:
         if config.check(variable, "persistence"):
@@ -222,8 +224,24 @@ class QcChecker:
             if buddy:
                 self.neighbours[variable] = _neighbours(self.lat, self.lon, buddy["radius_m"])
 
+    def history_nodes(self, node_ids):
+        """The nodes whose history apply() needs for rows of `node_ids`: those and their buddies."""
+        nodes = set(int(n) for n in node_ids)
+        ids = np.array(sorted(nodes), dtype=np.int64)
+        where = np.minimum(np.searchsorted(self.position_nodes, ids), max(len(self.position_nodes) - 1, 0))
+        placed = where[self.position_nodes[where] == ids] if len(self.position_nodes) else where[:0]
+        for starts, indices in self.neighbours.values():
+            _k, buddies = _gather(starts, indices, placed)
+            nodes.update(self.position_nodes[buddies].tolist())
+        return sorted(nodes)
+
     def apply(self, climate, history=None):
-        """`climate` with qc_flags and qc_score (int32) filled; `history`: earlier rows of its nodes."""
+        """`climate` with qc_flags and qc_score (int32) filled.
+
+        `history`: the stored climate rows (node_id, time, temperature_c,
+        relative_humidity_pct) of history_nodes(climate's nodes) from
+        history_window_us(config) before the batch's earliest row; None at the start.
+        """
         batch = _Rows(climate)
         series = _Series(batch, _Rows(history) if history is not None and history.num_rows else None)
         flags = np.zeros(climate.num_rows, dtype=np.int32)
@@ -245,15 +263,22 @@ class QcChecker:
         if bounds:
             flags[_out_of_range(value, bounds)] |= CHECK_BITS["range"] << shift
 
-        keep = np.isfinite(series.values[variable])
-        node, t, v, origin = series.node[keep], series.time[keep], series.values[variable][keep], series.origin[keep]
-        mine = origin >= 0
+        node, t, v, origin = series.node, series.time, series.values[variable], series.origin
+        keep = np.isfinite(v)
+        if not keep.all():
+            node, t, v, origin = node[keep], t[keep], v[keep], origin[keep]
+        mine = np.flatnonzero(origin >= 0)
+        if not len(mine):
+            return flags
         persistence = self.config.check(variable, "persistence")
         if persistence:
-            flags[origin[_persistent(node, t, v, persistence) & mine]] |= CHECK_BITS["persistence"] << shift
+            hit = _persistent(node, t, v, mine, persistence)
+            flags[origin[mine[hit]]] |= CHECK_BITS["persistence"] << shift
         spike = self.config.check(variable, "spike")
-        if spike:
-            flags[origin[_spikes(node, t, v, spike) & mine]] |= CHECK_BITS["spike"] << shift
+        if spike:  # two readings back, and the alternation before them (see _spikes)
+            near = np.flatnonzero(t >= t[mine].min() - 2 * int(spike["max_gap_s"] * _US))
+            hit = _spikes(node[near], t[near], v[near], spike) & (origin[near] >= 0)
+            flags[origin[near[hit]]] |= CHECK_BITS["spike"] << shift
         buddy = self.config.check(variable, "buddy")
         if buddy and len(self.position_nodes):
             buddy_hit, isolated = self._buddy(variable, node, t, v, origin, buddy, bounds)
@@ -311,8 +336,8 @@ class _Rows:
     def __init__(self, table):
         self.node = _ints(table.column("node_id"))
         time = table.column("time")
-        if pa.types.is_timestamp(time.type):
-            time = time.cast(pa.int64())
+        if pa.types.is_timestamp(time.type):  # µs whatever the engine's unit
+            time = time.cast(pa.timestamp("us", tz=time.type.tz)).cast(pa.int64())
         self.time_valid = ~_nulls(time)
         self.time = _ints(time)
         self.values = {name: _floats(table.column(name)) for name in VARIABLES}
@@ -325,18 +350,24 @@ class _Series:
     """
 
     def __init__(self, batch, past):
+        parts = [(past, _valid(past.time_valid))] if past is not None else []
         rows = np.flatnonzero(batch.time_valid)
-        parts = [(batch, rows)]
-        if past is not None:
-            parts.insert(0, (past, np.flatnonzero(past.time_valid)))
-        self.node = np.concatenate([p.node[i] for p, i in parts])
-        self.time = np.concatenate([p.time[i] for p, i in parts])
-        self.values = {name: np.concatenate([p.values[name][i] for p, i in parts]) for name in VARIABLES}
-        self.origin = np.full(len(self.node), -1, dtype=np.int64)
-        self.origin[len(self.node) - len(rows):] = rows
-        order = _node_time_order(self.node, self.time)
-        self.node, self.time, self.origin = self.node[order], self.time[order], self.origin[order]
-        self.values = {name: v[order] for name, v in self.values.items()}
+        parts.append((batch, rows))
+        node = np.concatenate([_take(p.node, i) for p, i in parts])
+        time = np.concatenate([_take(p.time, i) for p, i in parts])
+        origin = np.full(len(node), -1, dtype=np.int64)
+        origin[len(node) - len(rows):] = rows
+        order = _node_time_order(node, time)
+        self.node, self.time, self.origin = node[order], time[order], origin[order]
+        self.values = {name: np.concatenate([_take(p.values[name], i) for p, i in parts])[order] for name in VARIABLES}
+
+
+def _valid(mask):
+    return None if mask.all() else np.flatnonzero(mask)
+
+
+def _take(array, rows):
+    return array if rows is None else array[rows]
 
 
 def _node_time_order(node, t):
@@ -374,15 +405,14 @@ def _out_of_range(v, bounds):
         return (v < bounds["min"]) | (v > bounds["max"])
 
 
-def _persistent(node, t, v, params):
-    """Entries (sorted by node, time) whose value has not changed for at least the window."""
-    if not len(node):
-        return np.zeros(0, dtype=bool)
+def _persistent(node, t, v, at, params):
+    """Which entries `at` (of a series sorted by node, time) have kept their value,
+    rounded to the resolution, for at least the window."""
     level = np.round(v / params["resolution"])
-    start = np.ones(len(node), dtype=bool)
-    start[1:] = (node[1:] != node[:-1]) | (level[1:] != level[:-1])
-    run_start = np.maximum.accumulate(np.where(start, np.arange(len(node)), 0))
-    return t - t[run_start] >= int(params["window_s"] * _US)
+    starts = np.flatnonzero((node[1:] != node[:-1]) | (level[1:] != level[:-1])) + 1
+    k = np.searchsorted(starts, at, side="right") - 1
+    run_start = np.where(k >= 0, starts[np.maximum(k, 0)] if len(starts) else 0, 0)
+    return t[at] - t[run_start] >= int(params["window_s"] * _US)
 
 
 def _spikes(node, t, v, params):
