@@ -272,3 +272,19 @@ def test_empty_and_timeless_batches(day):
     out = checker.apply(climate(s, null_time=(0, 1, 2)), history)
     assert list(flags_of(out)) == [0, RH_RANGE, 0]
     assert list(out["qc_score"].to_numpy()) == [0, 100, 0]
+
+
+def test_the_bench_runs_and_agrees_with_titanlib(capsys):
+    """bench/bench_qc.py --quick as a smoke test: its flags agree with titanlib's
+    (its speed target is not asserted: a loaded machine says nothing about it)."""
+    pytest.importorskip("titanlib")
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "bench_qc.py"
+    spec = importlib.util.spec_from_file_location("bench_qc", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.main(["--quick"])
+    out = capsys.readouterr().out
+    assert "titanlib.buddy_check per row" in out and "rows that differ 0" in out
