@@ -288,3 +288,12 @@ def test_the_bench_runs_and_agrees_with_titanlib(capsys):
     bench.main(["--quick"])
     out = capsys.readouterr().out
     assert "titanlib.buddy_check per row" in out and "rows that differ 0" in out
+
+
+def test_latest_reading_lookup():
+    from citynode.fleet.qc import _latest_at_or_before
+
+    place = np.array([0, 0, 1, 1, 1])
+    t = np.array([10, 20, 5, 15, 25])
+    got = _latest_at_or_before(place, t, np.array([0, 0, 0, 1, 1, 2]), np.array([9, 10, 99, 4, 16, 30]))
+    assert list(got) == [-1, 0, 1, -1, 3, -1]

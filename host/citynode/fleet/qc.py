@@ -18,7 +18,6 @@ import copy
 import csv
 import json
 import math
-import os
 
 import numpy as np
 import pyarrow as pa
@@ -450,21 +449,16 @@ def _too_fast(node, t, v, lag, params):
 
 
 def _latest_at_or_before(place, t, query_place, query_t):
-    """For each query, the index of the latest entry of that place at or before that time, else -1.
-
-    `place`, `t` are sorted by (place order of the series, time) only per node; the
-    lookup sorts its own key so the series order does not matter.
-    """
+    """For each query, the index of the latest entry of that place at or before that time, else -1."""
     if not len(query_place) or not len(place):
         return np.full(len(query_place), -1, dtype=np.int64)
-    t0 = min(t.min(), query_t.min())
-    span = int(max(t.max(), query_t.max()) - t0) + 1
-    if span * (max(place.max(), query_place.max()) + 1) >= 1 << 62:
-        raise ValueError("qc: history spans too long a time for one lookup")
-    key = place * span + (t - t0)
+    # times as ranks among the entries' times, so (place, rank) fits one int64 key
+    times = np.unique(t)
+    key = place * len(times) + np.searchsorted(times, t)
+    query_rank = np.searchsorted(times, query_t, side="right") - 1  # -1: before every entry
     order = np.argsort(key, kind="stable")
-    at = np.searchsorted(key[order], query_place * span + (query_t - t0), side="right") - 1
-    found = at >= 0
+    at = np.searchsorted(key[order], query_place * len(times) + query_rank, side="right") - 1
+    found = (at >= 0) & (query_rank >= 0)
     found[found] = place[order[at[found]]] == query_place[found]
     return np.where(found, order[np.maximum(at, 0)], -1)
 
