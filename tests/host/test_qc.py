@@ -167,12 +167,17 @@ def test_batches_give_the_flags_of_one_batch():
     series[1]["temperature_c"][100] += 4.0                          # spike
     series[2]["relative_humidity_pct"][50:400] = series[2]["relative_humidity_pct"][50]  # frozen 5 h+
     series[3]["temperature_c"][200] = -45.0                         # range
-    series[4]["temperature_c"][300:] += 2.0                         # level shift
+    series[4]["temperature_c"][300:] += 1.0                         # level shift
     whole = climate(*series)
     whole = whole.take(np.argsort(whole["time"].cast(pa.int64()).to_numpy(), kind="stable"))
     checker = QcChecker(positions=POSITIONS)
     one = flags_of(checker.apply(whole))
-    assert {T_BUDDY, T_SPIKE, RH_PERSIST, T_RANGE | T_SPIKE, T_ISOLATED | RH_ISOLATED} <= set(one)
+    node = whole["node_id"].to_numpy()
+    settled = whole["time"].cast(pa.int64()).to_numpy() >= T0 + MINUTE
+    assert (one[(node == 1) & settled] == T_BUDDY).all()
+    assert not one[((node == 6) & settled) | (node == 8)].any()  # clean, and clean without a position
+    assert (one[node == 7] == T_ISOLATED | RH_ISOLATED).all()
+    assert {T_SPIKE, RH_PERSIST, T_RANGE | T_SPIKE} <= set(one[(node >= 2) & (node <= 5)])
 
     window = history_window_us(checker.config)
     times = whole["time"].cast(pa.int64()).to_numpy()
@@ -252,7 +257,7 @@ def test_history_window_covers_the_longest_look_back():
     assert history_window_us(QcConfig()) == 5 * 3600 * 1_000_000
     off = QcConfig({"temperature_c": {"persistence": {"enabled": False}},
                     "relative_humidity_pct": {"persistence": {"enabled": False}}})
-    assert history_window_us(off) == 20 * 60 * 1_000_000  # two readings back for the spike check
+    assert history_window_us(off) == 30 * 60 * 1_000_000  # two readings back from the oldest buddy reading
 
 
 def test_history_is_asked_for_the_nodes_and_their_buddies():

@@ -152,10 +152,9 @@ def history_window_us(config):
     for variable in VARIABLES:
         if config.check(variable, "persistence"):
             need.append(config.check(variable, "persistence")["window_s"])
-        if config.check(variable, "spike"):  # the reading before the previous one
-            need.append(2 * config.check(variable, "spike")["max_gap_s"])
-        if config.check(variable, "buddy"):
-            need.append(config.check(variable, "buddy")["time_window_s"])
+        spike, buddy = config.check(variable, "spike"), config.check(variable, "buddy")
+        # two readings back for a spike, before the oldest buddy reading
+        need.append((2 * spike["max_gap_s"] if spike else 0) + (buddy["time_window_s"] if buddy else 0))
     return int(max(need) * _US)
 
 
@@ -274,41 +273,46 @@ class QcChecker:
             hit = _persistent(node, t, v, mine, persistence)
             flags[origin[mine[hit]]] |= CHECK_BITS["persistence"] << shift
         spike = self.config.check(variable, "spike")
-        if spike:  # two readings back, and the alternation before them (see _spikes)
-            near = np.flatnonzero(t >= t[mine].min() - 2 * int(spike["max_gap_s"] * _US))
-            hit = _spikes(node[near], t[near], v[near], spike) & (origin[near] >= 0)
-            flags[origin[near[hit]]] |= CHECK_BITS["spike"] << shift
         buddy = self.config.check(variable, "buddy")
+        suspect = np.zeros(len(node), dtype=bool)  # spikes, also among the buddies' readings
+        if spike:  # two readings back, and the alternation before them (see _spikes)
+            reach = 2 * int(spike["max_gap_s"] * _US) + (int(buddy["time_window_s"] * _US) if buddy else 0)
+            near = np.flatnonzero(t >= t[mine].min() - reach)
+            suspect[near[_spikes(node[near], t[near], v[near], spike)]] = True
+            flags[origin[suspect & (origin >= 0)]] |= CHECK_BITS["spike"] << shift
         if buddy and len(self.position_nodes):
-            buddy_hit, isolated = self._buddy(variable, node, t, v, origin, buddy, bounds)
+            buddy_hit, isolated = self._buddy(variable, node, t, v, origin, suspect, buddy, bounds)
             flags[buddy_hit] |= CHECK_BITS["buddy"] << shift
             flags[isolated] |= CHECK_BITS["isolated"] << shift
         return flags
 
-    def _buddy(self, variable, node, t, v, origin, buddy, bounds):
-        """Batch rows failing the buddy check, and those of isolated nodes (arrays of row indices)."""
-        # the series reduced to readings that can be some row's buddy: in time,
-        # of a node with a position, within range
+    def _buddy(self, variable, node, t, v, origin, suspect, buddy, bounds):
+        """Batch rows failing the buddy check, and those of isolated nodes (arrays of row indices).
+
+        A row's buddies: the latest reading of each neighbour in [t - window, t],
+        leaving out readings out of range or flagged as spikes.
+        """
         window = int(buddy["time_window_s"] * _US)
         mine = origin >= 0
         if not mine.any():
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
         near = np.flatnonzero((t >= t[mine].min() - window) & (t <= t[mine].max()))
-        node, t, v, origin = node[near], t[near], v[near], origin[near]
+        node, t, v, origin, suspect = node[near], t[near], v[near], origin[near], suspect[near]
         where = np.minimum(np.searchsorted(self.position_nodes, node), len(self.position_nodes) - 1)
         placed = self.position_nodes[where] == node
         if bounds:
             placed &= ~_out_of_range(v, bounds)
-        place, t, v, origin = where[placed], t[placed], v[placed], origin[placed]
+        place, t, v, origin, suspect = where[placed], t[placed], v[placed], origin[placed], suspect[placed]
         checked = np.flatnonzero(origin >= 0)
         none = np.zeros(0, dtype=np.int64)
         if not len(checked):
             return none, none
 
-        # (checked row, neighbour) pairs: the neighbour's latest reading in [t - window, t]
         pair, neighbour = _gather(*self.neighbours[variable], place[checked])
-        latest = _latest_at_or_before(place, t, neighbour, t[checked[pair]])
+        usable = np.flatnonzero(~suspect)
+        latest = _latest_at_or_before(place[usable], t[usable], neighbour, t[checked[pair]])
         fresh = latest >= 0
+        latest = np.where(fresh, usable[np.maximum(latest, 0)] if len(usable) else 0, -1)
         fresh[fresh] = t[latest[fresh]] >= t[checked[pair[fresh]]] - window
         pair, latest = pair[fresh], latest[fresh]
         isolated = np.bincount(pair, minlength=len(checked)) < buddy["num_min"]
