@@ -302,3 +302,22 @@ def test_latest_reading_lookup():
     t = np.array([10, 20, 5, 15, 25])
     got = _latest_at_or_before(place, t, np.array([0, 0, 0, 1, 1, 2]), np.array([9, 10, 99, 4, 16, 30]))
     assert list(got) == [-1, 0, 1, -1, 3, -1]
+
+
+def test_docs_table_is_the_code_s():
+    """docs/qc.md's table of checks says the defaults, bits and weights the code has."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "qc.md").read_text()
+    rows = re.findall(r"^\| (range|persistence|spike/dip|buddy|isolated) \| (\w+) \| (.*?) \| (\d+) \| (\d+) \|",
+                      doc, re.M)
+    assert len(rows) == 10
+    for check, variable, params, bit, weight in rows:
+        check = "spike" if check == "spike/dip" else check
+        assert int(bit) == flag_bit(variable, check) and int(weight) == DEFAULTS["weights"][check], check
+        for key, number in re.findall(r"`(\w+)` ([−-]?\d[\d ]*(?:\.\d+)?)", params):
+            assert float(number.replace(" ", "").replace("−", "-")) == DEFAULTS[variable][check][key], (variable, key)
+        if check != "isolated":
+            documented = set(re.findall(r"`(\w+)` [−-]?\d", params))
+            assert documented == set(DEFAULTS[variable][check]) - {"enabled"}, (variable, check)
