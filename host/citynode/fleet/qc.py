@@ -129,7 +129,7 @@ class QcChecker:
 
         pair, neighbour = _gather(*self.neighbours[variable], place[checked])
         usable = np.flatnonzero(~suspect)
-        latest = _latest_at_or_before(place[usable], t[usable], neighbour, t[checked[pair]])
+        latest = _latest_at_or_before(place[usable], t[usable], neighbour, t[checked], of=pair)
         fresh = latest >= 0
         latest = np.where(fresh, usable[np.maximum(latest, 0)] if len(usable) else 0, -1)
         fresh[fresh] = t[latest[fresh]] >= t[checked[pair[fresh]]] - window
@@ -271,14 +271,20 @@ def _too_fast(node, t, v, lag, params):
     return fast
 
 
-def _latest_at_or_before(place, t, query_place, query_t):
-    """For each query, the index of the latest entry of that place at or before that time, else -1."""
-    if not len(query_place) or not len(place):
-        return np.full(len(query_place), -1, dtype=np.int64)
+def _latest_at_or_before(place, t, query_place, query_t, of=None):
+    """For each query, the index of the latest entry of that place at or before that time, else -1.
+
+    With `of`, query k's time is query_t[of[k]] (many queries share a few times).
+    """
+    n = len(query_place)
+    if not n or not len(place):
+        return np.full(n, -1, dtype=np.int64)
     # times as ranks among the entries' times, so (place, rank) fits one int64 key
     times = np.unique(t)
     key = place * len(times) + np.searchsorted(times, t)
     query_rank = np.searchsorted(times, query_t, side="right") - 1  # -1: before every entry
+    if of is not None:
+        query_rank = query_rank[of]
     order = np.argsort(key, kind="stable")
     at = np.searchsorted(key[order], query_place * len(times) + query_rank, side="right") - 1
     found = (at >= 0) & (query_rank >= 0)
