@@ -51,6 +51,8 @@ def climate(*series, null_time=()):
             arrays.append(pa.array(cols[name], type_))
         elif name == "seq":
             arrays.append(pa.array(np.arange(n), type_))
+        elif name == "boot":
+            arrays.append(pa.array(np.zeros(n, dtype=np.int64), type_))
         else:
             arrays.append(pa.nulls(n, type_))
     return pa.Table.from_arrays(arrays, schema=schema.SCHEMAS["climate"])
@@ -321,3 +323,32 @@ def test_docs_table_is_the_code_s():
         if check != "isolated":
             documented = set(re.findall(r"`(\w+)` [−-]?\d", params))
             assert documented == set(DEFAULTS[variable][check]) - {"enabled"}, (variable, check)
+
+
+def test_a_collector_loop_over_a_store(neighbourhood):
+    """History from Store.climate_history (the in-memory store), flagged rows written back:
+    the stored flags are those of one batch."""
+    from fleet_memory_store import MemoryStore
+
+    from citynode.fleet.store import IngestBatch
+
+    whole = climate(*neighbourhood)
+    whole = whole.take(np.argsort(whole["time"].cast(pa.int64()).to_numpy(), kind="stable"))
+    checker = QcChecker(positions=POSITIONS)
+    store = MemoryStore()
+    times = whole["time"].cast(pa.int64()).to_numpy()
+    for start in range(0, whole.num_rows, 24):
+        batch = whole.slice(start, 24)
+        nodes = checker.history_nodes(batch["node_id"].to_pylist())
+        history = store.climate_history(nodes, int(times[start]) - history_window_us(checker.config))
+        flagged = checker.apply(batch, history)
+        frames = pa.table({"node_id": flagged["node_id"], "boot": flagged["boot"], "seq": flagged["seq"],
+                           "type": pa.array(np.ones(batch.num_rows), pa.int32()), "time": flagged["time"],
+                           "received": flagged["time"]}, schema=schema.SCHEMAS["frames"])
+        store.write(IngestBatch({"climate": flagged, "frames": frames}))
+    stored = store.query("climate").sort_by([("seq", "ascending")])
+    assert stored.num_rows == whole.num_rows
+    one = checker.apply(whole).sort_by([("seq", "ascending")])
+    assert stored["qc_flags"].to_pylist() == one["qc_flags"].to_pylist()
+    assert stored["qc_score"].to_pylist() == one["qc_score"].to_pylist()
+    assert T_BUDDY in stored["qc_flags"].to_pylist()
