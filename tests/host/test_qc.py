@@ -137,27 +137,37 @@ def test_the_buddy_check_flags_the_warm_node_and_not_its_neighbours(neighbourhoo
     assert not f[node == 8].any()  # no position: neither buddy-checked nor isolated
 
 
-def test_the_buddy_check_is_titanlib_s():
+@pytest.mark.parametrize("variable", ["temperature_c", "relative_humidity_pct"])
+def test_the_buddy_check_is_titanlib_s(variable):
+    """Random scenes, nodes in and out of the radius and of the elevation limit: the row's
+    flag is titanlib.buddy_check's for that one observation."""
     titanlib = pytest.importorskip("titanlib")
     rng = np.random.default_rng(7)
-    checker = QcChecker(positions=POSITIONS)
-    buddy = DEFAULTS["temperature_c"]["buddy"]
-    places = [1, 2, 3, 4, 5, 6, 7]
-    lat, lon, elev = (np.array([POSITIONS[n][i] for n in places]) for i in range(3))
-    for trial in range(200):
-        temp = np.round(21 + rng.normal(0, 1.5, len(places)), 2)
-        temp[0] += rng.uniform(-8, 8)
-        series = [{"node_id": np.array([n]), "time": np.array([T0 + k]), "temperature_c": np.array([temp[k]]),
-                   "relative_humidity_pct": np.array([60.0])} for k, n in enumerate(places)]
-        history = climate(*series[1:]).select(["node_id", "time", "temperature_c", "relative_humidity_pct"])
-        series[0]["time"] = np.array([T0 + 10])  # node 1 reads last
-        mine = flags_of(checker.apply(climate(series[0]), history))[0] & T_BUDDY
-        check = np.zeros(len(places), dtype=np.int64)
+    buddy = DEFAULTS[variable]["buddy"]
+    other = "relative_humidity_pct" if variable == "temperature_c" else "temperature_c"
+    outcomes = set()
+    for trial in range(150):
+        n = int(rng.integers(2, 12))
+        lat = CENTRE[0] + rng.uniform(-0.07, 0.07, n)
+        lon = CENTRE[1] + rng.uniform(-0.1, 0.1, n)
+        elev = rng.uniform(40, 260, n)
+        base, spread = (21, 1.5) if variable == "temperature_c" else (60, 4)
+        value = np.round(base + rng.normal(0, spread, n), 2)
+        value[0] += rng.uniform(-4, 4) * spread
+        checker = QcChecker(positions={k: (lat[k], lon[k], elev[k]) for k in range(n)})
+        history = pa.table({"node_id": pa.array(np.arange(1, n), pa.int64()),
+                            "time": pa.array(T0 + np.arange(1, n), pa.int64()).cast(schema.TIME),
+                            variable: pa.array(value[1:]), other: pa.array(np.full(n - 1, np.nan))})
+        row = {"node_id": np.array([0]), "time": np.array([T0 + 100]), variable: value[:1], other: np.array([np.nan])}
+        flags = flags_of(QcChecker.apply(checker, climate(row), history))[0]
+        check = np.zeros(n, dtype=np.int64)
         check[0] = 1
         theirs = titanlib.buddy_check(
-            titanlib.Points(lat, lon, elev), temp, [buddy["radius_m"]], [buddy["num_min"]], buddy["threshold"],
+            titanlib.Points(lat, lon, elev), value, [buddy["radius_m"]], [buddy["num_min"]], buddy["threshold"],
             buddy["max_elev_diff_m"], buddy["elev_gradient"], buddy["min_std"], buddy["num_iterations"], check)[0]
-        assert bool(mine) == bool(theirs), (trial, temp)
+        assert bool(flags & flag_bit(variable, "buddy")) == bool(theirs), (trial, value)
+        outcomes.add((bool(theirs), bool(flags & flag_bit(variable, "isolated"))))
+    assert outcomes == {(True, False), (False, False), (False, True)}  # flagged, passed, isolated
 
 
 def test_batches_give_the_flags_of_one_batch():

@@ -145,8 +145,8 @@ class QcChecker:
         n = np.bincount(pair, minlength=len(checked))
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.bincount(pair, buddy_value, minlength=len(checked)) / n
-            spread = np.bincount(pair, (buddy_value - mean[pair]) ** 2, minlength=len(checked))
-            std = np.sqrt(spread / np.maximum(n - 1, 1))  # the sample deviation, as titanlib 0.4
+            variance = np.bincount(pair, (buddy_value - mean[pair]) ** 2, minlength=len(checked)) / n
+            std = np.sqrt(variance * (1 + 1 / n))  # titanlib 0.4: the spread, widened by the mean's error
             pog = np.abs(v[checked] - mean) / np.maximum(std, buddy["min_std"])
             failed = ~isolated & (n >= buddy["num_min"]) & (pog > buddy["threshold"])
         return origin[checked[failed]], origin[checked[isolated]]
