@@ -19,7 +19,7 @@ DAY = 1440
 T_RANGE, T_PERSIST, T_SPIKE, T_BUDDY, T_ISOLATED = (flag_bit("temperature_c", c) for c in CHECK_BITS)
 RH_RANGE, RH_PERSIST, RH_SPIKE, RH_BUDDY, RH_ISOLATED = (flag_bit("relative_humidity_pct", c) for c in CHECK_BITS)
 
-# five nodes 1.1 ... 2.9 km around node 1 in the city, node 7 20 km out, node 8 nobody placed
+# five nodes 1.8 ... 2.6 km around node 1 in the city, node 7 20 km out, node 8 nobody placed
 CENTRE = (51.48, 7.22, 100.0)
 POSITIONS = {1: CENTRE, 7: (51.66, 7.22, 110.0)}
 for _k, (_dlat, _dlon) in enumerate([(0.018, 0), (-0.015, 0.01), (0, 0.03), (0.01, -0.03), (-0.02, -0.02)]):
