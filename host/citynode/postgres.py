@@ -79,8 +79,9 @@ def _server_user():
 
 
 def _reachable(folder, uid, gid):
-    """Whether uid/gid can traverse every folder above `folder`."""
-    for parent in Path(folder).resolve().parents:
+    """Whether uid/gid can traverse `folder` and every folder above it."""
+    folder = Path(folder).resolve()
+    for parent in (folder, *folder.parents):
         st = parent.stat()
         if st.st_uid == uid:
             bit = stat.S_IXUSR
@@ -207,7 +208,8 @@ class LocalPostgres:
 
         with self.admin() as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(APP_USER)))
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {} STRATEGY FILE_COPY").format(
+                sql.Identifier(name), sql.Identifier(APP_USER)))
         return self.url_for(name)
 
     def stop(self):
