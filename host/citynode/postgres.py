@@ -202,14 +202,14 @@ class LocalPostgres:
 
         return psycopg.connect(self.admin_conninfo, autocommit=True, connect_timeout=5)
 
-    def create_database(self, name):
-        """A fresh, empty database owned by the password user; its URL."""
+    def create_database(self, name, template="template0"):
+        """A fresh database owned by the password user, a copy of `template` (default: empty); its URL."""
         from psycopg import sql
 
         with self.admin() as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {} STRATEGY FILE_COPY").format(
-                sql.Identifier(name), sql.Identifier(APP_USER)))
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE {} STRATEGY FILE_COPY").format(
+                sql.Identifier(name), sql.Identifier(APP_USER), sql.Identifier(template)))
         return self.url_for(name)
 
     def stop(self):

@@ -14,7 +14,7 @@ from citynode.fleet import schema
 from citynode.fleet.pg_store import PgStore, mask_url, migrations
 from citynode.fleet.store import SCHEMA_VERSION, IngestBatch, StoreError, open_store
 from fleet_memory_store import MemoryStore
-from pg_fixtures import needs_postgres, pg_server, pg_url  # noqa: F401 (fixtures)
+from pg_fixtures import _store_template, needs_postgres, pg_server, pg_store_url, pg_url  # noqa: F401 (fixtures)
 
 pytestmark = [needs_postgres]
 
@@ -74,8 +74,8 @@ def frame_keys(nodes, boot, seqs):
 
 
 @pytest.fixture
-def store(pg_url):
-    with PgStore(pg_url) as s:
+def store(pg_store_url):
+    with PgStore(pg_store_url) as s:
         yield s
 
 
@@ -132,12 +132,26 @@ def test_a_frame_twice_in_one_batch_is_stored_once(store):
 
 
 def test_two_collectors_writing_the_same_frames_store_each_once(pg_url):
-    stores = [PgStore(pg_url), PgStore(pg_url)]
+    stores = [None, None]
+    errors = []
+
+    def open_store_(i):  # an empty database: both migrate at once, one waits for the other
+        try:
+            stores[i] = PgStore(pg_url)
+        except Exception as exc:  # reported below: the thread must not hide it
+            errors.append(exc)
+
+    openers = [threading.Thread(target=open_store_, args=(i,)) for i in range(2)]
+    for t in openers:
+        t.start()
+    for t in openers:
+        t.join(30)
+    assert not errors
+    assert stores[0].conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == SCHEMA_VERSION
     batches = [batch(frame_keys(range(1, 21), 1, range(k * 5, k * 5 + 5)), received=T0 + k * 10_000_000,
                      with_rejects=False) for k in range(12)]
     results = [[], []]
     barrier = threading.Barrier(2)
-    errors = []
 
     def collect(i):
         try:
@@ -190,6 +204,7 @@ def test_query_filters_by_time_and_node(store):
     assert store.query("climate", start=start).column("time").null_count == 0
     assert store.query("accel", nodes=[2]).num_rows == 10 * SAMPLES
     assert store.query("climate", nodes=[]).num_rows == 0
+    assert store.query("climate", start=-(1 << 62), end=1 << 62).num_rows == 24  # all with a time
     assert store.query("rejects", start=T0, end=T0 + 1).num_rows == 2
     assert store.query("rejects", start=T0 + 1).num_rows == 0
     with pytest.raises(StoreError, match="no table 'nope'"):
@@ -277,11 +292,13 @@ def test_errors_are_one_line_without_the_password(pg_server):
     assert 'database "no_such_db" does not exist' in message and pg_server.password not in message
     query_pw = _error_line("postgresql://citynode_app@127.0.0.1:%d/citynode?password=hunter22" % port)
     assert "hunter22" not in query_pw
+    encoded = _error_line("postgresql://citynode_app:p%%40ss%%20word@127.0.0.1:%d/citynode" % port)
+    assert "p%40ss" not in encoded and "p@ss" not in encoded and "password authentication failed" in encoded
     assert mask_url("postgresql://a:b@h/d?password=c&x=1") == "postgresql://a:***@h/d?password=***&x=1"
 
 
-def test_a_server_restart_between_writes(pg_server, pg_url):
-    with PgStore(pg_url) as s:
+def test_a_server_restart_between_writes(pg_server, pg_store_url):
+    with PgStore(pg_store_url) as s:
         s.write(batch(frame_keys([1], 1, range(5))))
         pg_server.restart()
         second = batch(frame_keys([1], 1, range(5, 10)))
@@ -294,8 +311,8 @@ def test_a_server_restart_between_writes(pg_server, pg_url):
         assert s.query("climate").column("seq").to_pylist() == list(range(10))
 
 
-def test_a_write_while_the_server_is_down_fails_then_reconnect_works(pg_server, pg_url):
-    with PgStore(pg_url) as s:
+def test_a_write_while_the_server_is_down_fails_then_reconnect_works(pg_server, pg_store_url):
+    with PgStore(pg_store_url) as s:
         pg_server.stop()
         try:
             with pytest.raises(StoreError, match="write failed|cannot connect"):

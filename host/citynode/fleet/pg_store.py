@@ -59,7 +59,11 @@ def mask_url(url):
 
 
 def _passwords(url):
-    return [m.group(2) for pattern in _PASSWORD for m in pattern.finditer(url) if m.group(2)]
+    """The URL's passwords as written and %-decoded, longest first."""
+    from urllib.parse import unquote
+
+    found = {p for pattern in _PASSWORD for m in pattern.finditer(url) for p in (m.group(2), unquote(m.group(2))) if p}
+    return sorted(found, key=len, reverse=True)
 
 
 def _timestamptz_loader():
@@ -75,8 +79,13 @@ def _timestamptz_loader():
     return MicrosLoader
 
 
+_MIN_US = int((datetime.datetime(1, 1, 2, tzinfo=_UTC) - _EPOCH) / datetime.timedelta(microseconds=1))
+_MAX_US = int((datetime.datetime(9999, 12, 30, tzinfo=_UTC) - _EPOCH) / datetime.timedelta(microseconds=1))
+
+
 def _us_to_datetime(us):
-    return _EPOCH + datetime.timedelta(microseconds=int(us))
+    """µs since 1970 as a datetime, clamped to the years 1 to 9999 (no row is outside them)."""
+    return _EPOCH + datetime.timedelta(microseconds=min(max(int(us), _MIN_US), _MAX_US))
 
 
 def _day_bounds(day):
@@ -109,8 +118,12 @@ class PgStore(Store):
         return text
 
     def _connect(self):
-        import psycopg
-        from psycopg.conninfo import conninfo_to_dict
+        try:
+            import psycopg
+            from psycopg.conninfo import conninfo_to_dict
+        except ImportError:
+            raise StoreError("postgresql store %s: psycopg is not installed: pip install 'citynode[fleet]'"
+                             % self.target) from None
 
         try:
             conninfo_to_dict(self.url)
@@ -239,6 +252,7 @@ class PgStore(Store):
             with conn.transaction():
                 return self._write(conn, tables, rejects)
         except psycopg.Error as exc:
+            self._partitions.clear()  # one may have been dropped (retention): look again next time
             raise self._error(exc, "write failed") from None
 
     def _copy(self, cursor, table_name, table):
@@ -275,22 +289,33 @@ class PgStore(Store):
 
     # -- reading ---------------------------------------------------------------
 
-    def _fetch(self, table_name, sql, params, columns=None):
-        """Rows of sql as a pyarrow Table with schema.SCHEMAS[table_name] (or those columns of it)."""
+    def _fetch(self, fields, table_name, where, params, order):
+        """The rows as a pyarrow Table of those fields: COPY ... TO STDOUT as CSV, read by Arrow
+        (no Python object per value); tables with a binary column go through a cursor."""
         import psycopg
+        from psycopg import sql
 
-        wanted = schema.SCHEMAS[table_name]
-        if columns is not None:
-            wanted = pa.schema([wanted.field(c) for c in columns])
+        wanted = pa.schema(fields)
+        binary = any(pa.types.is_binary(f.type) for f in fields)
+        picked = [sql.Identifier(f.name) if binary or not pa.types.is_timestamp(f.type) else
+                  sql.SQL("(extract(epoch FROM {0}) * 1000000)::bigint").format(sql.Identifier(f.name))
+                  for f in fields]
+        query = sql.SQL("SELECT {} FROM {}{} ORDER BY {}").format(
+            sql.SQL(", ").join(picked), sql.Identifier(table_name),
+            sql.SQL(" WHERE " + " AND ".join(where)).format(*map(sql.Literal, params)) if where else sql.SQL(""),
+            sql.SQL(", ").join(map(sql.Identifier, order)))
         try:
             conn = self._ready()
             with conn.transaction(), conn.cursor(binary=True) as cur:
-                cur.execute(sql, params)
-                rows = cur.fetchall()
+                if binary:
+                    rows = cur.execute(query).fetchall()
+                    values = list(zip(*rows)) if rows else [[] for _ in fields]
+                    return pa.Table.from_arrays([pa.array(v, f.type) for v, f in zip(values, fields)], schema=wanted)
+                with cur.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(query)) as copy:
+                    text = b"".join(copy)
         except psycopg.Error as exc:
             raise self._error(exc, "read failed") from None
-        values = list(zip(*rows)) if rows else [[] for _ in wanted]
-        return pa.Table.from_arrays([pa.array(v, f.type) for v, f in zip(values, wanted)], schema=wanted)
+        return _read_csv(text, wanted)
 
     def _one(self, sql, params):
         import psycopg
@@ -313,27 +338,43 @@ class PgStore(Store):
         return None if row is None else {"calibration_id": row[0], "firmware": row[1]}
 
     def climate_history(self, node_ids, since_us):
-        columns = ["node_id", "time", "temperature_c", "relative_humidity_pct"]
-        return self._fetch("climate", "SELECT %s FROM climate WHERE node_id = ANY(%%s) AND time >= %%s "
-                           "ORDER BY node_id, time" % ", ".join(columns),
-                           ([int(n) for n in node_ids], _us_to_datetime(since_us)), columns)
+        fields = [schema.SCHEMAS["climate"].field(c) for c in ("node_id", "time", "temperature_c", "relative_humidity_pct")]
+        return self._fetch(fields, "climate", ["node_id = ANY({})", '"time" >= {}'],
+                           [[int(n) for n in node_ids], _us_to_datetime(since_us)], ["node_id", "time"])
 
     def query(self, table, start=None, end=None, nodes=None):
         if table not in schema.SCHEMAS:
             raise StoreError("postgresql store %s: no table %r (tables: %s)" % (self.target, table, ", ".join(schema.TABLES)))
-        names = schema.SCHEMAS[table].names
-        when = "time" if "time" in names else "received"
+        fields = list(schema.SCHEMAS[table])
+        names = [f.name for f in fields]
+        when = '"time"' if "time" in names else "received"
         where, params = [], []
         if nodes is not None:
-            where.append("node_id = ANY(%s)")
+            where.append("node_id = ANY({})")
             params.append([int(n) for n in nodes])
         if start is not None:
-            where.append("%s >= %%s" % when)
+            where.append(when + " >= {}")
             params.append(_us_to_datetime(start))
         if end is not None:
-            where.append("%s < %%s" % when)
+            where.append(when + " < {}")
             params.append(_us_to_datetime(end))
         order = [k for k in schema.KEYS.get(table, ("received",)) if k in names]
-        sql = "SELECT %s FROM %s%s ORDER BY %s" % (
-            ", ".join(names), table, " WHERE " + " AND ".join(where) if where else "", ", ".join(order))
-        return self._fetch(table, sql, params)
+        return self._fetch(fields, table, where, params, order)
+
+
+def _read_csv(text, wanted):
+    """PostgreSQL's CSV (timestamps as µs since 1970) as a Table of `wanted`."""
+    import io
+
+    import pyarrow.csv as csv
+
+    if not text:
+        return wanted.empty_table()
+    types = {f.name: pa.int64() if pa.types.is_timestamp(f.type) else f.type for f in wanted}
+    table = csv.read_csv(
+        io.BytesIO(text),
+        read_options=csv.ReadOptions(column_names=wanted.names),
+        parse_options=csv.ParseOptions(newlines_in_values=True),
+        convert_options=csv.ConvertOptions(column_types=types, null_values=[""], strings_can_be_null=True,
+                                           quoted_strings_can_be_null=False, true_values=["t"], false_values=["f"]))
+    return pa.Table.from_arrays([table.column(f.name).cast(f.type) for f in wanted], schema=wanted)
