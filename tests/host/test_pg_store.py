@@ -341,3 +341,19 @@ def test_time_columns_keep_microseconds(store):
     assert got == [T0 + 123_456_789]
     assert store.query("climate").column("time").to_pylist()[0] == datetime.datetime(
         2026, 12, 7, 0, 2, 2, 456789, tzinfo=datetime.timezone.utc)
+
+
+def test_local_postgres_runs_unprivileged_and_restarts_on_its_port(pg_server):
+    import os
+
+    uid = int([line for line in open("/proc/%d/status" % pg_server.proc.pid) if line.startswith("Uid:")][0].split()[1])
+    assert uid != 0 and (os.geteuid() != 0 or pg_server.owner[0] == uid)
+    assert pg_server.url.startswith("postgresql://citynode_app:%s@127.0.0.1:%d/" % (pg_server.password, pg_server.port))
+    url = pg_server.create_database("kept")
+    with PgStore(url) as s:
+        s.write(batch([(1, 1, 1)]))
+    port = pg_server.port
+    pg_server.restart()
+    assert pg_server.port == port
+    with PgStore(url, create=False) as s:
+        assert s.query("frames").num_rows == 1
