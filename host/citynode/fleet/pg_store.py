@@ -17,7 +17,9 @@ transaction:
 
 A second collector writing the same frames at the same moment waits on the
 ledger's primary key and then finds them there, so each frame is stored once.
-A lost connection is a StoreError; the next call connects again.
+Reads are `COPY (SELECT ...) TO STDOUT` as CSV, timestamps as µs, parsed by
+Arrow into the columns of schema.py. A lost connection is a StoreError; the
+next call connects again (or call `reconnect()`).
 """
 
 import datetime
