@@ -231,3 +231,9 @@ def test_installed_wheel_finds_its_firmware(wheel, tmp_path):
         [sys.executable, "-m", "citynode", "--help"], cwd=str(tmp_path), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     assert done.returncode == 0 and b"usage: citynode" in done.stdout, done.stdout.decode()
+
+
+def test_wheel_carries_the_pg_migrations(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = {"citynode/fleet/pg_migrations/" + f for f in _repo_files("host/citynode/fleet/pg_migrations", "*.sql")}
+    assert expected and not expected - names, "add the .sql files to [tool.setuptools.package-data]"
