@@ -342,14 +342,17 @@ class MqttPublisher:
         self.clients = []
         try:
             for i in range(max(1, n_clients)):
-                c = broker_url.connect(self.broker, "%s-%d-%d" % (client_prefix, os.getpid(), i), ca=ca)
-                c.max_inflight_messages_set(1000)
-                c.max_queued_messages_set(0)
-                c.on_publish = self._on_publish
+                c = broker_url.connect(self.broker, "%s-%d-%d" % (client_prefix, os.getpid(), i), ca=ca,
+                                       setup=self._setup)
                 self.clients.append(c)
         except CitynodeError:
             self.close()
             raise
+
+    def _setup(self, client):
+        client.max_inflight_messages_set(1000)
+        client.max_queued_messages_set(0)
+        client.on_publish = self._on_publish
 
     def _on_publish(self, _client, _userdata, _mid, _reason, _props):
         with self._lock:
