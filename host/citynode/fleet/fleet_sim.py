@@ -308,7 +308,10 @@ class Record:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            pq.write_table(pa.Table.from_pylist(self.rows), self.path)
+            names = {}
+            for row in self.rows:  # every row's keys: a frame of each kind has its own values
+                names.update(dict.fromkeys(row))
+            pq.write_table(pa.table({k: [row.get(k) for row in self.rows] for k in names}), self.path)
         elif self._f is not None:
             self._f.close()
             self._f = None
