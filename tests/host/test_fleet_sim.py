@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -148,11 +149,11 @@ def test_simulated_frames_are_the_firmwares_to_the_byte(vectors, kind):
 
 def test_frames_verify_and_carry_boot_and_the_32_bit_sequence():
     sents = SimNode(9, "climate", auth.Signer(KEY), BOOT, 0, 1796000000000, 1, first_seq=0x2FFFE).run_until(65000)
-    ks_dir = Path(os.environ.get("TMPDIR", "/tmp"))
     v = Verifier(_KeystoreOf({9: KEY}))
     got = v.check(9, b"".join(s.wire for s in sents))[0]
+    assert len(sents) > 4
     assert [(g.boot, g.seq) for g in got] == [(BOOT, 0x2FFFE + k) for k in range(len(sents))]
-    assert v.total_rejected() == 0 and ks_dir
+    assert v.total_rejected() == 0
 
 
 class _KeystoreOf:
@@ -257,7 +258,7 @@ def test_value_injections_are_where_the_record_says(tmp_path):
     climate = [r for r in _rows(path) if r["type"] == "climate"]
     marked = Counter(r["injected"] for r in climate)
     assert marked["spike"] == 1 and marked["out_of_range"] == 2 and marked["frozen"] == 240  # 4 h at 1 a minute
-    assert {r["node_id"] for r in climate if r["injected"]} .__len__() == 4  # each on its own node
+    assert len({r["node_id"] for r in climate if r["injected"]}) == 4  # each on its own node
     for r in climate:
         if r["injected"] == "out_of_range":
             assert r["temperature_c"] == -60.0
@@ -316,9 +317,9 @@ def test_publish_to_mosquitto_verified_with_only_the_injected_rejects(tmp_path):
                     str(tmp_path / "r.jsonl"), "--json")
         assert proc.returncode == 0, proc.stderr
         stats = json.loads(proc.stdout)
-        deadline = __import__("time").monotonic() + 20
-        while len(got) < stats["messages"] and __import__("time").monotonic() < deadline:
-            __import__("time").sleep(0.05)
+        deadline = time.monotonic() + 20
+        while len(got) < stats["messages"] and time.monotonic() < deadline:
+            time.sleep(0.05)
         c.loop_stop()
         c.disconnect()
     assert stats["nodes"] == 63 and stats["acknowledged"]
