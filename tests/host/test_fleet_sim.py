@@ -354,3 +354,18 @@ def test_bad_options_are_one_line(tmp_path, args, words):
     proc = _cli("--broker", "mqtt://127.0.0.1:1", "--keystore", str(tmp_path / "k.json"), *args)
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.splitlines()) == 1 and words in proc.stderr
+
+
+def test_the_json_peer_publishes_the_same_readings_one_message_each(tmp_path):
+    _sim, _ks, pub, stats, path = _run(tmp_path, climate=2, bridge=1, duration_s=30, json_peer=True)
+    rows = _rows(path)
+    by_sensor = {}
+    for _slot, topic, data, _r in pub.messages:
+        node, sensor = topic.split("/")[0], topic.split("/")[2]
+        by_sensor.setdefault(sensor, []).append((node, json.loads(data)))
+    climate = [r for r in rows if r["type"] == "climate"]
+    assert [v["value"] for _n, v in by_sensor["temperature"]] == [r["temperature_c"] for r in climate]
+    assert [v["value"] for _n, v in by_sensor["humidity"]] == [r["relative_humidity_pct"] for r in climate]
+    assert len(by_sensor["accel"]) == stats["samples"] == sum(r["n_samples"] for r in rows if r["type"] == "accel")
+    assert stats["messages"] == len(pub.messages) == 2 * len(climate) + stats["samples"]
+    assert set(by_sensor) == {"temperature", "humidity", "accel"}
