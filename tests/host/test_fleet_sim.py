@@ -18,7 +18,8 @@ import pytest
 import mp_program
 from citynode.broker import LocalBroker, mosquitto_path
 from citynode.fleet import fleet_sim
-from citynode.fleet.fleet_sim import FleetSim, ListPublisher, Record, SimNode
+from citynode.fleet.fleet_sim import FleetSim, Record, SimNode
+from citynode.fleet.sim_publish import ListPublisher
 from citynode.keystore import Keystore
 from citynode.verifier import Verifier
 from citynode_protocol import auth, frame, payload, topics

@@ -45,7 +45,8 @@ def add_arguments(parser):
 
 def run(args):
     from citynode import broker_url
-    from citynode.fleet.fleet_sim import CLIENT_NODES, FleetSim, MqttPublisher, Record, parse_injections
+    from citynode.fleet.fleet_sim import CLIENT_NODES, FleetSim, Record, parse_injections
+    from citynode.fleet.sim_publish import MqttPublisher
     from citynode.keystore import Keystore
 
     broker_url.parse(args.broker)

@@ -1,7 +1,7 @@
 """Signed traffic of many simulated nodes, for load and for tests of the collectors.
 
     sim = FleetSim(keystore, climate_nodes=1000, bridge_nodes=100, duration_s=600, seed=1)
-    with MqttPublisher(url, n_clients=22) as pub:
+    with MqttPublisher(url, n_clients=22) as pub:       # citynode.fleet.sim_publish
         stats = sim.run(pub, rate=1.0, record=record)
 
 No MicroPython process per node: each node is a `SimNode`, whose frames are
@@ -30,14 +30,12 @@ time per wall time (60: a node-minute every second; 0: as fast as it goes).
 """
 
 import json
-import os
 import secrets
-import threading
 import time
 
 import numpy as np
 
-from citynode.errors import CitynodeError, UsageError
+from citynode.errors import UsageError
 from citynode.traffic import Sent, TrafficBuilder, features_of, quiet_accel
 from citynode_protocol import PROTOCOL_MINOR, auth, frame, messages, topics
 
@@ -315,78 +313,6 @@ class Record:
         elif self._f is not None:
             self._f.close()
             self._f = None
-
-
-class ListPublisher:
-    """Messages kept in a list: (slot, topic, payload, retain). For tests and dry runs."""
-
-    def __init__(self):
-        self.messages = []
-
-    def publish(self, slot, topic, payload, retain=False):
-        self.messages.append((slot, topic, bytes(payload), retain))
-
-    def drain(self, timeout_s=0):
-        return True
-
-
-class MqttPublisher:
-    """QoS 1 publishes over n_clients paho connections (their network threads do the I/O)."""
-
-    MAX_UNACKED = 20000
-
-    def __init__(self, url, n_clients, client_prefix="citynode-sim", ca=None):
-        from citynode import broker_url
-
-        self.broker = broker_url.parse(url)
-        self._lock = threading.Lock()
-        self.sent = 0
-        self.acked = 0
-        self.clients = []
-        try:
-            for i in range(max(1, n_clients)):
-                c = broker_url.connect(self.broker, "%s-%d-%d" % (client_prefix, os.getpid(), i), ca=ca,
-                                       setup=self._setup)
-                self.clients.append(c)
-        except CitynodeError:
-            self.close()
-            raise
-
-    def _setup(self, client):
-        client.max_inflight_messages_set(1000)
-        client.max_queued_messages_set(0)
-        client.on_publish = self._on_publish
-
-    def _on_publish(self, _client, _userdata, _mid, _reason, _props):
-        with self._lock:
-            self.acked += 1
-
-    def publish(self, slot, topic, payload, retain=False):
-        while self.sent - self.acked > self.MAX_UNACKED:
-            time.sleep(0.005)
-        info = self.clients[slot % len(self.clients)].publish(topic, payload, qos=1, retain=retain)
-        if info.rc not in (0, 4):  # MQTT_ERR_SUCCESS, MQTT_ERR_NO_CONN (queued: paho resends on reconnect)
-            raise CitynodeError("broker %s: publish failed (paho rc %d)" % (self.broker.safe(), info.rc))
-        self.sent += 1
-
-    def drain(self, timeout_s=30.0):
-        """True when the broker acknowledged every message within timeout_s."""
-        deadline = time.monotonic() + timeout_s
-        while self.acked < self.sent and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return self.acked >= self.sent
-
-    def close(self):
-        for c in self.clients:
-            c.disconnect()
-            c.loop_stop()
-        self.clients = []
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 class FleetSim:
