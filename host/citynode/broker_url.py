@@ -68,8 +68,9 @@ def _mask(text):
     return "%s://%s%s@%s" % (head, user, ":***" if ":" in auth else "", host)
 
 
-def connect(url, client_id, ca=None, on_message=None, subscriptions=(), clean_session=True):
+def connect(url, client_id, ca=None, on_message=None, subscriptions=(), clean_session=True, setup=None):
     """A paho client connected to the broker with its network loop running, subscribed.
+    setup(client), if given, runs before CONNECT (settings paho refuses on a live connection).
     CitynodeError (one line) when the broker cannot be reached, refuses, or fails TLS."""
     try:
         import paho.mqtt.client as paho
@@ -95,6 +96,8 @@ def connect(url, client_id, ca=None, on_message=None, subscriptions=(), clean_se
         done.set()
 
     client.on_connect = on_connect
+    if setup is not None:
+        setup(client)
     if on_message is not None:
         client.on_message = on_message
     try:

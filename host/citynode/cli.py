@@ -32,6 +32,7 @@ COMMANDS = {
     "listen": ("listen", "network traffic of nodes from an MQTT broker, every frame's signature checked"),
     "query": ("query", "rows of the fleet store (collected from the broker) as decode's tables"),
     "fleet": ("fleet", "one row per node from the store: health and warnings; `report` writes an HTML page"),
+    "fleet-sim": ("fleet_sim", "publish signed traffic of many simulated nodes to a broker (load, tests)"),
 }
 
 

@@ -108,6 +108,16 @@ class Keystore:
         self.save()
         return key
 
+    def new_keys(self, node_ids):
+        """Fresh random keys for those of node_ids that have none, saved once (a simulated fleet)."""
+        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        added = [n for n in node_ids if n not in self._nodes]
+        for node_id in added:
+            self._nodes[node_id] = {"key": secrets.token_bytes(KEY_SIZE), "created": now}
+        if added:
+            self.save()
+        return len(added)
+
     def remove(self, node_id):
         if self._nodes.pop(node_id, None) is not None:
             self.save()

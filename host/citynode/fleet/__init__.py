@@ -16,6 +16,7 @@ One path, one module per step (docs/fleet.md has the whole picture):
     qc_config.py      the checks' table, its TOML/JSON overrides, the nodes' positions
     collector.py      the `citynode collect` loop
     fleet_sim.py      signed traffic of many simulated nodes (`citynode fleet-sim`)
+    sim_publish.py    where the simulator's messages go: paho connections (QoS 1) or a list
     health.py         one row per node for `citynode fleet`
     report.py         the static HTML page of `citynode fleet report`
 """
