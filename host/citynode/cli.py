@@ -30,6 +30,7 @@ COMMANDS = {
     "reset": ("reset", "restart the node (soft; --hard: the chip)"),
     "hil": ("hil", "run the MicroPython tests on a board (hardware in the loop), reported like pytest"),
     "listen": ("listen", "network traffic of nodes from an MQTT broker, every frame's signature checked"),
+    "collect": ("collect", "the fleet's frames from an MQTT broker into a store, verified, acknowledged after the commit"),
 }
 
 
