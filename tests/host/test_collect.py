@@ -67,20 +67,29 @@ def keys(tmp_path_factory):
     return ks
 
 
+class Publisher:
+    """The nodes' side: QoS 1 publishes, each waited for."""
+
+    def __init__(self, broker):
+        import paho.mqtt.client as paho
+
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="nodes-%d-%d" % (os.getpid(), id(self)))
+        self.client.connect("127.0.0.1", broker.port)
+        self.client.loop_start()
+
+    def __call__(self, topic, data):
+        self.client.publish(topic, data, qos=1).wait_for_publish(5)
+
+    def close(self):
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
 @pytest.fixture
 def publish(broker):
-    import paho.mqtt.client as paho
-
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="nodes-%d" % os.getpid())
-    client.connect("127.0.0.1", broker.port)
-    client.loop_start()
-
-    def send(topic, data):
-        client.publish(topic, data, qos=1).wait_for_publish(5)
-
+    send = Publisher(broker)
     yield send
-    client.disconnect()
-    client.loop_stop()
+    send.close()
 
 
 _prefixes = iter(range(1000))
@@ -247,6 +256,41 @@ def test_the_broker_keeps_what_a_stopped_collector_did_not_store(broker, keys, p
     assert len(rows(store, "climate")) == 7 and frames_in(store) == 7
 
 
+def test_a_broker_restart_loses_nothing_and_a_message_delivered_again_is_stored_once(broker, keys, prefix):
+    """The store holds a batch while the broker restarts: its PUBACK would belong to the old connection, so
+    it is not sent; the broker sends the message again (DUP) and that copy's frames are duplicates."""
+
+    class HeldStore(MemoryStore):
+        held = threading.Event()
+
+        def write(self, batch):
+            if self.held.is_set():
+                raise StoreError("held (test)")
+            return super().write(batch)
+
+    store = HeldStore()
+    store.held.set()
+    node = Node(7, keys.key(7))
+    publish = Publisher(broker)
+    with Running(broker, store, keys, prefix, client_id="restart-%s" % prefix) as collector:
+        publish("%s/7/frames" % prefix, node.climate(1000, 20.0, 50.0) + node.climate(2000, 21.0, 50.0))
+        wait_for(lambda: collector.counters.store_errors > 0, "a held write")
+        publish.close()
+        broker.restart()
+        wait_for(lambda: collector.session.connects >= 2, "the collector connected again")
+        store.held.clear()
+        wait_for(lambda: collector.counters.frames_duplicate == 2, "the message delivered again, stored once")
+        publish = Publisher(broker)
+        publish("%s/7/frames" % prefix, node.climate(3000, 22.0, 50.0))
+        wait_for(lambda: frames_in(store) == 3, "a message after the restart")
+        publish.close()
+    assert rows(store, "rejects") == [] and len(rows(store, "climate")) == 3
+    assert collector.summary()["reconnects"] >= 1
+    with Running(broker, store, keys, prefix, client_id="restart-%s" % prefix) as again:
+        time.sleep(0.5)
+    assert again.counters.messages == 0  # every message was acknowledged
+
+
 def test_anchors_stamp_later_messages_of_the_boot_and_a_new_boot_waits_for_its_time(broker, keys, publish, prefix):
     store = MemoryStore()
     node = Node(8, keys.key(8), boot=3)
@@ -314,6 +358,60 @@ def test_forged_replayed_unknown_and_malformed_traffic_lands_in_rejects_never_in
     assert [r["temperature_c"] for r in rows(store, "climate")] == [20.0, 21.0, 22.0]
     assert frames_in(store) == 3
     assert collector.counters.rejected["malformed"] == 2 and collector.summary()["frames_rejected"] == len(bad)
+
+
+def test_one_message_with_two_boots_keeps_each_frame_with_its_own_boot_and_seq(keys):
+    from citynode.fleet.rows import RowBuilder, take
+    from citynode.verifier import Verifier
+
+    node = Node(7, keys.key(7), boot=1)
+    data = node.time_anchor(100, UTC0) + node.climate(200, 20.0, 50.0)
+    node.reboot()  # the same 16-bit seqs again, in boot 2
+    data += node.climate(300, 21.0, 50.0) + node.climate(400, 22.0, 50.0)
+    store = MemoryStore()
+    batch = RowBuilder(store).build([take(Verifier(keys), "citynode", "citynode/7/frames", data, 0)])
+    assert store.write(batch).frames_new == 4
+    got = [(r["boot"], r["seq"], r["temperature_c"], as_us(r["time"])) for r in rows(store, "climate")]
+    assert got == [(1, 1, 20.0, utc_us(UTC0, 100)), (2, 0, 21.0, None), (2, 1, 22.0, None)]
+
+
+def test_climate_rows_get_the_flags_of_the_qc_step_with_the_history_it_asks_for(keys):
+    import pyarrow as pa
+
+    from citynode.fleet.rows import RowBuilder, take
+    from citynode.verifier import Verifier
+
+    class HotFlags:  # the interface citynode.fleet.qc offers the collector
+        asked = []
+
+        def history_window_us(self):
+            return 3_600_000_000
+
+        def apply(self, climate, history):
+            self.asked.append(history.num_rows)
+            hot = pa.array([t > 40 for t in climate["temperature_c"].to_pylist()])
+            flags = pa.array([1 if h else 0 for h in hot.to_pylist()], pa.int32())
+            scores = pa.array([100 if h else 0 for h in hot.to_pylist()], pa.int32())
+            climate = climate.set_column(climate.schema.get_field_index("qc_flags"), "qc_flags", flags)
+            return climate.set_column(climate.schema.get_field_index("qc_score"), "qc_score", scores)
+
+    class AskedStore(MemoryStore):
+        since = []
+
+        def climate_history(self, node_ids, since_us):
+            self.since.append((list(node_ids), since_us))
+            return super().climate_history(node_ids, since_us)
+
+    node = Node(7, keys.key(7))
+    store = AskedStore()
+    builder = RowBuilder(store, qc=HotFlags())
+    verifier = Verifier(keys)
+    first = node.time_anchor(1000, UTC0) + node.climate(2000, 20.0, 50.0)
+    store.write(builder.build([take(verifier, "citynode", "citynode/7/frames", first, 0)]))
+    later = node.climate(3000, 45.0, 50.0) + node.climate(4000, 21.0, 50.0)
+    store.write(builder.build([take(verifier, "citynode", "citynode/7/frames", later, 0)]))
+    assert [(r["qc_flags"], r["qc_score"]) for r in rows(store, "climate")] == [(0, 0), (1, 100), (0, 0)]
+    assert store.since[-1] == ([7], utc_us(UTC0, 2000) - 3_600_000_000) and HotFlags.asked == [0, 1]
 
 
 def collect(argv):

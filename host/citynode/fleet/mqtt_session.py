@@ -105,7 +105,8 @@ class Session:
         client.loop_start()
         if not self._answered.wait(CONNECT_TIMEOUT_S):
             self._stop_loop()
-            raise CitynodeError("broker %s: no answer to CONNECT within %.0f s" % (self.broker.safe(), CONNECT_TIMEOUT_S))
+            raise CitynodeError("broker %s: no answer to CONNECT within %.0f s"
+                                % (self.broker.safe(), CONNECT_TIMEOUT_S))
         reason = self._outcome["reason"]
         if reason.is_failure:
             self._stop_loop()
@@ -117,7 +118,8 @@ class Session:
         self.subscriptions = list(subscriptions)
         done = self._send_subscribe()
         if not done.wait(CONNECT_TIMEOUT_S):
-            raise CitynodeError("broker %s: no answer to SUBSCRIBE within %.0f s" % (self.broker.safe(), CONNECT_TIMEOUT_S))
+            raise CitynodeError("broker %s: no answer to SUBSCRIBE within %.0f s"
+                                % (self.broker.safe(), CONNECT_TIMEOUT_S))
         refused = [(topic, code) for (topic, _qos), code in zip(self.subscriptions, done.codes) if code.is_failure]
         if refused:
             raise CitynodeError("broker %s refused the subscription to %s: %s"

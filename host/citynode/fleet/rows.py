@@ -275,7 +275,7 @@ def _data_table(kind, table, idx, f, anchors, status):
         "node_time_s": pa.array(node_us / 1e6),
         "received": pa.array(f.received[idx], schema.TIME),
         "calibration_id": pa.array(np.array([v[0] for v in cal_values], np.int64)[idx], mask=~cal_has[idx]),
-        "firmware": pa.array([cal_values[i][1] for i in idx.tolist()], pa.string()),
+        "firmware": pa.array([v[1] for v in cal_values], pa.string()).take(pa.array(idx)),
     }
     arrays = []
     for field in schema.SCHEMAS[kind]:
