@@ -414,6 +414,52 @@ def test_climate_rows_get_the_flags_of_the_qc_step_with_the_history_it_asks_for(
     assert store.since[-1] == ([7], utc_us(UTC0, 2000) - 3_600_000_000) and HotFlags.asked == [0, 1]
 
 
+def test_the_command_stores_what_came_and_sigterm_commits_the_batch_in_hand(broker, keys, prefix, monkeypatch,
+                                                                            capsys):
+    """`citynode collect` in this process (so the store can be the in-memory one): with a 30 s batch, only
+    SIGTERM ends the batch; it is stored and acknowledged before the command returns."""
+    import json
+    import signal
+
+    from citynode import cli
+    from citynode.commands import collect as command
+    from citynode.fleet import collector as collector_module
+
+    store = MemoryStore()
+    monkeypatch.setattr(command, "open_store", lambda target: store)
+    taken = []
+    real_take = collector_module.take
+    monkeypatch.setattr(collector_module, "take", lambda *a: taken.append(a) or real_take(*a))
+    subscribed = threading.Event()
+    real_start = collector_module.Collector.start
+    monkeypatch.setattr(collector_module.Collector, "start", lambda c: (real_start(c), subscribed.set())[0])
+    node = Node(7, keys.key(7))
+
+    def nodes_then_sigterm():
+        assert subscribed.wait(WAIT_S)
+        publish = Publisher(broker)
+        for i in range(4):
+            publish("%s/7/frames" % prefix, node.climate(1000 * i, 20.0, 50.0))
+        publish.close()
+        wait_for(lambda: len(taken) == 4, "4 messages taken")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    helper = threading.Thread(target=nodes_then_sigterm)
+    helper.start()
+    code = cli.main(["collect", "--broker", broker.url, "--keystore", str(keys.path), "--prefix", prefix,
+                     "--group", prefix, "--instance", "3", "--batch", "30", "--duration", "20", "--json"])
+    helper.join(WAIT_S)
+    out = capsys.readouterr().out
+    summary = json.loads(out)
+    assert code == 0 and summary["batches"] == 1 and summary["frames_accepted"] == 4 and frames_in(store) == 4
+    assert summary["client_id"].startswith("citynode-collect-%s-" % prefix) and summary["client_id"].endswith("-3")
+    assert summary["stopped_by"] == "stop"  # SIGTERM ended it, not --duration
+    again = MemoryStore()
+    with Running(broker, again, keys, prefix, group=prefix, client_id=summary["client_id"]) as after:
+        time.sleep(0.3)
+    assert after.counters.messages == 0  # all four were acknowledged
+
+
 def collect(argv):
     return subprocess.Popen([sys.executable, "-m", "citynode", "collect", *argv], env=ENV, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

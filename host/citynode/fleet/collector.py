@@ -98,6 +98,7 @@ class Collector:
         self.log = log or (lambda line: print("citynode collect: " + line, file=sys.stderr, flush=True))
         self.unstored = 0  # messages left unacknowledged when stopped while the store was failing
         self.started = None
+        self.stopped_by = None  # "stop" (stop(), a signal) or "duration", once run() ended
         self._stop = threading.Event()
 
     @property
@@ -134,6 +135,7 @@ class Collector:
         while True:
             now = time.monotonic()
             if self._stop.is_set() or (deadline is not None and now >= deadline):
+                self.stopped_by = "stop" if self._stop.is_set() else "duration"
                 break
             wait = POLL_S if batch_ends is None else max(0.0, min(POLL_S, batch_ends - now))
             try:
@@ -231,7 +233,7 @@ class Collector:
             "messages": c.messages, "frames_accepted": c.frames_accepted, "frames_duplicate": c.frames_duplicate,
             "frames_rejected": sum(c.rejected.values()), "rejected": dict(c.rejected), "rows": c.rows,
             "batches": c.batches, "store_errors": c.store_errors, "latency_ms": c.latency_ms(),
-            "unstored_messages": self.unstored, "reconnects": max(0, self.session.connects - 1),
+            "unstored_messages": self.unstored, "stopped_by": self.stopped_by, "reconnects": max(0, self.session.connects - 1),
             "uplink": {str(n): s for n, s in sorted(self.uplink.items())},
         }
 
