@@ -222,13 +222,19 @@ def test_a_failed_write_is_not_acknowledged_and_the_batch_lands_once(broker, key
     store.fail_next = True
     logged = []
     node = Node(7, keys.key(7))
+    samples = np.arange(60).reshape(20, 3)
     with Running(broker, store, keys, prefix, log=logged.append) as collector:
+        # the first batch, whose write fails, holds the accel blocks
+        publish("%s/7/frames" % prefix, node.accel_block(500, samples[:10]) + node.accel_block(550, samples[10:]))
         for i in range(5):
-            publish("%s/7/frames" % prefix, node.climate(1000 * i, 20.0, 50.0))
-        wait_for(lambda: frames_in(store) == 5, "5 frames stored after the retry")
+            publish("%s/7/frames" % prefix, node.climate(1000 * (i + 1), 20.0, 50.0))
+        wait_for(lambda: frames_in(store) == 7, "7 frames stored after the retry")
     assert collector.counters.store_errors == 1 and len(logged) == 1
     assert "write failed" in logged[0] and "not acknowledged" in logged[0]
     assert len(rows(store, "climate")) == 5
+    blocks = rows(store, "accel_blocks")  # the retry wrote the same rows: one run of samples, no gap
+    assert [(b["first_index"], b["gap_before"], b["segment"]) for b in blocks] == [(0, 0, 0), (10, 0, 0)]
+    assert [r["sample_index"] for r in rows(store, "accel")] == list(range(20))
 
 
 def test_the_broker_keeps_what_a_stopped_collector_did_not_store(broker, keys, publish, prefix):

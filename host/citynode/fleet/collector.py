@@ -178,15 +178,16 @@ class Collector:
     def _commit(self, batch):
         """Store the batch, retrying while the store fails, then acknowledge its messages."""
         pause = RETRY_FIRST_S
-        duplicates_before = self.rows.duplicates
+        prepared = None
         while True:
             try:
-                ingest = self.rows.build([t for _m, t in batch])
-                written = self.store.write(ingest)
+                if prepared is None:  # made once: it moves the node clocks of the rows
+                    prepared = self.rows.prepare([t for _m, t in batch])
+                    duplicates = self.rows.duplicates
+                written = self.store.write(self.rows.flag(prepared))
                 break
             except StoreError as exc:
                 self.counters.store_errors += 1
-                self.rows.duplicates = duplicates_before
                 if self._stop.is_set():
                     self.unstored += len(batch)
                     self.log("store %s: %s; stopping with %d messages not stored and not acknowledged "
@@ -200,7 +201,7 @@ class Collector:
         c = self.counters
         c.batches += 1
         c.frames_accepted += written.frames_new
-        c.frames_duplicate += written.frames_duplicate + self.rows.duplicates - duplicates_before
+        c.frames_duplicate += written.frames_duplicate + duplicates
         c.rows += written.rows
         for _m, taken in batch:
             for r in taken.rejected:

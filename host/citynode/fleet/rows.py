@@ -129,16 +129,24 @@ class RowBuilder:
         self.timebase = Timebase()  # accel runs (segment, gap_before) from batch to batch
         self.anchors = _Known(lambda node, boot: _tuple(self.store.anchor(node, boot)))
         self.status = _Known(lambda node, boot: _status_tuple(self.store.latest_status(node, boot)))
-        self.duplicates = 0  # frames met twice within one batch
+        self.duplicates = 0  # frames met twice within the last batch prepared
 
     def build(self, taken):
-        """One IngestBatch from a list of Taken. May raise StoreError (lookups in the store)."""
-        frames, received = self._frames(taken)
+        """One IngestBatch from a list of Taken, QC flags included (`flag`).
+
+        May raise StoreError (lookups in the store); `prepare` and `flag` are
+        its two steps, for a caller that retries each on its own."""
+        return self.flag(self.prepare(taken))
+
+    def prepare(self, taken):
+        """The batch without QC flags. The store is asked before any clock moves: after a
+        StoreError the same messages can be given again; `duplicates` is this batch's count."""
+        frames, received, self.duplicates = _frames(taken)
         f = _FrameColumns(frames, received)
         decoded = BulkDecoder().feed(b"".join(frame.to_wire(v.raw) for v in frames)) if frames else None
-        cols = batch_tables(decoded, self.timebase) if frames else {}
         anchors = self._anchor_per_frame(f, decoded)
         status = self._status_per_frame(f, decoded)
+        cols = batch_tables(decoded, self.timebase) if frames else {}
         tables = {"frames": _ledger(f, anchors)}
         for kind, table in cols.items():
             if kind not in schema.DATA_TABLES:
@@ -147,22 +155,19 @@ class RowBuilder:
             if kind == "accel":
                 order = np.repeat(order, decoded.kinds["accel"]["n_samples"])
             tables[kind] = _data_table(kind, table, order, f, anchors, status)
-        if self.qc is not None and "climate" in tables and tables["climate"].num_rows:
-            tables["climate"] = self._quality(tables["climate"])
         return IngestBatch(tables, _rejects(taken))
 
-    def _frames(self, taken):
-        """Verified frames in (node, boot, seq) order, each once, with when their message came."""
-        seen = {}
-        for t in taken:
-            for v in t.verified:
-                key = (v.node_id, v.boot, v.seq)
-                if key in seen:
-                    self.duplicates += 1
-                else:
-                    seen[key] = (v, t.received_us)
-        keys = sorted(seen)
-        return [seen[k][0] for k in keys], [seen[k][1] for k in keys]
+    def flag(self, batch):
+        """The batch with its climate rows' QC flags (none without a qc step); asks the store for history."""
+        climate = batch.tables.get("climate")
+        if self.qc is None or climate is None or not climate.num_rows:
+            return batch
+        times = climate["time"].cast(pa.int64()).drop_null().to_numpy()
+        first = int(times.min()) if len(times) else self.now_us()
+        since = min(first, self.now_us()) - self.qc.history_window_us()
+        nodes = sorted(set(climate["node_id"].to_pylist()))
+        flagged = self.qc.apply(climate, self.store.climate_history(nodes, since))
+        return IngestBatch(dict(batch.tables, climate=flagged), batch.rejects)
 
     def _anchor_per_frame(self, f, decoded):
         """(values, has) per frame: the (node_ms, utc_ms) anchor in force at that frame."""
@@ -186,12 +191,21 @@ class RowBuilder:
                 found[(f.node[i], f.boot[i])].append((f.seq[i], (status["calibration_id"], firmware_of(status))))
         return _per_frame(f, found, self.status, (0, None))
 
-    def _quality(self, climate):
-        times = climate["time"].cast(pa.int64()).drop_null().to_numpy()
-        first = int(times.min()) if len(times) else self.now_us()
-        since = min(first, self.now_us()) - self.qc.history_window_us()
-        nodes = sorted(set(climate["node_id"].to_pylist()))
-        return self.qc.apply(climate, self.store.climate_history(nodes, since))
+
+def _frames(taken):
+    """Verified frames in (node, boot, seq) order, each once, with when their message came,
+    and how many were there twice."""
+    seen = {}
+    twice = 0
+    for t in taken:
+        for v in t.verified:
+            key = (v.node_id, v.boot, v.seq)
+            if key in seen:
+                twice += 1
+            else:
+                seen[key] = (v, t.received_us)
+    keys = sorted(seen)
+    return [seen[k][0] for k in keys], [seen[k][1] for k in keys], twice
 
 
 def _tuple(anchor):
