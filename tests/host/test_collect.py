@@ -162,10 +162,12 @@ def test_every_frame_lands_once_with_boot_seq_time_calibration_and_values(broker
         (7, n7.features(63_000, window_s=1.0, age_ms=1000, n_samples=200, rms_x_g=0.01) + n7.log(64_000, "hello")),
     ]
     with Running(broker, store, keys, prefix) as collector:
+        publish("%s/7/status" % prefix, b"online")  # the uplink state: seen, nothing stored
         for node, data in messages:
             publish("%s/%d/frames" % (prefix, node), data)
-        wait_for(lambda: frames_in(store) == 9, "9 frames stored")
+        wait_for(lambda: frames_in(store) == 9 and collector.uplink, "9 frames stored, node 7 online")
     s = collector.summary()
+    assert s["uplink"] == {"7": "online"} and collector.counters.status_messages == 1
     assert s["messages"] == 4 and s["frames_accepted"] == 9 and s["frames_rejected"] == 0
     assert s["frames_duplicate"] == 0 and s["batches"] >= 1 and s["latency_ms"]["p99"] >= s["latency_ms"]["p50"]
     ledger = rows(store, "frames")

@@ -89,28 +89,34 @@ def firmware_of(status):
 
 
 class _Known:
-    """Per (node, boot): the latest anchor or status known, and when the store was asked."""
+    """Per (node, boot): the latest anchor or status known, from our batches or the store.
+
+    The store is asked when a batch has none before a frame; again after
+    MISS_RECHECK_S if it had none, and after REFRESH_S anyway: another
+    collector of the group may have stored a newer one."""
 
     def __init__(self, lookup):
         self.lookup = lookup  # (node, boot) -> value or None; may raise StoreError
-        self.entries = collections.OrderedDict()  # key -> [seq, value, asked (monotonic) or None]
+        self.entries = collections.OrderedDict()  # key -> [seq (-1: from the store), value, when (monotonic)]
 
     def get(self, key):
         entry = self.entries.get(key)
         now = time.monotonic()
-        if entry is not None and entry[1] is not None and entry[2] is None:
-            return entry[1]  # seen in our own batches
-        if entry is None or now - entry[2] > (REFRESH_S if entry[1] is not None else MISS_RECHECK_S):
-            value = self.lookup(*key)
-            entry = self.entries[key] = [-1, value, now]
+        if entry is not None and now - entry[2] < (REFRESH_S if entry[1] is not None else MISS_RECHECK_S):
+            return entry[1]
+        value = self.lookup(*key)
+        if value is None and entry is not None and entry[1] is not None:
+            entry[2] = now  # ours, not stored yet (a write being retried)
+        else:
+            self.entries[key] = entry = [-1, value, now]
             self._trim()
         return entry[1]
 
     def saw(self, key, seq, value):
-        """A batch held `value` at 32-bit sequence `seq`: newer than what is known?"""
+        """A batch held `value` at 32-bit sequence `seq`."""
         entry = self.entries.get(key)
         if entry is None or entry[1] is None or seq >= entry[0]:
-            self.entries[key] = [seq, value, None]
+            self.entries[key] = [seq, value, time.monotonic()]
             self.entries.move_to_end(key)
             self._trim()
 
