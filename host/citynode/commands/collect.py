@@ -115,7 +115,9 @@ def quality_control(config_path, positions_path):
     """The QC checker (citynode.fleet.qc) with its config and positions, or None when QC is not installed."""
     try:
         from citynode.fleet import qc
-    except ImportError:
+    except ModuleNotFoundError as exc:
+        if exc.name != "citynode.fleet.qc":
+            raise CitynodeError("QC needs %s, which is not installed" % exc.name) from None
         if config_path or positions_path:
             raise UsageError("--qc-config/--positions: this install has no QC (citynode.fleet.qc)") from None
         return None
@@ -125,7 +127,7 @@ def quality_control(config_path, positions_path):
 
 
 class QcStep:
-    """The collector's view of QC: apply(climate, history) and history_window_us()."""
+    """The collector's view of QC: apply(climate, history), history_window_us() and history_nodes(nodes)."""
 
     def __init__(self, module, checker, config):
         self.module = module
@@ -137,6 +139,11 @@ class QcStep:
 
     def history_window_us(self):
         return self.module.history_window_us(self.config)
+
+    def history_nodes(self, node_ids):
+        """The nodes whose history the checks need: those, and their buddies where the checker says."""
+        more = getattr(self.checker, "history_nodes", None)
+        return more(node_ids) if more else sorted(node_ids)
 
 
 class stop_on_signals:

@@ -27,7 +27,9 @@ the store's front columns (citynode.fleet.schema):
 A frame that appears twice in one batch is kept once (`duplicates` counts the
 rest). One `frames` ledger row per frame; the rows of the `rejects` table for
 everything refused. With a `qc` object, climate rows get their flags from
-`qc.apply(climate, store.climate_history(nodes, since))`; without, 0.
+`qc.apply(climate, store.climate_history(nodes, since))`, since being the
+batch's earliest row less `qc.history_window_us()`, nodes the batch's and, if
+the object has `history_nodes(nodes)`, what it adds (buddies); without, 0.
 """
 
 import collections
@@ -172,6 +174,8 @@ class RowBuilder:
         first = int(times.min()) if len(times) else self.now_us()
         since = min(first, self.now_us()) - self.qc.history_window_us()
         nodes = sorted(set(climate["node_id"].to_pylist()))
+        if hasattr(self.qc, "history_nodes"):  # the buddy check also needs the neighbours' history
+            nodes = self.qc.history_nodes(nodes)
         flagged = self.qc.apply(climate, self.store.climate_history(nodes, since))
         return IngestBatch(dict(batch.tables, climate=flagged), batch.rejects)
 
