@@ -113,8 +113,10 @@ def _masked(target):
 
 def quality_control(config_path, positions_path):
     """The QC checker (citynode.fleet.qc) with its config and positions, or None when QC is not installed."""
+    import importlib
+
     try:
-        from citynode.fleet import qc
+        qc = importlib.import_module("citynode.fleet.qc")
     except ModuleNotFoundError as exc:
         if exc.name != "citynode.fleet.qc":
             raise CitynodeError("QC needs %s, which is not installed" % exc.name) from None
