@@ -103,10 +103,7 @@ def connect(url, client_id, ca=None, on_message=None, subscriptions=(), clean_se
     try:
         client.connect(broker.host, broker.port, keepalive=30)
     except (OSError, ValueError) as exc:
-        words = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        if "certificate" in words.lower() or type(exc).__name__.startswith("SSL"):
-            raise CitynodeError("broker %s: TLS failed: %s" % (broker.safe(), words)) from None
-        raise CitynodeError("broker %s does not answer: %s" % (broker.safe(), words)) from None
+        raise connect_error(broker, exc) from None
     client.loop_start()
     if not done.wait(CONNECT_TIMEOUT_S):
         client.loop_stop()
@@ -116,3 +113,11 @@ def connect(url, client_id, ca=None, on_message=None, subscriptions=(), clean_se
         client.loop_stop()
         raise CitynodeError("broker %s refused the connection: %s" % (broker.safe(), reason))
     return client
+
+
+def connect_error(broker, exc):
+    """The one-line CitynodeError for an OSError or ValueError of paho's connect()."""
+    words = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    if "certificate" in words.lower() or type(exc).__name__.startswith("SSL"):
+        return CitynodeError("broker %s: TLS failed: %s" % (broker.safe(), words))
+    return CitynodeError("broker %s does not answer: %s" % (broker.safe(), words))

@@ -33,6 +33,7 @@ COMMANDS = {
     "query": ("query", "rows of the fleet store (collected from the broker) as decode's tables"),
     "fleet": ("fleet", "one row per node from the store: health and warnings; `report` writes an HTML page"),
     "fleet-sim": ("fleet_sim", "publish signed traffic of many simulated nodes to a broker (load, tests)"),
+    "collect": ("collect", "the fleet's frames from an MQTT broker into a store, verified, acknowledged after the commit"),
 }
 
 

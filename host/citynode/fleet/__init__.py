@@ -15,6 +15,7 @@ One path, one module per step (docs/fleet.md has the whole picture):
     qc.py             range, persistence, spike/dip and buddy checks on climate rows
     qc_config.py      the checks' table, its TOML/JSON overrides, the nodes' positions
     collector.py      the `citynode collect` loop
+    mqtt_session.py   its MQTT 5 session: shared subscription, persistent, acks by hand
     fleet_sim.py      signed traffic of many simulated nodes (`citynode fleet-sim`)
     sim_publish.py    where the simulator's messages go: paho connections (QoS 1) or a list
     health.py         one row per node for `citynode fleet`
