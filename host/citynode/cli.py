@@ -30,6 +30,7 @@ COMMANDS = {
     "reset": ("reset", "restart the node (soft; --hard: the chip)"),
     "hil": ("hil", "run the MicroPython tests on a board (hardware in the loop), reported like pytest"),
     "listen": ("listen", "network traffic of nodes from an MQTT broker, every frame's signature checked"),
+    "remote": ("remote", "a node's commands over MQTT, signed with its key; the reply verified"),
 }
 
 

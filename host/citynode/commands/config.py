@@ -5,11 +5,9 @@ command line: `config set --port P wifi_password -` reads the value from
 standard input without echo.
 """
 
-import getpass
 import json
-import sys
 
-from citynode.commands.common import add_port_argument, port_of
+from citynode.commands.common import add_port_argument, port_of, read_secret
 from citynode.errors import UsageError
 
 
@@ -56,12 +54,6 @@ def _get(args):
     return 0
 
 
-def _read_secret(key):
-    if sys.stdin.isatty():
-        return getpass.getpass("%s: " % key)
-    return sys.stdin.readline().rstrip("\r\n")
-
-
 def _set(args):
     from citynode import node_config, provision, serial_link
     from citynode.errors import DeviceError
@@ -75,7 +67,7 @@ def _set(args):
         if args.value != "-":
             raise UsageError("%s is secret: give - as the value and type it (it never goes on the command "
                              "line, where the shell history would keep it)" % key)
-        value = node_config.check_value(key, _read_secret(key))
+        value = node_config.check_value(key, read_secret(key))
     else:
         value = node_config.parse_value(key, args.value)
     with serial_link.NodeClient(args.port) as client:
