@@ -31,6 +31,8 @@ def add_arguments(parser):
                         help="file holding the Wi-Fi password (or $CITYNODE_WIFI_PASSWORD); never echoed")
     parser.add_argument("--mqtt-password-file", metavar="FILE",
                         help="file holding the broker password (or $CITYNODE_MQTT_PASSWORD)")
+    parser.add_argument("--ca", metavar="FILE", help="the broker's CA certificate (PEM or DER) for mqtts://: "
+                        "written to the node as DER (its mqtt_ca file, ca.der by default)")
     keystore.add_argument(parser)
     parser.add_argument("--force", action="store_true", help="replace a node id already in the inventory")
     inventory.add_argument(parser)
@@ -85,10 +87,15 @@ def run(args):
             raise UsageError("--firmware IMAGE is required (or --app-only for a board that runs MicroPython)")
         image = flash.inspect_image(args.firmware)  # refuses a bad image before any board is touched
     values = node_config.values_from_args(args)
+    ca_der = None
+    if args.ca:
+        from citynode import ca_cert
+
+        ca_der = ca_cert.load_der(args.ca)  # a bad file stops here, before any board is touched
     inv = Inventory(args.inventory)
     inv.nodes()  # a broken inventory file stops us here, not after flashing
     options = flash_pipeline.Options(app_only=args.app_only, chip=args.chip, baud=args.baud, force=args.force,
-                                     keystore=args.keystore)
+                                     keystore=args.keystore, ca_der=ca_der)
     jobs = [flash_pipeline.Job(port, node_id) for port, node_id in plan]
     with ProgressBoard(plain=args.plain or args.json, quiet=args.json) as board:
         flash_pipeline.run_jobs(jobs, options, image, values, inv, board)
