@@ -199,3 +199,14 @@ def test_remote_errors_are_one_line(net_node, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code != 0 and err.count("\n") == 0 and "node 9 did not answer info within 1 s" in err
     assert "never connected" in err
+
+
+def test_a_broker_that_refuses_the_credentials_is_one_line_without_the_password(tmp_path, capsys):
+    ks = tmp_path / "keys.json"
+    Keystore(ks).new_key(7)
+    with LocalBroker(tmp_path / "broker", users={"host1": "right-pw"}) as broker:
+        code = cli.main(["remote", "--broker", "mqtt://host1:wrong-pw@127.0.0.1:%d" % broker.port, "--node", "7",
+                         "--keystore", str(ks), "info"])
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and err.count("\n") == 0 and "refused the connection" in err, err
+    assert "wrong-pw" not in err
