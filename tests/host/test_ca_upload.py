@@ -56,6 +56,9 @@ def test_bad_ca_files_are_one_line_and_write_nothing(tmp_path, capsys):
         code, out, err = _run(capsys, "flash", "--app-only", "--port", str(tmp_path / "no-port"), "--node-id", "3",
                               "--plain", "--ca", str(path))
         assert code != 0 and err.strip().splitlines()[-1].count("citynode:") == 1 and words in err, (path, err)
+        code, out, err = _run(capsys, "flash", "--app-only", "--port", str(tmp_path / "no-port"), "--node-id", "3",
+                              "--plain", "--set", "mqtt_ca=@%s" % path)
+        assert code != 0 and words in err, (path, err)
 
 
 def test_to_der_takes_pem_and_der_of_one_certificate(tmp_path):
@@ -104,7 +107,7 @@ def test_flash_writes_the_ca_before_provisioning(tmp_path, capsys):
     ca_pem = make_ca_and_server_cert(tmp_path / "ca")[0]
     with virtual_node(tmp_path / "n", scenario=SCENARIO, heap=NODE_HEAP) as n:
         code, out, err = _run(capsys, "flash", "--app-only", "--port", n.port, "--node-id", "12", "--plain",
-                              "--ca", str(ca_pem), "--set", "uplink=wifi", "--wifi-ssid", "city-iot",
+                              "--set", "mqtt_ca=@%s" % ca_pem, "--set", "uplink=wifi", "--wifi-ssid", "city-iot",
                               "--set", "broker_url=mqtts://127.0.0.1:9")
         assert code == 0, err
         assert (n.root / "ca.der").read_bytes() == (tmp_path / "ca" / "ca.der").read_bytes()
