@@ -38,8 +38,8 @@ class RemoteClient:
         self.node_id = node_id
         self.signer = keystore.signer(node_id)
         if self.signer is None:
-            raise CitynodeError("node %d is not in the keystore %s: its key signs the commands (provision it "
-                                "with `citynode flash` or `citynode config set uplink wifi`)" % (node_id, keystore.path))
+            raise CitynodeError("node %d is not in the keystore %s: its key signs the commands (provision it with "
+                                "`citynode flash` or `citynode config set uplink wifi`)" % (node_id, keystore.path))
         self.broker = broker_url.parse(broker) if isinstance(broker, str) else broker
         self.timeout = timeout
         self.clock = clock

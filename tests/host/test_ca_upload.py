@@ -93,7 +93,8 @@ def test_the_right_ca_connects_over_tls_and_another_is_a_tls_failure_while_sampl
 
         (tmp_path / "other").mkdir()
         make_ca_and_server_cert(tmp_path / "other")  # a CA that did not sign the broker's certificate
-        code, out, err = _run(capsys, "config", "set", "--port", node.port, "mqtt_ca", "@%s" % (tmp_path / "other" / "ca.der"))
+        other = tmp_path / "other" / "ca.der"
+        code, out, err = _run(capsys, "config", "set", "--port", node.port, "mqtt_ca", "@%s" % other)
         assert code == 0, err
         up = _uplink_until(node, lambda u: u.get("broker_error", "").startswith("TLS"))
         assert up["broker"] != "up" and up["broker_error"].startswith("TLS: "), up

@@ -31,8 +31,8 @@ def add_arguments(parser):
                         help="file holding the Wi-Fi password (or $CITYNODE_WIFI_PASSWORD); never echoed")
     parser.add_argument("--mqtt-password-file", metavar="FILE",
                         help="file holding the broker password (or $CITYNODE_MQTT_PASSWORD)")
-    parser.add_argument("--ca", metavar="FILE", help="the broker's CA certificate (PEM or DER) for mqtts:// (or --set mqtt_ca=@FILE): "
-                        "written to the node as DER (its mqtt_ca file, ca.der by default)")
+    parser.add_argument("--ca", metavar="FILE", help="the broker's CA certificate (PEM or DER) for mqtts:// "
+                        "(or --set mqtt_ca=@FILE): written to the node as DER (its mqtt_ca file, ca.der by default)")
     keystore.add_argument(parser)
     parser.add_argument("--force", action="store_true", help="replace a node id already in the inventory")
     inventory.add_argument(parser)
