@@ -208,11 +208,14 @@ class Node:
             wait = 0
         if self.uplink is not None:
             self.uplink.poll(now)
+            if self.uplink.command_waiting():  # from the network: checked, then run like a serial line
+                self.uplink.run_command(self)
+                wait = 0
         if diff(now, self._status_due) >= 0:
             self.send_status()
             self._status_due = add(now, self.cfg["status_period_s"] * 1000)
         self.board.feed()
-        if self.reboot_pending:
+        if self.reboot_pending and not (self.uplink is not None and self.uplink.reply_waiting(now)):
             self.board.sleep_ms(100)  # let the reply leave
             if self.uplink is not None:
                 self.uplink.close()  # what waits goes to flash

@@ -29,6 +29,8 @@ RETRY_MAX_MS = 300000
 FLUSH_AFTER_MS = 30000  # frames wait in RAM at most this long before they go to flash
 MAX_MESSAGE = 2048  # bytes of frames in one MQTT message
 _ACCEL = 2
+_REPLY = 7
+REPLY_WAIT_MS = 5000  # a reboot waits at most this long for its reply to leave on the reply topic
 
 
 class Uplink:
@@ -47,6 +49,7 @@ class Uplink:
         self.frames_topic = topics.topic(node_id, "frames", prefix).encode()
         self.status_topic = topics.topic(node_id, "status", prefix).encode()
         self.cmd_topic = topics.topic(node_id, "cmd", prefix).encode()
+        self.reply_topic = topics.topic(node_id, "reply", prefix).encode()
         self.ring = ring if ring is not None else Ring("ring")
         self.session = mqtt.Session(
             b"citynode-%d" % node_id, keepalive_s=keepalive_s, user=mqtt_user.encode(),
@@ -74,6 +77,13 @@ class Uplink:
         self.on_utc = on_utc
         self.sntp = None
         self.utc_known = False
+        self._netcmd = None  # netcmd.NetCommands, made at the first command
+        self.commands_dropped = 0  # came while 4 waited
+        self._want_reply = False  # the next REPLY frame answers a network command
+        self._reply = None  # that frame on the wire, for the reply topic
+        self._reply_n = 0
+        self._reply_pid = 0
+        self._reply_since = 0
 
     # -- frames in ---------------------------------------------------------------------
 
@@ -85,6 +95,8 @@ class Uplink:
             self.seq_hi += 1  # the node's u16 sequence wrapped
         self._last_seq = seq
         n = auth.sign_writer(writer, length, self.signer, self.boot, self.seq_hi)
+        if msg_type == _REPLY and self._want_reply:
+            self._keep_reply(writer, n, now)
         at = self.ring.room(max_encoded_length(n) + 1, msg_type == _ACCEL)
         if at < 0:
             return False
@@ -178,6 +190,9 @@ class Uplink:
             s.publish(self.status_topic, b"online", retain=True)
             self._online = True
             return
+        if self._reply_n and not self._reply_pid:
+            self._reply_pid = s.publish(self.reply_topic, self._reply, self._reply_n)
+            return
         n = self.ring.front(MAX_MESSAGE)
         if n:
             self._ring_pid = s.publish(self.frames_topic, self.ring.front_buf, n, off=self.ring.front_off)
@@ -190,11 +205,56 @@ class Uplink:
         if pid == self._ring_pid and self._ring_pid:
             self._ring_pid = 0
             self.ring.acked()
+        if pid == self._reply_pid and pid:
+            self._reply_pid = self._reply_n = 0
         self.last_puback = pid
 
     def _on_message(self, topic, payload):
-        if topic == self.cmd_topic and len(self.commands) < 4:
-            self.commands.append(payload)
+        if topic == self.cmd_topic:
+            if len(self.commands) < 4:
+                self.commands.append(payload)
+            else:
+                self.commands_dropped += 1
+
+    # -- commands from the network (SPEC.md §9.4) ------------------------------------------
+
+    def command_waiting(self):
+        """True when a command from the cmd topic can run now: one reply on the reply topic at a time."""
+        return len(self.commands) > 0 and not self._reply_n
+
+    def run_command(self, node):
+        """Check and run the oldest command that came on the cmd topic; its REPLY frame goes
+        into the ring like every frame, and once, signed, to the reply topic."""
+        if self._netcmd is None:
+            from citynode_fw.netcmd import NetCommands
+
+            self._netcmd = NetCommands(self.node_id, self.signer)
+            if self._netcmd.fallback:
+                node.log(2, "uplink: " + self._netcmd.fallback)
+        payload = self.commands.pop(0)
+        self._want_reply = True
+        try:
+            self._netcmd.take(node, payload)
+        finally:
+            self._want_reply = False
+
+    def _keep_reply(self, writer, n, now):
+        self._want_reply = False
+        if self._reply is None:
+            self._reply = bytearray(max_encoded_length(len(writer.raw)) + 1)
+        self._reply_n = writer.encode_raw_into(n, self._reply, 0)
+        self._reply_since = now
+
+    def reply_waiting(self, now):
+        """True while a reply to a network command waits for its PUBACK (at most REPLY_WAIT_MS)."""
+        return self._reply_n > 0 and self.joined and diff(now, self._reply_since) < REPLY_WAIT_MS
+
+    def _command_status(self):
+        out = {"commands_run": 0, "commands_refused": 0, "last_refusal": ""}
+        if self._netcmd is not None:
+            out = self._netcmd.status()
+        out["commands_dropped"] = self.commands_dropped
+        return out
 
     def close(self):
         """Before a planned reboot: what waits goes to flash, the broker hears a clean goodbye."""
@@ -221,6 +281,7 @@ class Uplink:
             "sntp": None if self.sntp is None else (self.sntp.error or "ok"),
         }
         out.update(r.status())
+        out.update(self._command_status())
         return out
 
 

@@ -34,6 +34,7 @@ COMMANDS = {
     "fleet": ("fleet", "one row per node from the store: health and warnings; `report` writes an HTML page"),
     "fleet-sim": ("fleet_sim", "publish signed traffic of many simulated nodes to a broker (load, tests)"),
     "collect": ("collect", "the fleet's frames from an MQTT broker into a store, verified, acknowledged after the commit"),
+    "remote": ("remote", "a node's commands over MQTT, signed with its key; the reply verified"),
 }
 
 

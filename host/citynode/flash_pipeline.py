@@ -24,7 +24,7 @@ from citynode.inventory import utc_iso
 class Options:
     """What run_job takes from the command line."""
 
-    def __init__(self, app_only=False, chip="auto", baud=None, force=False, keystore=None):
+    def __init__(self, app_only=False, chip="auto", baud=None, force=False, keystore=None, ca_der=None):
         from citynode import flash
 
         self.keystore = keystore  # where node keys are made and kept (uplink=wifi)
@@ -32,6 +32,7 @@ class Options:
         self.chip = chip
         self.baud = baud or flash.DEFAULT_BAUD
         self.force = force
+        self.ca_der = ca_der  # the broker's CA (DER) to write to the node, for mqtts://
 
 
 class Job:
@@ -120,6 +121,12 @@ def run_job(job, options, image, values, inv, progress=None):
         job.app_version = result.build.app_version
         if job.chip is None:
             job.chip = result.facts.get("platform")
+        if options.ca_der is not None:
+            from citynode import ca_cert
+
+            job.stage = "ca"
+            progress("ca")
+            ca_cert.upload(job.port, options.ca_der, values.get("mqtt_ca") or ca_cert.DEFAULT_NAME)
         job.stage = "provision"
         values = node_config.with_node_key(values, job.node_id, options.keystore)
         info = provision.provision(job.port, dict(values, node_id=job.node_id), progress=progress)

@@ -116,11 +116,17 @@ def write(transport, name, data):
     if name not in KEYS:
         raise CitynodeError("refusing to write %s: only %s are the node's own files"
                             % (name, ", ".join(KEYS)))
+    put_checked(transport, name, data, "restore")
+
+
+def put_checked(transport, name, data, what):
+    """Any file on the node (config, calibration, the broker's CA): written under a temp
+    name, renamed over `name`, read back by SHA-256; `what` names the job in errors."""
     temp = name + TEMP_SUFFIX
-    _fs("restore", transport.fs_writefile, temp, data)
-    _fs("restore", transport.exec, _RENAME % (temp, name, name, temp, name))
-    if _fs("restore", transport.fs_hashfile, name, "sha256") != hashlib.sha256(data).digest():
-        raise DeviceError("%s did not read back as written; run the restore again" % name)
+    _fs(what, transport.fs_writefile, temp, data)
+    _fs(what, transport.exec, _RENAME % (temp, name, name, temp, name))
+    if _fs(what, transport.fs_hashfile, name, "sha256") != hashlib.sha256(data).digest():
+        raise DeviceError("%s did not read back as written; run the %s again" % (name, what))
 
 
 def remove(transport, name):

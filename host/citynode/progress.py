@@ -22,6 +22,7 @@ STAGE_WORDS = {
     "send": "sending app",
     "install": "installing files",
     "done": "done",
+    "ca": "writing the broker's CA",
     "provision": "writing config",
     "restart": "restarting node",
     "selftest": "self-test",

@@ -23,6 +23,7 @@ from citynode_protocol.wire import (
     ERR_INTERNAL,
     ERR_NO_SENSOR,
     ERR_NOT_SUPPORTED,
+    ERR_REFUSED,
     ERR_STORAGE,
     ERR_UNKNOWN_COMMAND,
     FEATURES,
@@ -147,6 +148,7 @@ REPLY_CODES = {
     ERR_STORAGE: "could not write to the node's flash",
     ERR_NOT_SUPPORTED: "not supported on this node",
     ERR_INTERNAL: "internal error on the node",
+    ERR_REFUSED: "network command refused (not signed, bad signature or replayed)",
 }
 
 # Commands the node accepts (host -> node, armoured lines; see armour.py).

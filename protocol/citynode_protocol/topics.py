@@ -2,7 +2,7 @@
 
     <prefix>/<node id>/frames   node -> broker: signed frames, COBS, several per message (QoS 1)
     <prefix>/<node id>/status   node -> broker: "online" / "offline" (retained; "offline" is the will)
-    <prefix>/<node id>/cmd      host -> node: an armoured command line (QoS 1)
+    <prefix>/<node id>/cmd      host -> node: a signed command line, SPEC §9.4 (QoS 1)
     <prefix>/<node id>/reply    node -> host: signed REPLY frames (QoS 1)
 
 The node id is decimal, without leading zeros, so `+` matches one node.

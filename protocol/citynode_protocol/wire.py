@@ -70,6 +70,7 @@ ERR_NO_SENSOR = const(6)
 ERR_STORAGE = const(7)
 ERR_NOT_SUPPORTED = const(8)
 ERR_INTERNAL = const(9)
+ERR_REFUSED = const(10)  # a network command not signed right, or replayed (SPEC §9.4)
 
 # Struct format of each message's fixed part (the rest of the payload is its tail).
 FORMATS = {

@@ -30,3 +30,18 @@ def test_signed_frames_verify_with_hmac_and_keep_a_valid_crc():
             key, signed[: mac_end - auth.MAC_SIZE], hashlib.sha256).digest()[: auth.MAC_SIZE]
         frame.parse(signed)
         assert auth.unsign(signed) == raw
+
+
+def test_signed_commands_carry_hmac_sha256_of_their_node_and_text():
+    from citynode_protocol import armour, cmdauth
+
+    rnd = random.Random(13)
+    for _ in range(50):
+        key = bytes(rnd.getrandbits(8) for _ in range(auth.KEY_SIZE))
+        node_id, counter = rnd.randrange(65536), rnd.getrandbits(64)
+        line = armour.encode_command(rnd.randrange(65536), "config_set", {"values": {"site": "x" * rnd.randrange(300)}})
+        signed = cmdauth.sign(line, auth.Signer(key), node_id, counter).decode()
+        head, mac = signed.rsplit("~", 1)
+        assert head == "%s~%016x" % (line.decode().rstrip("\n"), counter)
+        assert mac == hmac.new(key, ("citynode-cmd:%d:%s" % (node_id, head)).encode(), hashlib.sha256).hexdigest()[:32]
+        assert cmdauth.open_line(signed.encode(), auth.Signer(key), node_id) == (line.rstrip(b"\n"), counter)

@@ -41,7 +41,7 @@ def test_every_message_has_a_spec_table_that_matches():
 
 
 def test_reply_codes_table_matches():
-    rows = dict(re.findall(r"^\| (\d) \| ([^|]+) \|$", SPEC, re.M))
+    rows = dict(re.findall(r"^\| (\d+) \| ([^|]+) \|$", SPEC, re.M))
     assert {int(k): v.strip() for k, v in rows.items()} == messages.REPLY_CODES
 
 

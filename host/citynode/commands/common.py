@@ -126,3 +126,12 @@ def interrupt_on(*signums):
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def read_secret(key):
+    """A secret typed without echo (or one line from a pipe): never from the command line."""
+    import getpass
+
+    if sys.stdin.isatty():
+        return getpass.getpass("%s: " % key)
+    return sys.stdin.readline().rstrip("\r\n")

@@ -5,11 +5,9 @@ command line: `config set --port P wifi_password -` reads the value from
 standard input without echo.
 """
 
-import getpass
 import json
-import sys
 
-from citynode.commands.common import add_port_argument, port_of
+from citynode.commands.common import add_port_argument, port_of, read_secret
 from citynode.errors import UsageError
 
 
@@ -24,7 +22,8 @@ def add_arguments(parser):
     put = sub.add_parser("set", help="set one key (a secret: give - and type it)")
     add_port_argument(put)
     put.add_argument("key")
-    put.add_argument("value", help="the value; for a secret, - reads it from standard input")
+    put.add_argument("value", help="the value; for a secret, - reads it from standard input; "
+                                   "for mqtt_ca, @FILE uploads that CA certificate (PEM or DER)")
     put.add_argument("--reboot", action="store_true", help="reboot the node if the key needs it")
     inventory.add_argument(put)
     keystore.add_argument(put)
@@ -56,12 +55,6 @@ def _get(args):
     return 0
 
 
-def _read_secret(key):
-    if sys.stdin.isatty():
-        return getpass.getpass("%s: " % key)
-    return sys.stdin.readline().rstrip("\r\n")
-
-
 def _set(args):
     from citynode import node_config, provision, serial_link
     from citynode.errors import DeviceError
@@ -75,7 +68,15 @@ def _set(args):
         if args.value != "-":
             raise UsageError("%s is secret: give - as the value and type it (it never goes on the command "
                              "line, where the shell history would keep it)" % key)
-        value = node_config.check_value(key, _read_secret(key))
+        value = node_config.check_value(key, read_secret(key))
+    elif key == "mqtt_ca" and args.value.startswith("@"):
+        from citynode import ca_cert
+
+        ca_der = ca_cert.load_der(args.value[1:])  # a bad file stops here: nothing written
+        value = ca_cert.DEFAULT_NAME
+        ca_cert.upload(args.port, ca_der, value)  # the app restarts after: wait for it below
+        print("CA certificate %s written to the node as %s (%d bytes, DER)" % (args.value[1:], value, len(ca_der)))
+        provision.wait_for_app(args.port)[0].close()
     else:
         value = node_config.parse_value(key, args.value)
     with serial_link.NodeClient(args.port) as client:

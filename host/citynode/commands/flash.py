@@ -31,6 +31,8 @@ def add_arguments(parser):
                         help="file holding the Wi-Fi password (or $CITYNODE_WIFI_PASSWORD); never echoed")
     parser.add_argument("--mqtt-password-file", metavar="FILE",
                         help="file holding the broker password (or $CITYNODE_MQTT_PASSWORD)")
+    parser.add_argument("--ca", metavar="FILE", help="the broker's CA certificate (PEM or DER) for mqtts:// "
+                        "(or --set mqtt_ca=@FILE): written to the node as DER (its mqtt_ca file, ca.der by default)")
     keystore.add_argument(parser)
     parser.add_argument("--force", action="store_true", help="replace a node id already in the inventory")
     inventory.add_argument(parser)
@@ -70,6 +72,22 @@ def _plan(args):
     return list(zip(ports, ids))
 
 
+def _ca_file(args):
+    """The CA certificate file from --ca or --set mqtt_ca=@FILE (taken out of args.set)."""
+    ca_file = args.ca
+    rest = []
+    for item in args.set or []:
+        key, _, text = item.partition("=")
+        if key.strip() == "mqtt_ca" and text.startswith("@"):
+            if ca_file:
+                raise UsageError("the CA certificate is given twice: --ca FILE or --set mqtt_ca=@FILE, once")
+            ca_file = text[1:]
+        else:
+            rest.append(item)
+    args.set = rest
+    return ca_file
+
+
 def run(args):
     from citynode import flash, flash_pipeline, node_config
     from citynode.errors import CitynodeError
@@ -84,11 +102,17 @@ def run(args):
         if not args.firmware:
             raise UsageError("--firmware IMAGE is required (or --app-only for a board that runs MicroPython)")
         image = flash.inspect_image(args.firmware)  # refuses a bad image before any board is touched
+    ca_file = _ca_file(args)
     values = node_config.values_from_args(args)
+    ca_der = None
+    if ca_file:
+        from citynode import ca_cert
+
+        ca_der = ca_cert.load_der(ca_file)  # a bad file stops here, before any board is touched
     inv = Inventory(args.inventory)
     inv.nodes()  # a broken inventory file stops us here, not after flashing
     options = flash_pipeline.Options(app_only=args.app_only, chip=args.chip, baud=args.baud, force=args.force,
-                                     keystore=args.keystore)
+                                     keystore=args.keystore, ca_der=ca_der)
     jobs = [flash_pipeline.Job(port, node_id) for port, node_id in plan]
     with ProgressBoard(plain=args.plain or args.json, quiet=args.json) as board:
         flash_pipeline.run_jobs(jobs, options, image, values, inv, board)
