@@ -17,9 +17,15 @@ transaction:
 
 A second collector writing the same frames at the same moment waits on the
 ledger's primary key and then finds them there, so each frame is stored once.
-Reads are `COPY (SELECT ...) TO STDOUT` as CSV, timestamps as µs, parsed by
-Arrow into the columns of schema.py. A lost connection is a StoreError; the
-next call connects again (or call `reconnect()`).
+Reads are `COPY (SELECT ...) TO STDOUT` as CSV, timestamps as µs, streamed
+into Arrow's incremental CSV reader (the rejects' bytes through a server-side
+cursor); `citynode fleet`'s reads put their window on `received`, so only the
+window's partitions are read. A lost connection is a StoreError; the next call
+connects again (or call `reconnect()`).
+
+`PgStore(url, partitioning="none")` (or CITYNODE_PG_PARTITIONING=none) makes
+the data tables plain tables when it makes the schema: the layout TimescaleDB's
+create_hypertable takes (it refuses a declaratively partitioned table).
 """
 
 import datetime
