@@ -213,3 +213,17 @@ def test_a_big_read_streams_in_blocks(pg_server, monkeypatch):  # noqa: F811
         rejects = store.query("rejects")
         assert rejects.num_rows == 30 and rejects.schema.equals(schema.SCHEMAS["rejects"])
         assert pa.compute.all(pa.compute.equal(rejects["frame"], b"\x01\x02\x03")).as_py()
+
+
+@needs_postgres
+def test_fleet_and_query_read_a_read_only_database_as_a_replica_serves_it(pg, memory):
+    """A streaming replica takes no writes: every read path runs in read-only transactions."""
+    from citynode.fleet.pg_store import PgStore
+
+    read_only = pg.url + ("&" if "?" in pg.url else "?") + "options=-c%20default_transaction_read_only%3Don"
+    with PgStore(read_only, create=False) as replica:
+        assert replica.conn.execute("SHOW default_transaction_read_only").fetchone()[0] == "on"
+        assert _health(replica) == _health(memory)
+        assert replica.query("climate", nodes=[1]).equals(memory.query("climate", nodes=[1]))
+        with pytest.raises(StoreError, match="read-only"):
+            replica.write(batch(9, 1, range(3)))
