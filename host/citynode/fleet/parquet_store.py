@@ -12,6 +12,8 @@ and a crash may leave a batch's data files without its ledger file, to be
 written again on re-delivery: so `query` keeps one row per key
 (schema.KEYS) whatever the files hold. `compact` merges a day's part files
 into one; `write` runs it on a partition past COMPACT_AFTER files.
+`query_received`, `last_received` and `calibrations_first_seen` (what
+`citynode fleet` asks) are DuckDB SQL over the files with the same dedupe.
 """
 
 import json
@@ -162,7 +164,7 @@ class ParquetStore(Store):
         return _conform(table, self._sql(sql, _arrow))
 
     # What `citynode fleet` asks, in SQL over the files: only the columns asked for
-    # are read, and row groups wholly before the window are skipped by their statistics.
+    # are read, and DuckDB can skip row groups outside the window by their statistics.
     # (No day pruning here: a row's day is that of its `time`, which a node that
     # buffered its frames may have had days before they were received.)
 
@@ -378,13 +380,7 @@ def _write_text(path, text):
 
 def _conform(name, table):
     """The table with exactly schema.SCHEMAS[name]'s columns and types, or StoreError."""
-    want = schema.SCHEMAS[name]
-    if table.schema.equals(want):
-        return table
-    try:
-        return table.select(want.names).cast(want)
-    except (KeyError, ValueError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise StoreError("%s rows do not fit the store's columns (%s)" % (name, str(exc).splitlines()[0])) from None
+    return _conform_fields(name, list(schema.SCHEMAS[name]), table)
 
 
 def _conform_fields(table, fields, rows):
@@ -434,7 +430,7 @@ def _status_of(row):
 
 
 def _node_filter(nodes):
-    """[the WHERE term] for those nodes (None: all of them, none: no term)."""
+    """[the WHERE term] for those nodes; None: every node, no term."""
     if nodes is None:
         return []
     return ["node_id IN (%s)" % ", ".join(str(int(n)) for n in nodes) if nodes else "false"]
