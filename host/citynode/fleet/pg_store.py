@@ -329,13 +329,7 @@ class PgStore(Store):
 
         wanted = pa.schema(fields)
         binary = any(pa.types.is_binary(f.type) for f in fields)
-        picked = [sql.Identifier(f.name) if binary or not pa.types.is_timestamp(f.type) else
-                  sql.SQL("(extract(epoch FROM {0}) * 1000000)::bigint").format(sql.Identifier(f.name))
-                  for f in fields]
-        query = sql.SQL("SELECT {} FROM {}{} ORDER BY {}").format(
-            sql.SQL(", ").join(picked), sql.Identifier(table_name),
-            sql.SQL(" WHERE " + " AND ".join(where)).format(*map(sql.Literal, params)) if where else sql.SQL(""),
-            sql.SQL(", ").join(map(sql.Identifier, order)))
+        query = _select(fields, table_name, where, params, order, binary)
         try:
             conn = self._ready()
             with conn.transaction():
@@ -430,6 +424,20 @@ def _window(when, start, end, nodes):
         where.append(when + " < {}")
         params.append(_us_to_datetime(end))
     return where, params
+
+
+def _select(fields, table_name, where, params, order, binary=False):
+    """The SELECT of a read; the values are literals, so the planner prunes partitions by them.
+    Timestamps as µs since 1970 (bigint) unless `binary` (read through a binary cursor)."""
+    from psycopg import sql
+
+    picked = [sql.Identifier(f.name) if binary or not pa.types.is_timestamp(f.type) else
+              sql.SQL("(extract(epoch FROM {0}) * 1000000)::bigint").format(sql.Identifier(f.name))
+              for f in fields]
+    return sql.SQL("SELECT {} FROM {}{} ORDER BY {}").format(
+        sql.SQL(", ").join(picked), sql.Identifier(table_name),
+        sql.SQL(" WHERE " + " AND ".join(where)).format(*map(sql.Literal, params)) if where else sql.SQL(""),
+        sql.SQL(", ").join(map(sql.Identifier, order)))
 
 
 def _where_sql(where):
