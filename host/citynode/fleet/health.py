@@ -34,6 +34,13 @@ from citynode.fleet.when import US, iso, span_words
 from citynode_protocol import wire
 
 ERROR_COUNTERS = ("sensor_errors", "crc_errors", "timeouts", "fifo_overruns", "command_errors")
+# The columns fleet_health reads of each table it reads (frames, status, climate; never
+# the per-sample accel table): a store reads no more of its files or partitions.
+FRAMES_COLUMNS = ("node_id", "boot", "seq", "received")
+STATUS_COLUMNS = ("node_id", "boot", "seq", "received", "uptime_s", "flags", "tx_dropped", "free_heap", "supply_v",
+                  "calibration_id", "mpy_major", "mpy_minor", "mpy_patch", "app_major", "app_minor", "app_patch"
+                  ) + ERROR_COUNTERS
+QC_COLUMNS = ("node_id", "qc_flags")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,14 +124,14 @@ def fleet_health(store, since_us, now_us, thresholds=Thresholds()):
     """[NodeHealth] of every node in the store's frames ledger, by node id."""
     last_seen = store.last_received()
     nodes = {n: NodeHealth(n, last_seen_us=us) for n, us in sorted(last_seen.items())}
-    _frames(nodes, store.query_received("frames", start=since_us))
-    status = store.query_received("status", start=since_us)
+    _frames(nodes, store.query_received("frames", start=since_us, columns=FRAMES_COLUMNS))
+    status = store.query_received("status", start=since_us, columns=STATUS_COLUMNS)
     unseen = sorted(set(nodes) - set(status["node_id"].to_pylist()))
     _status(nodes, status, since_us)
     if unseen:  # silent for the whole window: what they said last
-        _status(nodes, store.query_received("status", nodes=unseen), since_us, window=False)
+        _status(nodes, store.query_received("status", nodes=unseen, columns=STATUS_COLUMNS), since_us, window=False)
     _calibration(nodes, store.calibrations_first_seen(nodes=sorted(nodes)), now_us)
-    _qc(nodes, store.query_received("climate", start=since_us))
+    _qc(nodes, store.query_received("climate", start=since_us, columns=QC_COLUMNS))
     newest_app = max((parse_version(h.app) for h in nodes.values() if h.app), default=None)
     for h in nodes.values():
         h.silent_s = (now_us - h.last_seen_us) / US["s"] if h.last_seen_us is not None else None

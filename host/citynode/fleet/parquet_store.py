@@ -12,6 +12,8 @@ and a crash may leave a batch's data files without its ledger file, to be
 written again on re-delivery: so `query` keeps one row per key
 (schema.KEYS) whatever the files hold. `compact` merges a day's part files
 into one; `write` runs it on a partition past COMPACT_AFTER files.
+`query_received`, `last_received` and `calibrations_first_seen` (what
+`citynode fleet` asks) are DuckDB SQL over the files with the same dedupe.
 """
 
 import json
@@ -22,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from citynode.fleet import schema
-from citynode.fleet.store import SCHEMA_VERSION, Store, StoreError, Written
+from citynode.fleet.store import SCHEMA_VERSION, Store, StoreError, Written, check_columns
 
 KIND = "citynode-store"
 META = "store.json"
@@ -156,11 +158,48 @@ class ParquetStore(Store):
             where += ["epoch_us(%s) >= %d" % (when, start), "day >= DATE '%s'" % _day(start)]
         if end is not None:
             where += ["epoch_us(%s) < %d" % (when, end), "day <= DATE '%s'" % _day(end)]
-        if nodes is not None:
-            where.append("node_id IN (%s)" % ", ".join(str(int(n)) for n in nodes) if nodes else "false")
+        where += _node_filter(nodes)
         sql = "SELECT %s FROM %s%s%s ORDER BY %s" % (
             _columns(table), self._source(table), " WHERE " + " AND ".join(where) if where else "", _one_per_key(table), _order(table))
         return _conform(table, self._sql(sql, _arrow))
+
+    # What `citynode fleet` asks, in SQL over the files: only the columns asked for
+    # are read, and DuckDB can skip row groups outside the window by their statistics.
+    # (No day pruning here: a row's day is that of its `time`, which a node that
+    # buffered its frames may have had days before they were received.)
+
+    def query_received(self, table, start=None, end=None, nodes=None, columns=None):
+        """See Store.query_received. One row per key: the first received in the window."""
+        fields = check_columns(table, columns)
+        if not self._has(table):
+            return pa.schema(fields).empty_table()
+        where = _node_filter(nodes)
+        if start is not None:
+            where.append("received >= make_timestamp(%d)::TIMESTAMPTZ" % start)
+        if end is not None:
+            where.append("received < make_timestamp(%d)::TIMESTAMPTZ" % end)
+        sql = "SELECT %s FROM %s%s%s ORDER BY %s" % (
+            ", ".join('"%s"' % f.name for f in fields), self._source(table),
+            " WHERE " + " AND ".join(where) if where else "", _one_per_key(table), _order(table))
+        return _conform_fields(table, fields, self._sql(sql, _arrow))
+
+    def last_received(self, nodes=None):
+        if not self._has("frames"):
+            return {}
+        where = _node_filter(nodes)
+        # a frame twice in the ledger (two collectors) counts when it was first received, as query() keeps it
+        sql = ("SELECT node_id, epoch_us(max(first)) FROM (SELECT node_id, min(received) AS first FROM %s%s "
+               "GROUP BY node_id, boot, seq) GROUP BY node_id" % (
+                   self._source("frames"), " WHERE " + " AND ".join(where) if where else ""))
+        return dict(self._sql(sql, _rows))
+
+    def calibrations_first_seen(self, nodes=None):
+        if not self._has("status"):
+            return {}
+        where = ["calibration_id IS NOT NULL"] + _node_filter(nodes)
+        sql = "SELECT node_id, calibration_id, epoch_us(min(received)) FROM %s WHERE %s GROUP BY node_id, calibration_id" % (
+            self._source("status"), " AND ".join(where))
+        return {(n, c): us for n, c, us in self._sql(sql, _rows)}
 
     def anchor(self, node_id, boot):
         return self._latest(self._anchors, "time", (int(node_id), int(boot)), "plausible",
@@ -341,13 +380,18 @@ def _write_text(path, text):
 
 def _conform(name, table):
     """The table with exactly schema.SCHEMAS[name]'s columns and types, or StoreError."""
-    want = schema.SCHEMAS[name]
-    if table.schema.equals(want):
-        return table
+    return _conform_fields(name, list(schema.SCHEMAS[name]), table)
+
+
+def _conform_fields(table, fields, rows):
+    """The rows with exactly these fields of schema.SCHEMAS[table], in their order and types."""
+    want = pa.schema(fields)
+    if rows.schema.equals(want):
+        return rows
     try:
-        return table.select(want.names).cast(want)
+        return rows.select(want.names).cast(want)
     except (KeyError, ValueError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise StoreError("%s rows do not fit the store's columns (%s)" % (name, str(exc).splitlines()[0])) from None
+        raise StoreError("%s rows do not fit the store's columns (%s)" % (table, str(exc).splitlines()[0])) from None
 
 
 def _keys(table):
@@ -383,6 +427,13 @@ def _status_of(row):
 
 
 # -- SQL -------------------------------------------------------------------------------------
+
+
+def _node_filter(nodes):
+    """[the WHERE term] for those nodes; None: every node, no term."""
+    if nodes is None:
+        return []
+    return ["node_id IN (%s)" % ", ".join(str(int(n)) for n in nodes) if nodes else "false"]
 
 
 def _sql_text(text):

@@ -17,13 +17,21 @@ transaction:
 
 A second collector writing the same frames at the same moment waits on the
 ledger's primary key and then finds them there, so each frame is stored once.
-Reads are `COPY (SELECT ...) TO STDOUT` as CSV, timestamps as µs, parsed by
-Arrow into the columns of schema.py. A lost connection is a StoreError; the
-next call connects again (or call `reconnect()`).
+Reads are `COPY (SELECT ...) TO STDOUT` as CSV, timestamps as µs, streamed
+into Arrow's incremental CSV reader (the rejects' bytes through a server-side
+cursor); `citynode fleet`'s reads put their window on `received`, so only the
+window's partitions are read. A lost connection is a StoreError; the next call
+connects again (or call `reconnect()`).
+
+`PgStore(url, partitioning="none")` (or CITYNODE_PG_PARTITIONING=none) makes
+the data tables plain tables when it makes the schema: the layout TimescaleDB's
+create_hypertable takes (it refuses a declaratively partitioned table).
 """
 
 import datetime
 import importlib.resources
+import io
+import os
 import re
 
 import pyarrow as pa
@@ -31,7 +39,7 @@ import pyarrow.compute as pc
 
 from citynode.fleet import schema
 from citynode.fleet.pg_copy import PG_EPOCH_US, binary_copy
-from citynode.fleet.store import Store, StoreError, Written
+from citynode.fleet.store import Store, StoreError, Written, check_columns
 
 CONNECT_TIMEOUT_S = 5
 _MIGRATION_LOCK = 0x63697479  # pg_advisory_xact_lock key: "city"
@@ -95,11 +103,28 @@ def _day_bounds(day):
     return start, start + datetime.timedelta(days=1)
 
 
+PARTITIONING = ("native", "none")
+PARTITIONING_ENV = "CITYNODE_PG_PARTITIONING"
+
+
+def _unpartitioned(sql):
+    """A migration's SQL with its data tables made plain tables: the TimescaleDB variant."""
+    return re.sub(r"\)\s*PARTITION BY RANGE \(received\)\s*;", ");", sql)
+
+
 class PgStore(Store):
-    def __init__(self, url, create=True):
+    """partitioning: "native" (data tables partitioned by day of `received`) or "none"
+    (plain tables, ready for TimescaleDB's create_hypertable); None: $CITYNODE_PG_PARTITIONING,
+    else native. It applies when the schema is made: an existing database keeps its layout."""
+
+    def __init__(self, url, create=True, partitioning=None):
         self.url = url
         self.target = mask_url(url)
         self.create = create
+        self.partitioning = partitioning or os.environ.get(PARTITIONING_ENV) or "native"
+        if self.partitioning not in PARTITIONING:
+            raise StoreError("postgresql store %s: partitioning %r: give %s" % (
+                self.target, self.partitioning, " or ".join(PARTITIONING)))
         self.conn = None
         self._partitions = set()  # days whose partitions exist
         self._temp = None  # the connection our temp tables belong to
@@ -188,8 +213,11 @@ class PgStore(Store):
                                      "open it once with create to migrate" % (self.target, version, newest))
                 for number, _name, sql in known:
                     if number > version:
-                        self.conn.execute(sql)
+                        self.conn.execute(_unpartitioned(sql) if self.partitioning == "none" and version == 0 else sql)
                         self.conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (number,))
+                # what the database has, whatever was asked: relkind 'p' is a partitioned table
+                kind = self.conn.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass('climate')").fetchone()
+                self._native = kind is not None and kind[0] == "p"
         except psycopg.Error as exc:
             raise self._error(exc, "cannot migrate the schema") from None
 
@@ -202,7 +230,7 @@ class PgStore(Store):
 
     def _ensure_partitions(self, days):
         missing = sorted(set(days) - self._partitions)
-        if not missing:
+        if not missing or not self._native:  # plain tables (or hypertables, which make their own chunks)
             return
         with self.conn.transaction():
             self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PARTITION_LOCK,))
@@ -292,32 +320,36 @@ class PgStore(Store):
     # -- reading ---------------------------------------------------------------
 
     def _fetch(self, fields, table_name, where, params, order):
-        """The rows as a pyarrow Table of those fields: COPY ... TO STDOUT as CSV, read by Arrow
-        (no Python object per value); tables with a binary column go through a cursor."""
+        """The rows as a pyarrow Table of those fields. `COPY (SELECT ...) TO STDOUT` as CSV
+        streams from the server into Arrow's incremental CSV reader, block by block (no
+        Python object per value, no copy of the whole text); tables with a binary column
+        go through a server-side cursor, FETCH_ROWS at a time."""
         import psycopg
         from psycopg import sql
 
         wanted = pa.schema(fields)
         binary = any(pa.types.is_binary(f.type) for f in fields)
-        picked = [sql.Identifier(f.name) if binary or not pa.types.is_timestamp(f.type) else
-                  sql.SQL("(extract(epoch FROM {0}) * 1000000)::bigint").format(sql.Identifier(f.name))
-                  for f in fields]
-        query = sql.SQL("SELECT {} FROM {}{} ORDER BY {}").format(
-            sql.SQL(", ").join(picked), sql.Identifier(table_name),
-            sql.SQL(" WHERE " + " AND ".join(where)).format(*map(sql.Literal, params)) if where else sql.SQL(""),
-            sql.SQL(", ").join(map(sql.Identifier, order)))
+        query = _select(fields, table_name, where, params, order, binary)
         try:
             conn = self._ready()
-            with conn.transaction(), conn.cursor(binary=True) as cur:
+            with conn.transaction():
                 if binary:
-                    rows = cur.execute(query).fetchall()
-                    values = list(zip(*rows)) if rows else [[] for _ in fields]
-                    return pa.Table.from_arrays([pa.array(v, f.type) for v, f in zip(values, fields)], schema=wanted)
-                with cur.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(query)) as copy:
-                    text = b"".join(copy)
+                    return _fetch_cursor(conn, query, wanted)
+                with conn.cursor() as cur, cur.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(query)) as copy:
+                    return _read_csv(copy, wanted)
         except psycopg.Error as exc:
             raise self._error(exc, "read failed") from None
-        return _read_csv(text, wanted)
+
+    def _rows(self, query, params):
+        """All rows of a small query (aggregates)."""
+        import psycopg
+
+        try:
+            conn = self._ready()
+            with conn.transaction():
+                return conn.execute(query, params).fetchall()
+        except psycopg.Error as exc:
+            raise self._error(exc, "read failed") from None
 
     def _one(self, sql, params):
         import psycopg
@@ -344,39 +376,125 @@ class PgStore(Store):
         return self._fetch(fields, "climate", ["node_id = ANY({})", '"time" >= {}'],
                            [[int(n) for n in node_ids], _us_to_datetime(since_us)], ["node_id", "time"])
 
+    # What `citynode fleet` asks: the window on `received`, the partition key, so
+    # PostgreSQL reads only the window's partitions; aggregates are GROUP BYs.
+
+    def query_received(self, table, start=None, end=None, nodes=None, columns=None):
+        fields = check_columns(table, columns)
+        where, params = _window("received", start, end, nodes)
+        return self._fetch(fields, table, where, params, list(schema.KEYS.get(table, ("received",))))
+
+    def last_received(self, nodes=None):
+        where, params = _window("received", None, None, nodes)
+        rows = self._rows("SELECT node_id, (extract(epoch FROM max(received)) * 1000000)::bigint FROM frames%s "
+                          "GROUP BY node_id" % _where_sql(where), params)
+        return dict(rows)
+
+    def calibrations_first_seen(self, nodes=None):
+        where, params = _window("received", None, None, nodes)
+        where.append("calibration_id IS NOT NULL")
+        rows = self._rows("SELECT node_id, calibration_id, (extract(epoch FROM min(received)) * 1000000)::bigint "
+                          "FROM status%s GROUP BY node_id, calibration_id" % _where_sql(where), params)
+        return {(n, c): us for n, c, us in rows}
+
     def query(self, table, start=None, end=None, nodes=None):
         if table not in schema.SCHEMAS:
             raise StoreError("postgresql store %s: no table %r (tables: %s)" % (self.target, table, ", ".join(schema.TABLES)))
         fields = list(schema.SCHEMAS[table])
         names = [f.name for f in fields]
-        when = '"time"' if "time" in names else "received"
-        where, params = [], []
-        if nodes is not None:
-            where.append("node_id = ANY({})")
-            params.append([int(n) for n in nodes])
-        if start is not None:
-            where.append(when + " >= {}")
-            params.append(_us_to_datetime(start))
-        if end is not None:
-            where.append(when + " < {}")
-            params.append(_us_to_datetime(end))
+        where, params = _window('"time"' if "time" in names else "received", start, end, nodes)
         order = [k for k in schema.KEYS.get(table, ("received",)) if k in names]
         return self._fetch(fields, table, where, params, order)
 
 
-def _read_csv(text, wanted):
-    """PostgreSQL's CSV (timestamps as µs since 1970) as a Table of `wanted`."""
-    import io
+FETCH_ROWS = 10_000  # rows a round trip of a server-side cursor
+CSV_BLOCK = 1 << 22  # bytes Arrow's CSV reader parses at a time
 
+
+def _window(when, start, end, nodes):
+    """(WHERE terms with {} placeholders, their values) for a window on `when` and a node list."""
+    where, params = [], []
+    if nodes is not None:
+        where.append("node_id = ANY({})")
+        params.append([int(n) for n in nodes])
+    if start is not None:
+        where.append(when + " >= {}")
+        params.append(_us_to_datetime(start))
+    if end is not None:
+        where.append(when + " < {}")
+        params.append(_us_to_datetime(end))
+    return where, params
+
+
+def _select(fields, table_name, where, params, order, binary=False):
+    """The SELECT of a read; the values are literals, so the planner prunes partitions by them.
+    Timestamps as µs since 1970 (bigint) unless `binary` (read through a binary cursor)."""
+    from psycopg import sql
+
+    picked = [sql.Identifier(f.name) if binary or not pa.types.is_timestamp(f.type) else
+              sql.SQL("(extract(epoch FROM {0}) * 1000000)::bigint").format(sql.Identifier(f.name))
+              for f in fields]
+    return sql.SQL("SELECT {} FROM {}{} ORDER BY {}").format(
+        sql.SQL(", ").join(picked), sql.Identifier(table_name),
+        sql.SQL(" WHERE " + " AND ".join(where)).format(*map(sql.Literal, params)) if where else sql.SQL(""),
+        sql.SQL(", ").join(map(sql.Identifier, order)))
+
+
+def _where_sql(where):
+    """The WHERE clause for psycopg's %s parameters of _window's terms."""
+    return " WHERE " + " AND ".join(w.replace("{}", "%s") for w in where) if where else ""
+
+
+class _CopyReader(io.RawIOBase):
+    """A file over the chunks of a COPY TO, read as they arrive."""
+
+    def __init__(self, copy):
+        self._chunks = iter(copy)
+        self._left = memoryview(b"")
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        while not self._left:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._left = memoryview(chunk)
+        n = min(len(buffer), len(self._left))
+        buffer[:n] = self._left[:n]
+        self._left = self._left[n:]
+        return n
+
+
+def _read_csv(copy, wanted):
+    """PostgreSQL's CSV (timestamps as µs since 1970) from a COPY TO, as a Table of `wanted`."""
     import pyarrow.csv as csv
 
-    if not text:
-        return wanted.empty_table()
     types = {f.name: pa.int64() if pa.types.is_timestamp(f.type) else f.type for f in wanted}
-    table = csv.read_csv(
-        io.BytesIO(text),
-        read_options=csv.ReadOptions(column_names=wanted.names),
+    source = io.BufferedReader(_CopyReader(copy), CSV_BLOCK)
+    if not source.peek(1):
+        return wanted.empty_table()
+    reader = csv.open_csv(
+        source,
+        read_options=csv.ReadOptions(column_names=wanted.names, use_threads=False, block_size=CSV_BLOCK),
         parse_options=csv.ParseOptions(newlines_in_values=True),
         convert_options=csv.ConvertOptions(column_types=types, null_values=[""], strings_can_be_null=True,
                                            quoted_strings_can_be_null=False, true_values=["t"], false_values=["f"]))
+    table = reader.read_all()
     return pa.Table.from_arrays([table.column(f.name).cast(f.type) for f in wanted], schema=wanted)
+
+
+def _fetch_cursor(conn, query, wanted):
+    """The rows of a query through a server-side cursor, as a Table of `wanted`."""
+    batches = []
+    with conn.cursor(name="citynode_read", binary=True) as cur:
+        cur.itersize = FETCH_ROWS
+        cur.execute(query)
+        while True:
+            rows = cur.fetchmany(FETCH_ROWS)
+            if not rows:
+                break
+            values = list(zip(*rows))
+            batches.append(pa.record_batch([pa.array(v, f.type) for v, f in zip(values, wanted)], schema=wanted))
+    return pa.Table.from_batches(batches, schema=wanted)

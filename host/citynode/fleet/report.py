@@ -27,6 +27,10 @@ from citynode.fleet.health import WARNINGS, Thresholds, fleet_health
 from citynode.fleet.when import iso, span_words
 
 AXIS_COLOURS = {"x": "tab:red", "y": "tab:green", "z": "tab:blue"}
+# The columns the plots read of the window's climate and features rows
+CLIMATE_COLUMNS = ("node_id", "time", "received", "temperature_c", "relative_humidity_pct")
+FEATURES_COLUMNS = ("node_id", "time", "received", "pitch_deg", "roll_deg") + tuple(
+    "%s_%s_%s" % (measure, axis, unit) for measure, unit in (("dominant_freq", "hz"), ("rms", "g")) for axis in AXIS_COLOURS)
 DPI = 80
 
 
@@ -104,8 +108,8 @@ def draw_plots(store, rows, since_us, now_us, folder):
     """{node_id: [(file name, caption)]} of the plots drawn into `folder`."""
     from matplotlib.figure import Figure  # no pyplot: no global state, the Agg canvas by default
 
-    climate = _per_node(store.query_received("climate", start=since_us))
-    features = _per_node(store.query_received("features", start=since_us))
+    climate = _per_node(store.query_received("climate", start=since_us, columns=CLIMATE_COLUMNS))
+    features = _per_node(store.query_received("features", start=since_us, columns=FEATURES_COLUMNS))
     span = (np.datetime64(since_us, "us"), np.datetime64(now_us, "us"))
     plots = {}
     for h in rows:

@@ -79,22 +79,27 @@ class Store:
     # What `citynode fleet` asks. Each has a default through query(), which reads
     # the whole table; an engine may answer the same with its own index or SQL.
 
-    def query_received(self, table, start=None, end=None, nodes=None):
+    def query_received(self, table, start=None, end=None, nodes=None, columns=None):
         """Like query(), but the window is on `received` (µs since 1970): rows
         with start <= received < end, those whose `time` is null included (a
-        node that does not know UTC still sends, and is still seen)."""
+        node that does not know UTC still sends, and is still seen).
+        `columns`: only these columns, in this order (None: all)."""
         import pyarrow.compute as pc
 
         rows = self.query(table, nodes=nodes)
+        if columns is not None:
+            check_columns(table, columns)
+            rows = rows.select(list(columns) + ([] if "received" in columns else ["received"]))
         if start is None and end is None:
-            return rows
+            return rows if columns is None else rows.select(list(columns))
         us = rows["received"].cast("int64")
         keep = pc.is_valid(us)
         if start is not None:
             keep = pc.and_(keep, pc.greater_equal(us, start))
         if end is not None:
             keep = pc.and_(keep, pc.less(us, end))
-        return rows.filter(pc.fill_null(keep, False))
+        rows = rows.filter(pc.fill_null(keep, False))
+        return rows if columns is None else rows.select(list(columns))
 
     def last_received(self, nodes=None):
         """{node_id: the latest `received` (µs) in the frames ledger}, over all time."""
@@ -119,6 +124,17 @@ class Store:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def check_columns(table, columns):
+    """The fields of those columns of a store table (all for None); StoreError for an unknown one."""
+    fields = schema.SCHEMAS[table]
+    if columns is None:
+        return list(fields)
+    unknown = [c for c in columns if c not in fields.names]
+    if unknown:
+        raise StoreError("no column %s in table %s" % (", ".join(map(repr, unknown)), table))
+    return [fields.field(c) for c in columns]
 
 
 def default_folder():
