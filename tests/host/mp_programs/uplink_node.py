@@ -42,9 +42,9 @@ class FileRadio:
 
 
 key = bytes.fromhex(opt["key"])
-ring = Ring(opt["ring"], capacity=opt.get("ring_bytes", 65536), page_size=512)
+ring = Ring(opt["ring"], capacity=opt.get("ring_bytes", 65536), page_size=opt.get("page_size", 512))
 up = Uplink(opt["node"], FileRadio(opt["radio"]), auth.Signer(key), opt["boot"], ("127.0.0.1", opt["port"]),
-            ssid="city", password="pw", ring=ring, keepalive_s=5)
+            ssid="city", password="pw", ring=ring, keepalive_s=5, linger_ms=opt.get("linger_ms", 0))
 writer = FrameWriter(opt["node"], 16, trailer=auth.TRAILER_SIZE)
 writer.seq = opt.get("first_seq", 0)
 made = 0
@@ -64,5 +64,6 @@ while now() < end:
     time.sleep_ms(2)
 st = up.status()
 st["made"] = made
+st["pending"] = ring.pending()
 print(json.dumps(st))
 up.close()
