@@ -10,7 +10,11 @@ DISCONNECT), not the IP and TCP headers under them.
 - citynode: the firmware's own uplink (citynode_fw/uplink.py, mqtt.py,
   ring.py) under the MicroPython Unix port, fed the frames a node makes
   (citynode.traffic: the node's message table, encodings and schedule), each
-  signed (SPEC §9) and batched into QoS 1 messages as the node does.
+  signed (SPEC §9) and batched into QoS 1 messages as the node does (SPEC
+  §10: a climate node lingers up to 60 s or 1 KiB per message; a bridge node
+  publishes as soon as the last message is acknowledged; TIME only when the
+  node learns the time, SPEC §6 time). Node time moves from frame to frame;
+  the uplink is polled every second of it in between, as the node loop does.
 - peer: paho-mqtt publishing each reading as its own JSON message, QoS 0, the
   way ESPHome and Tasmota nodes publish sensor states (`<node>/sensor/<name>/state`):
   temperature and humidity as two messages, each acceleration sample as one
@@ -158,7 +162,7 @@ class Relay:
 
 def climate_node(node_id, seconds):
     """A climate node's frames: a reading a minute, status every 30 s, TIME once (its uplink
-    sends TIME when it learns the time, not with every status: SPEC §6)."""
+    sends TIME when it learns the time, not with every status: SPEC §6 time)."""
     import numpy as np
 
     from citynode_protocol import messages
@@ -253,7 +257,7 @@ def run_json(node, broker):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--minutes", type=float, default=10.0, help="node time to send, scaled to an hour (default %(default)g)")
+    p.add_argument("--minutes", type=float, default=60.0, help="node time to send, scaled to an hour (default %(default)g)")
     p.add_argument("--quick", action="store_true", help="2 minutes")
     args = p.parse_args()
     minutes = 2.0 if args.quick else args.minutes

