@@ -31,6 +31,7 @@ MAX_MESSAGE = 2048  # bytes of frames in one MQTT message
 LINGER_MS = 60000  # a climate-only node holds its frames this long for one message...
 LINGER_BYTES = 1024  # ...or until this much waits
 _ACCEL = 2
+_REPLY = 7
 
 
 class Uplink:
@@ -72,6 +73,7 @@ class Uplink:
         self._page_since = -1  # when the page got its first frame not yet on flash
         self.linger_ms = linger_ms
         self._waiting_since = -1  # when the oldest frame not yet published was put
+        self._reply_waits = False  # a REPLY is among them: someone awaits it, no lingering
         self.last_puback = -1
         self.commands = []  # armoured command lines that came on the cmd topic
         self.signed = 0
@@ -98,6 +100,8 @@ class Uplink:
         self.signed += 1
         if self._waiting_since < 0:
             self._waiting_since = now
+        if msg_type == _REPLY:
+            self._reply_waits = True
         return True
 
     # -- the loop --------------------------------------------------------------------
@@ -192,13 +196,14 @@ class Uplink:
             self._ring_pid = s.publish(self.frames_topic, self.ring.front_buf, n, off=self.ring.front_off)
             if self.ring.pending() <= n:
                 self._waiting_since = -1  # everything waiting is in this message
+                self._reply_waits = False
 
     def due(self, now):
         """Whether the frames waiting make a message worth sending now: lingering
-        ends when LINGER_BYTES wait or the oldest has waited linger_ms. Frames
-        from before a reboot (found on flash) go at once."""
-        return (not self.linger_ms or self._waiting_since < 0 or self.ring.pending() >= LINGER_BYTES
-                or diff(now, self._waiting_since) >= self.linger_ms)
+        ends when LINGER_BYTES wait, the oldest has waited linger_ms or a REPLY
+        waits. Frames from before a reboot (found on flash) go at once."""
+        return (not self.linger_ms or self._waiting_since < 0 or self._reply_waits
+                or self.ring.pending() >= LINGER_BYTES or diff(now, self._waiting_since) >= self.linger_ms)
 
     def connected(self):
         """True while the session with the broker is up."""

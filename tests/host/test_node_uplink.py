@@ -41,6 +41,7 @@ class Collector:
         self.temps = []
         self.status = []
         self.messages = []  # bytes of each frames message
+        self.replies = []
         self.lock = threading.Lock()
         ready = threading.Event()
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="collector", clean_session=False)
@@ -61,7 +62,10 @@ class Collector:
             self.messages.append(len(m.payload))
             for raw in self.verifier.feed(where[0], m.payload):
                 for msg in self.decoder.feed(to_wire(raw)):
-                    self.temps.append(round(msg["temperature_c"] * 100))
+                    if msg.name == "climate":
+                        self.temps.append(round(msg["temperature_c"] * 100))
+                    else:
+                        self.replies.append(msg["request_id"])
 
     def wait(self, n, timeout=30):
         end = time.monotonic() + timeout
@@ -161,3 +165,22 @@ def test_a_lingering_node_sends_once_a_kilobyte_waits(tmp_path):
     assert 0 < st["pending"] < LINGER_BYTES  # the rest waits out its linger (10 minutes)
     assert sum(col.messages) + st["pending"] == 100 * 34
     assert col.temps == [2000 + i for i in range(len(col.temps))]
+
+
+def test_a_reply_ends_the_linger(tmp_path):
+    ks, key, radio = _setup(tmp_path)
+    radio.write_text("up")
+    with LocalBroker(tmp_path / "broker") as broker:
+        col = Collector(broker.port, ks)
+        node = start_node(node=7, key=key.hex(), boot=1, port=broker.port, ring=str(tmp_path / "ring"),
+                          radio=str(radio), count=5, period_ms=20, seconds=10, until_sent=True, linger_ms=600000,
+                          page_size=2048, reply_at=4)
+        got = col.wait(4)
+        out, err = node.communicate(timeout=30)
+        time.sleep(0.2)
+        col.close()
+    assert node.returncode == 0, err
+    st = json.loads(out.strip().splitlines()[-1])
+    # readings that would wait 10 minutes go with the answer someone is waiting for
+    assert got == [2000 + i for i in range(4)] and col.replies == [4]
+    assert st["pending"] == 0

@@ -53,9 +53,14 @@ end = now() + int(opt["seconds"] * 1000)
 while now() < end:
     t = now()
     if made < opt["count"] and time.ticks_diff(t, next_at) >= 0:
-        struct.pack_into(wire.FORMATS[wire.CLIMATE], writer.payload, 0, 2000 + made, 5000, 0)
-        writer.finish(wire.CLIMATE, 5, t)
-        up.put(writer, wire.CLIMATE, 5, t)
+        if made == opt.get("reply_at", -1):  # a command's answer instead of a reading
+            struct.pack_into(wire.FORMATS[wire.REPLY], writer.payload, 0, made, 0)
+            writer.finish(wire.REPLY, 3, t)
+            up.put(writer, wire.REPLY, 3, t)
+        else:
+            struct.pack_into(wire.FORMATS[wire.CLIMATE], writer.payload, 0, 2000 + made, 5000, 0)
+            writer.finish(wire.CLIMATE, 5, t)
+            up.put(writer, wire.CLIMATE, 5, t)
         made += 1
         next_at = t + opt["period_ms"]
     up.poll(t)
