@@ -10,7 +10,11 @@ DISCONNECT), not the IP and TCP headers under them.
 - citynode: the firmware's own uplink (citynode_fw/uplink.py, mqtt.py,
   ring.py) under the MicroPython Unix port, fed the frames a node makes
   (citynode.traffic: the node's message table, encodings and schedule), each
-  signed (SPEC §9) and batched into QoS 1 messages as the node does.
+  signed (SPEC §9) and batched into QoS 1 messages as the node does (SPEC
+  §10: a climate node lingers up to 60 s or 1 KiB per message; a bridge node
+  publishes as soon as the last message is acknowledged; TIME only when the
+  node learns the time, SPEC §6 time). Node time moves from frame to frame;
+  the uplink is polled every second of it in between, as the node loop does.
 - peer: paho-mqtt publishing each reading as its own JSON message, QoS 0, the
   way ESPHome and Tasmota nodes publish sensor states (`<node>/sensor/<name>/state`):
   temperature and humidity as two messages, each acceleration sample as one
@@ -42,6 +46,9 @@ from citynode.broker import LocalBroker, mosquitto_path  # noqa: E402
 from citynode.paths import firmware_root, protocol_root  # noqa: E402
 from citynode_protocol import cobs  # noqa: E402
 
+sys.path.insert(0, str(REPO / "firmware"))
+from citynode_fw.uplink import LINGER_MS  # noqa: E402  (the firmware's: a climate-only node lingers)
+
 TARGET = 0.2
 NODE_PROGRAM = r"""
 import json, struct, sys, time
@@ -61,7 +68,13 @@ class Radio:
 
 data = open(opt["frames"], "rb").read()
 up = Uplink(opt["node"], Radio(), auth.Signer(bytes(32)), 1, ("127.0.0.1", opt["port"]),
-            ring=Ring(opt["ring"], capacity=1 << 22), keepalive_s=60)
+            ring=Ring(opt["ring"], capacity=1 << 22), keepalive_s=60, linger_ms=opt["linger_ms"])
+
+def settle(now):
+    # what is due at node time `now` goes out and is acknowledged
+    while up.ring.in_flight or not up.session.ready() or (up.ring.pending() and up.due(now)):
+        up.poll(now)
+
 w = FrameWriter(opt["node"], 4096, trailer=auth.TRAILER_SIZE)
 at = 0
 now = 0
@@ -73,13 +86,17 @@ while at < len(data):
     length = n - HEADER_SIZE - 4
     w.raw[: n - 4] = raw[: n - 4]
     w.seq = (struct.unpack_from("<H", raw, 3)[0] + 1) & 0xFFFF
-    now = struct.unpack_from("<I", raw, 5)[0] & 0x3FFFFFFF
+    t = struct.unpack_from("<I", raw, 5)[0] & 0x3FFFFFFF
+    # node time jumps from frame to frame here: the loop's polls in between, a second apart
+    while now + 1000 < t:
+        now += 1000
+        settle(now)
+    now = t
     up.put(w, raw[0] & 0x1F, length, now)
     frames += 1
-    # node time jumps from frame to frame here: before it moves on, let what is due go
-    # out and be acknowledged, as it would in the seconds between a node's frames
-    while up.ring.pending() or up.ring.in_flight or not up.session.ready():
-        up.poll(now)
+    settle(now)
+now += opt["linger_ms"]  # the last message's linger ends
+settle(now)
 end = time.ticks_ms()
 while (up.ring.pending() or up.ring.in_flight or not up.connected()) and time.ticks_diff(time.ticks_ms(), end) < 30000:
     up.poll(now)
@@ -144,7 +161,8 @@ class Relay:
 
 
 def climate_node(node_id, seconds):
-    """A climate node's frames: a reading a minute, status (and TIME) every 30 s."""
+    """A climate node's frames: a reading a minute, status every 30 s, TIME once (its uplink
+    sends TIME when it learns the time, not with every status: SPEC §6 time)."""
     import numpy as np
 
     from citynode_protocol import messages
@@ -164,13 +182,13 @@ def climate_node(node_id, seconds):
             node.status(when, uptime_s=when // 1000, free_heap=70000, mpy_major=1, mpy_minor=29, mpy_patch=0,
                         app_major=0, app_minor=1, protocol_minor=0, sensors_fitted=messages.SENSOR_CLIMATE,
                         sensors_ok=messages.SENSOR_CLIMATE, flags=messages.STATUS_TIME_ANCHORED, supply_v=5.0)
-            node.time_anchor(when, utc0 + when - 1000)
     return node
 
 
 def bridge_node(node_id, seconds):
     return traffic.node_frames(node_id, seconds, seed=3, odr_hz=250.0, block_samples=200, climate_period_s=60.0,
-                               features_period_s=10.0, status_period_s=30.0, utc="2026-12-06T00:00:00Z")
+                               features_period_s=10.0, status_period_s=30.0, utc="2026-12-06T00:00:00Z",
+                               network=True)
 
 
 def json_messages(node):
@@ -190,7 +208,7 @@ def json_messages(node):
             yield "%s/sensor/%s/state" % (name, s.name), json.dumps(f, separators=(",", ":"))
 
 
-def run_citynode(node, broker, tmp):
+def run_citynode(node, broker, tmp, linger_ms):
     relay = Relay(broker.port)
     frames = tmp / "frames.bin"
     with open(frames, "wb") as out:
@@ -199,7 +217,8 @@ def run_citynode(node, broker, tmp):
             out.write(struct.pack("<H", len(raw)) + raw)
     opt = tmp / "opt.json"
     ring = tmp / "ring"
-    opt.write_text(json.dumps({"node": node.sent[0].node_id, "port": relay.port, "frames": str(frames), "ring": str(ring)}))
+    opt.write_text(json.dumps({"node": node.sent[0].node_id, "port": relay.port, "frames": str(frames), "ring": str(ring),
+                               "linger_ms": linger_ms}))
     program = tmp / "node.py"
     program.write_text(NODE_PROGRAM)
     env = dict(os.environ, MICROPYPATH="%s:%s" % (firmware_root(), protocol_root()))
@@ -238,7 +257,7 @@ def run_json(node, broker):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--minutes", type=float, default=10.0, help="node time to send, scaled to an hour (default %(default)g)")
+    p.add_argument("--minutes", type=float, default=60.0, help="node time to send, scaled to an hour (default %(default)g)")
     p.add_argument("--quick", action="store_true", help="2 minutes")
     args = p.parse_args()
     minutes = 2.0 if args.quick else args.minutes
@@ -253,11 +272,11 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         with LocalBroker(tmp / "broker", persistence=False) as broker:
-            for name, make, node_id in (("climate", climate_node, 7), ("bridge", bridge_node, 8)):
+            for name, make, node_id, linger_ms in (("climate", climate_node, 7, LINGER_MS), ("bridge", bridge_node, 8, 0)):
                 node = make(node_id, minutes * 60)
                 sub = tmp / name
                 sub.mkdir()
-                ours, st = run_citynode(node, broker, sub)
+                ours, st = run_citynode(node, broker, sub, linger_ms)
                 theirs, count = run_json(node, broker)
                 ratio = ours / theirs
                 failed += ratio > TARGET or st["dropped"] or st["acked"] != st["published"]

@@ -160,6 +160,23 @@ def drive_sim(clock, bus, ms, climate=True, setup=True):
     return samples, readings
 
 
+class DownRadio:
+    """The uplink's radio with no network in reach (bench_uplink_heap: the node keeps
+    sampling into its flash ring; no sockets, which the WebAssembly port lacks)."""
+
+    def connect(self, ssid, password):
+        pass
+
+    def connected(self):
+        return False
+
+    def failure(self):
+        return "no AP found"
+
+    def rssi(self):
+        return None
+
+
 def sim(data=None):
     """(clock, bus, board) with the scenario's parts on the bus (SCENARIO: an
     ADXL345 and an SHT45).
@@ -175,6 +192,9 @@ def sim(data=None):
             # the WebAssembly port's heap grows on demand: its gc.mem_free()
             # is a 128 MB allowance, a long int on a 32-bit port
             return 0 if sys.platform == "webassembly" else gc.mem_free()
+
+        def radio(self):
+            return DownRadio()
 
     clock = ManualClock()
     bus, _scenario = sim_bus(clock, data or SCENARIO)

@@ -347,7 +347,7 @@ class Node:
             self.counters,
         )
         self.link.send(w, wire.STATUS, n, now)
-        if self.time_offset is not None:
+        if self.time_offset is not None and self.uplink is None:  # networked: TIME when learnt (SPEC §6 time)
             self.send_time(now)
 
     def status_dict(self):

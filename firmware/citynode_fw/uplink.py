@@ -28,6 +28,8 @@ RETRY_MIN_MS = 2000
 RETRY_MAX_MS = 300000
 FLUSH_AFTER_MS = 30000  # frames wait in RAM at most this long before they go to flash
 MAX_MESSAGE = 2048  # bytes of frames in one MQTT message
+LINGER_MS = 60000  # a climate-only node holds its frames this long for one message...
+LINGER_BYTES = 1024  # ...or until this much waits
 _ACCEL = 2
 _REPLY = 7
 REPLY_WAIT_MS = 5000  # a reboot waits at most this long for its reply to leave on the reply topic
@@ -36,9 +38,10 @@ REPLY_WAIT_MS = 5000  # a reboot waits at most this long for its reply to leave 
 class Uplink:
     def __init__(self, node_id, radio, signer, boot, broker, ssid="", password="", mqtt_user="",
                  mqtt_password="", prefix=topics.PREFIX, ssl_context=None, ring=None, keepalive_s=60,
-                 ntp=None, on_utc=None):
+                 ntp=None, on_utc=None, linger_ms=0):
         """broker: (host, port) with host an IP address or a name; ntp: (host, port) or None,
-        on_utc(utc_ms, now) called when SNTP gives the time."""
+        on_utc(utc_ms, now) called when SNTP gives the time; linger_ms: how long a frame may
+        wait for others to share its message (0: publish at once)."""
         self.node_id = node_id
         self.radio = radio
         self.signer = signer
@@ -70,6 +73,9 @@ class Uplink:
         self._ring_pid = 0
         self._online = False  # "online" was published on this connection
         self._page_since = -1  # when the page got its first frame not yet on flash
+        self.linger_ms = linger_ms
+        self._waiting_since = -1  # when the oldest frame not yet published was put
+        self._reply_waits = False  # a REPLY is among them: someone awaits it, no lingering
         self.last_puback = -1
         self.commands = []  # armoured command lines that came on the cmd topic
         self.signed = 0
@@ -103,6 +109,10 @@ class Uplink:
         end = writer.encode_raw_into(n, self.ring.page, at)
         self.ring.commit(end - at)
         self.signed += 1
+        if self._waiting_since < 0:
+            self._waiting_since = now
+        if msg_type == _REPLY:
+            self._reply_waits = True
         return True
 
     # -- the loop --------------------------------------------------------------------
@@ -114,7 +124,7 @@ class Uplink:
                 self._resolve(now)
             self.session.poll(now)
             if self.session.state == mqtt.UP:
-                self._publish()
+                self._publish(now)
             else:
                 self._online = False
             self._clock(now)
@@ -182,7 +192,7 @@ class Uplink:
             return
         self.session.start(addr, now)
 
-    def _publish(self):
+    def _publish(self, now):
         s = self.session
         if not s.ready():
             return
@@ -193,9 +203,21 @@ class Uplink:
         if self._reply_n and not self._reply_pid:
             self._reply_pid = s.publish(self.reply_topic, self._reply, self._reply_n)
             return
+        if not self.due(now):
+            return
         n = self.ring.front(MAX_MESSAGE)
         if n:
             self._ring_pid = s.publish(self.frames_topic, self.ring.front_buf, n, off=self.ring.front_off)
+            if self.ring.pending() <= n:
+                self._waiting_since = -1  # everything waiting is in this message
+                self._reply_waits = False
+
+    def due(self, now):
+        """Whether the frames waiting make a message worth sending now: lingering
+        ends when LINGER_BYTES wait, the oldest has waited linger_ms or a REPLY
+        waits. Frames from before a reboot (found on flash) go at once."""
+        return (not self.linger_ms or self._waiting_since < 0 or self._reply_waits
+                or self.ring.pending() >= LINGER_BYTES or diff(now, self._waiting_since) >= self.linger_ms)
 
     def connected(self):
         """True while the session with the broker is up."""
@@ -318,7 +340,8 @@ def start(node, board, cfg):
     up = Uplink(cfg["node_id"], board.radio(), auth.Signer(_unhex(cfg["node_key"])), boot, (host, port),
                 ssid=cfg["wifi_ssid"], password=cfg["wifi_password"], mqtt_user=cfg["mqtt_user"],
                 mqtt_password=cfg["mqtt_password"], ssl_context=ctx, ring=ring, ntp=ntp,
-                on_utc=lambda utc, now: node.set_time(utc))
+                on_utc=lambda utc, now: node.set_time(utc),
+                linger_ms=LINGER_MS if node.sampler.accel is None else 0)  # accel streams at once
     return up, None
 
 

@@ -244,12 +244,15 @@ def node_frames(
     start_ms=1000,
     utc=None,
     boot_log=True,
+    network=False,
 ):
     """One node's frames over duration_s seconds, in send order.
 
     utc: UTC at node time start_ms (ms, datetime or ISO text): the node sends a
     TIME message right after booting and with every status message, as the
     firmware does. None: the node never learns the time.
+    network: the frames of a node with a network uplink, which sends TIME only
+    when it learns the time (SPEC.md §6 time), not with every status.
     Returns the TrafficBuilder (its `sent` holds the frames).
     """
     rng = np.random.default_rng([seed, node_id])
@@ -324,7 +327,7 @@ def node_frames(
                 flags=flags,
                 supply_v=round(4.9 + 0.2 * rng.random(), 3),
             )
-            if utc0 is not None:
+            if utc0 is not None and not network:
                 node.time_anchor(when, utc0 + (when - start_ms))
     return node
 

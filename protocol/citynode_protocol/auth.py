@@ -81,7 +81,9 @@ def sign_writer(writer, length, signer, boot, seq_hi):
     raw[0] |= SIGNED
     struct.pack_into("<HHH", raw, end, boot & 0xFFFF, boot >> 16, seq_hi)  # u32 in halves: no long int
     mac_at = end + 6
-    raw[mac_at : mac_at + MAC_SIZE] = signer.mac(memoryview(raw)[:mac_at])
+    digest = signer.digest(memoryview(raw)[:mac_at])
+    for i in range(MAC_SIZE):  # byte by byte: no slice or truncated copy to allocate
+        raw[mac_at + i] = digest[i]
     return writer.seal(mac_at + MAC_SIZE)
 
 

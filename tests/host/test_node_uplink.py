@@ -2,6 +2,7 @@
 Mosquitto: signed frames arrive verified and in order through radio and broker outages."""
 
 import json
+import sys
 import threading
 import time
 
@@ -10,10 +11,14 @@ import pytest
 import mp_program
 from citynode.broker import LocalBroker, mosquitto_path
 from citynode.keystore import Keystore
+from citynode.paths import firmware_root
 from citynode.verifier import Verifier
 from citynode_protocol import topics
 from citynode_protocol.decoder import Decoder
 from citynode_protocol.frame import to_wire
+
+sys.path.insert(0, str(firmware_root()))
+from citynode_fw.uplink import LINGER_BYTES, MAX_MESSAGE  # noqa: E402
 
 pytestmark = [
     pytest.mark.skipif(mosquitto_path() is None, reason="mosquitto is not installed (`make install` installs it "
@@ -35,6 +40,8 @@ class Collector:
         self.decoder = Decoder()
         self.temps = []
         self.status = []
+        self.messages = []  # bytes of each frames message
+        self.replies = []
         self.lock = threading.Lock()
         ready = threading.Event()
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="collector", clean_session=False)
@@ -52,9 +59,13 @@ class Collector:
             if where[1] == "status":
                 self.status.append(m.payload.decode())
                 return
+            self.messages.append(len(m.payload))
             for raw in self.verifier.feed(where[0], m.payload):
                 for msg in self.decoder.feed(to_wire(raw)):
-                    self.temps.append(round(msg["temperature_c"] * 100))
+                    if msg.name == "climate":
+                        self.temps.append(round(msg["temperature_c"] * 100))
+                    else:
+                        self.replies.append(msg["request_id"])
 
     def wait(self, n, timeout=30):
         end = time.monotonic() + timeout
@@ -112,3 +123,64 @@ def test_a_broker_outage_loses_nothing_and_repeats_are_dropped_by_the_signature(
     assert got == [2000 + i for i in range(300)]  # in order, none lost, none twice
     st = json.loads(out.strip().splitlines()[-1])
     assert st["made"] == 300 and st["acked"] >= 1
+
+
+def test_a_lingering_node_sends_fewer_messages_and_still_every_frame_in_order(tmp_path):
+    ks, key, radio = _setup(tmp_path)
+    radio.write_text("up")
+    with LocalBroker(tmp_path / "broker") as broker:
+        col = Collector(broker.port, ks)
+        node = start_node(node=7, key=key.hex(), boot=1, port=broker.port, ring=str(tmp_path / "ring"),
+                          radio=str(radio), count=30, period_ms=20, seconds=10, until_sent=True, linger_ms=500,
+                          page_size=2048)
+        got = col.wait(30)
+        out, err = node.communicate(timeout=30)
+        col.close()
+    assert node.returncode == 0, err
+    assert got == [2000 + i for i in range(30)]
+    # 30 frames of 34 bytes, under LINGER_BYTES: each message waits for the oldest frame's 500 ms;
+    # the 600 ms of frames fit in at most three (without lingering, about one message per frame)
+    assert 1 <= len(col.messages) <= 3, col.messages
+    st = json.loads(out.strip().splitlines()[-1])
+    assert st["pending"] == 0 and st["acked"] == len(col.messages) + 1  # and "online"
+
+
+def test_a_lingering_node_sends_once_a_kilobyte_waits(tmp_path):
+    ks, key, radio = _setup(tmp_path)
+    radio.write_text("up")
+    with LocalBroker(tmp_path / "broker") as broker:
+        col = Collector(broker.port, ks)
+        node = start_node(node=7, key=key.hex(), boot=1, port=broker.port, ring=str(tmp_path / "ring"),
+                          radio=str(radio), count=100, period_ms=5, seconds=3, linger_ms=600000, page_size=2048)
+        out, err = node.communicate(timeout=30)
+        time.sleep(0.3)
+        col.close()
+    assert node.returncode == 0, err
+    st = json.loads(out.strip().splitlines()[-1])
+    assert st["made"] == 100 and col.messages
+    # a message goes once LINGER_BYTES wait; it carries the frames of one flash segment at most,
+    # so a page written to flash meanwhile can cut one message short
+    assert col.messages[0] >= LINGER_BYTES and max(col.messages) <= MAX_MESSAGE, col.messages
+    assert len(col.messages) <= 100 * 34 // LINGER_BYTES + 1, col.messages
+    assert 0 < st["pending"] < LINGER_BYTES  # the rest waits out its linger (10 minutes)
+    assert sum(col.messages) + st["pending"] == 100 * 34
+    assert col.temps == [2000 + i for i in range(len(col.temps))]
+
+
+def test_a_reply_ends_the_linger(tmp_path):
+    ks, key, radio = _setup(tmp_path)
+    radio.write_text("up")
+    with LocalBroker(tmp_path / "broker") as broker:
+        col = Collector(broker.port, ks)
+        node = start_node(node=7, key=key.hex(), boot=1, port=broker.port, ring=str(tmp_path / "ring"),
+                          radio=str(radio), count=5, period_ms=20, seconds=10, until_sent=True, linger_ms=600000,
+                          page_size=2048, reply_at=4)
+        got = col.wait(4)
+        out, err = node.communicate(timeout=30)
+        time.sleep(0.2)
+        col.close()
+    assert node.returncode == 0, err
+    st = json.loads(out.strip().splitlines()[-1])
+    # readings that would wait 10 minutes go with the answer someone is waiting for
+    assert got == [2000 + i for i in range(4)] and col.replies == [4]
+    assert st["pending"] == 0

@@ -81,6 +81,11 @@ def test_a_virtual_node_streams_signed_frames_over_mqtt_to_listen_and_decode(tmp
     timed = [r for r in climate if r["time"]]  # after the USB session set the clock: UTC
     assert timed and all(r["time"].endswith("Z") and r["time"][:4] >= "2026" for r in timed)
     assert len(_rows(tables / "accel.csv")) >= 250
+    # over the network a TIME goes when the node learns the time (the USB session), not with
+    # every status (SPEC §6 time)
+    statuses = _rows(tables / "status.csv")
+    times = _rows(tables / "time.csv") if (tables / "time.csv").exists() else []
+    assert len(statuses) >= 2 and len(times) == 1, (len(statuses), times)
 
 
 @pytest.mark.timeout(120)

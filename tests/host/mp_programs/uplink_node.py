@@ -42,9 +42,9 @@ class FileRadio:
 
 
 key = bytes.fromhex(opt["key"])
-ring = Ring(opt["ring"], capacity=opt.get("ring_bytes", 65536), page_size=512)
+ring = Ring(opt["ring"], capacity=opt.get("ring_bytes", 65536), page_size=opt.get("page_size", 512))
 up = Uplink(opt["node"], FileRadio(opt["radio"]), auth.Signer(key), opt["boot"], ("127.0.0.1", opt["port"]),
-            ssid="city", password="pw", ring=ring, keepalive_s=5)
+            ssid="city", password="pw", ring=ring, keepalive_s=5, linger_ms=opt.get("linger_ms", 0))
 writer = FrameWriter(opt["node"], 16, trailer=auth.TRAILER_SIZE)
 writer.seq = opt.get("first_seq", 0)
 made = 0
@@ -53,9 +53,14 @@ end = now() + int(opt["seconds"] * 1000)
 while now() < end:
     t = now()
     if made < opt["count"] and time.ticks_diff(t, next_at) >= 0:
-        struct.pack_into(wire.FORMATS[wire.CLIMATE], writer.payload, 0, 2000 + made, 5000, 0)
-        writer.finish(wire.CLIMATE, 5, t)
-        up.put(writer, wire.CLIMATE, 5, t)
+        if made == opt.get("reply_at", -1):  # a command's answer instead of a reading
+            struct.pack_into(wire.FORMATS[wire.REPLY], writer.payload, 0, made, 0)
+            writer.finish(wire.REPLY, 3, t)
+            up.put(writer, wire.REPLY, 3, t)
+        else:
+            struct.pack_into(wire.FORMATS[wire.CLIMATE], writer.payload, 0, 2000 + made, 5000, 0)
+            writer.finish(wire.CLIMATE, 5, t)
+            up.put(writer, wire.CLIMATE, 5, t)
         made += 1
         next_at = t + opt["period_ms"]
     up.poll(t)
@@ -64,5 +69,6 @@ while now() < end:
     time.sleep_ms(2)
 st = up.status()
 st["made"] = made
+st["pending"] = ring.pending()
 print(json.dumps(st))
 up.close()

@@ -1,0 +1,129 @@
+"""Heap of the node's network uplink under MicroPython, on both word sizes.
+
+    python bench/bench_uplink_heap.py [--quick]
+
+Runs bench/mp/nodebench_uplink.py (the sampler with the uplink attached: each
+block signed, put in the ring, published over an MQTT session to a socket
+stand-in that acknowledges it) as bench/bench_node.py runs its programs: the
+firmware precompiled by mpy-cross, on the Unix port (64-bit) and, where
+Node.js is installed, on MicroPython's WebAssembly port (32-bit, as an ESP32).
+
+Exit status 1 when a target fails (0 bytes per block; the node's heap with the
+uplink within 100 kB on the 32-bit port), 2 when a run fails. Prints, per port: the bytes allocated per published block in steady state
+(gc off from block 10 to block 60), the same for signing alone and publishing
+alone, and the live heap the uplink adds (its modules, then its objects).
+The allocation per block is not 0: MicroPython's hashlib makes a new sha256
+object for each hash and a new bytes for each digest (an object can be neither
+copied nor updated after digest()), and HMAC takes two hashes.
+"""
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE)]
+
+import bench_node  # noqa: E402
+from _report import table  # noqa: E402
+
+PROGRAM = "nodebench_uplink"
+
+
+def measure(runner, quick):
+    res, _ = runner.run(PROGRAM, heapsize="4M", **{"from": 10, "to": 30 if quick else 60, "frames": 50})
+    a = res["uplink_alloc"][0]
+    if a["acked"] < a["blocks"]:
+        raise bench_node.BenchError("%s: %d messages acknowledged over %d blocks" % (runner.name, a["acked"], a["blocks"]))
+    return {"alloc": a, "parts": res["uplink_parts"][0], "live": res["uplink_live"][0]}
+
+
+SECONDS = 22  # node time: two feature windows, a climate reading, status, the host's commands
+
+
+def node_heap(runner, seconds):
+    """The node's share at most (live before a pass + the pass, less the simulator), with
+    uplink="wifi" and no network in reach: every frame signed into the flash ring."""
+    sim = runner.run("nodebench_heap", what="sim", seconds=seconds)[0]["heap_sim"][0]
+    n = runner.run("nodebench_heap", what="node", seconds=seconds, sample=1)[0]["heap_node"][0]
+    if not n["accel"] >= seconds - 2 or n["reply"] != n["commands"]:
+        raise bench_node.BenchError("the node run (%s) did not do what a node does: %s" % (runner.name, n))
+    return {"share": n["peak_bound"] - n["sim"], "live": n["peak_live"] - n["sim"], "sim": sim}
+
+
+def node_runs(runners, tmp, flash, results):
+    """The whole node with uplink="wifi", from a flash of its own."""
+    wifi = tmp / "flash-wifi"
+    shutil.copytree(flash, wifi)
+    bench_node.write_commands(wifi)
+    for r in runners:
+        r.flash = wifi
+        r.path = str(wifi)
+    runners[0].run("nodebench_setup", uplink=1)
+    for r in runners:
+        results[r.name]["node"] = node_heap(r, SECONDS)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="20 blocks instead of 50, and no whole-node runs")
+    args = p.parse_args(argv)
+    try:
+        exe = bench_node.tool("micropython", "CITYNODE_MICROPYTHON")
+        mpy_cross = bench_node.tool("mpy-cross")
+        with tempfile.TemporaryDirectory(prefix="bench_uplink_heap_") as tmp:
+            flash = Path(tmp) / "flash"
+            bench_node.compile_mpy(flash, mpy_cross)
+            runners = [bench_node.Runner(bench_node.MPY, exe, [flash], flash)]
+            node, why = bench_node.wasm32_node()
+            if node:
+                runners.append(bench_node.Wasm32Runner(bench_node.MPY32, node, [flash], flash))
+            results = {r.name: measure(r, args.quick) for r in runners}
+            if not args.quick:
+                node_runs(runners, Path(tmp), flash, results)
+    except bench_node.BenchError as exc:
+        print("bench_uplink_heap: %s" % exc, file=sys.stderr)
+        return 2
+    print("Heap of the uplink (uplink=wifi): sampler at 200 Hz, blocks of 100 samples, each block signed,")
+    print("into the ring, published (QoS 1) and acknowledged; gc off over the blocks, gc.mem_alloc() after - before")
+    if not node:
+        print("32-bit: not run (%s)" % why)
+    print()
+    rows = []
+    for name, r in results.items():
+        a, parts, live = r["alloc"], r["parts"], r["live"]
+        rows.append([name, a["blocks"], a["bytes"], a["bytes"] // a["blocks"], parts["sign"] // parts["frames"],
+                     parts["publish"] // parts["frames"], bench_node.kb(live["modules"]), bench_node.kb(live["objects"])])
+    table(["port", "blocks", "bytes", "bytes/block", "HMAC/frame", "publish/msg", "modules kB", "objects kB"], rows)
+    print()
+    if not args.quick:
+        print("The node with uplink=\"wifi\" (no network in reach: frames signed into the flash ring), %d s of node"
+              % SECONDS)
+        print("time as bench_node.py part 2 runs it; node's share at most = live before a pass + the pass, less the sim")
+        print()
+        table(["port", "node's share at most kB", "live between passes kB"],
+              [[name, bench_node.kb(r["node"]["share"]), bench_node.kb(r["node"]["live"])] for name, r in results.items()])
+        print()
+    for name, r in results.items():
+        if "node" in r:
+            print("node's heap with the uplink, %s: %s kB (target 100 kB on 32-bit)" % (name, bench_node.kb(r["node"]["share"])))
+        print("uplink heap per published block, %s: %d bytes" % (name, r["alloc"]["bytes"] // r["alloc"]["blocks"]))
+        print("uplink live heap, %s: %s kB" % (name, bench_node.kb(r["live"]["modules"] + r["live"]["objects"])))
+    print("Targets")
+    ok = True
+    for name, r in results.items():
+        per = r["alloc"]["bytes"] // r["alloc"]["blocks"]
+        ok &= per == 0
+        print("  0 bytes allocated per published block, %s: %d: %s" % (name, per, "PASS" if per == 0 else "FAIL"))
+    r = results.get(bench_node.MPY32)
+    if r is not None and "node" in r:
+        ok &= r["node"]["share"] <= bench_node.HEAP_TARGET
+        print("  node's heap with the uplink <= 100 kB, %s: %s kB: %s" % (
+            bench_node.MPY32, bench_node.kb(r["node"]["share"]), "PASS" if r["node"]["share"] <= bench_node.HEAP_TARGET else "FAIL"))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
