@@ -12,7 +12,8 @@ holds the bytes equal to the firmware's under the Unix port).
 
 The schedule is the firmware's with its config defaults (config.py): at boot a
 LOG line, a CLIMATE reading and a STATUS; a TIME once SNTP answers (SNTP_AFTER_MS
-after boot, again every 6 h) and after every STATUS; CLIMATE every
+after boot, again every 6 h: a networked node sends TIME only when it learns the
+time, SPEC §6); CLIMATE every
 climate_period_s (60), STATUS every status_period_s (30). A bridge node also
 streams acceleration from boot: a block of accel_block_samples (200) at ODR_HZ
 (200 Hz, the issue's load; the config default is the ADXL355's 250 Hz) as soon
@@ -22,7 +23,10 @@ On MQTT (SPEC.md §10): a node's first message is `online` on its retained statu
 topic; its frames go to its frames topic, whole frames and at most MAX_MESSAGE
 bytes (the firmware's uplink.MAX_MESSAGE) in one message, QoS 1. Frames made in
 one tick (TICK_S of wall time) go out together, as a node bundles what waits in
-its ring while a message is in flight.
+its ring while a message is in flight. A climate node (no accelerometer) lingers
+as the firmware's uplink does: its frames wait until LINGER_BYTES wait or the
+oldest has waited LINGER_MS of node time; what still waits when the run ends goes
+out then.
 
 Node time: a node boots at its phase (spread over the first status period) with
 its clock at BOOT_MS; its frame times are its clock (u32 ms). `rate` is node
@@ -47,6 +51,8 @@ FEATURE_WINDOW_S = 10
 BLOCK_SAMPLES = 200
 APP_VERSION = (0, 1, 0)
 SNTP_AGAIN_MS = 6 * 3600 * 1000
+LINGER_MS = 60000  # the firmware's uplink.LINGER_MS and LINGER_BYTES
+LINGER_BYTES = 1024
 
 ODR_HZ = 200
 RANGE_G = 2
@@ -132,6 +138,8 @@ class SimNode:
         self.mpy = mpy
         self.booted = False
         self.time_known = False
+        self.held = []  # frames a climate node lingers on (uplink.LINGER_MS)
+        self.held_since = 0
         self.next_climate = self.next_status = BOOT_MS
         self.next_sntp = BOOT_MS + SNTP_AFTER_MS
         self.index = 0  # accel samples so far
@@ -248,8 +256,6 @@ class SimNode:
             protocol_minor=PROTOCOL_MINOR, sensors_fitted=sensors, sensors_ok=sensors, flags=flags,
             supply_v=round(4.95 + 0.1 * self.rng.random(), 3), calibration_id=self.calibration_id,
         )
-        if self.time_known:
-            self.builder.time_anchor(t, self.utc_ms(t))
 
 
 def record_row(sent, boot, utc_ms, injected=None, rejected=None, topic_node=None):
@@ -419,13 +425,19 @@ class FleetSim:
                                               b"online", retain=True)
                             self.stats["messages"] += 1
                     if sents:
-                        self._publish_node(publisher, node, sents, record)
+                        self._hold_or_publish(publisher, node, sents, record, target)
+                    elif node.held and target - node.held_since >= LINGER_MS:
+                        self._hold_or_publish(publisher, node, [], record, target)
                 while pending_bad and pending_bad[0][0] <= target:
                     _at, name, i = pending_bad.pop(0)
                     self._bad_traffic(publisher, name, i, record)
                 sim_ms = target
         except KeyboardInterrupt:
             pass
+        for node in self.nodes:
+            if node.held:
+                self._publish_node(publisher, node, node.held, record)
+                node.held = []
         drained = publisher.drain()
         seconds = max(1e-9, time.monotonic() - started)
         s = self.stats
@@ -433,6 +445,17 @@ class FleetSim:
                  frames_per_s=round(s["frames"] / seconds, 1), samples_per_s=round(s["samples"] / seconds, 1),
                  speed=round(sim_ms / 1000.0 / seconds, 3), acknowledged=drained)
         return s
+
+    def _hold_or_publish(self, publisher, node, sents, record, now_ms):
+        if node.kind == "bridge":
+            self._publish_node(publisher, node, sents, record)
+            return
+        if sents and not node.held:
+            node.held_since = now_ms  # run time; a node's clock runs at the same pace
+        node.held.extend(sents)
+        if sum(len(x.wire) for x in node.held) >= LINGER_BYTES or now_ms - node.held_since >= LINGER_MS:
+            self._publish_node(publisher, node, node.held, record)
+            node.held = []
 
     def _publish_node(self, publisher, node, sents, record):
         boot = node.builder.boot

@@ -62,6 +62,7 @@ class NodeState:
         self.time_offset = None
         self.spec = None
         self.calib = None
+        self.uplink = None  # set below: a networked node sends TIME only when it learns the time
 
     def now(self):
         return self.t
@@ -115,6 +116,7 @@ cfg = {"climate_period_s": 60, "mode": "raw", "accel_encoding": "auto", "feature
 sampler.configure(cfg, None, 0)
 features = Features()
 state = NodeState(link, None)
+state.uplink = up
 state.board = StatusBoard(state)
 
 for f in opt["frames"]:
