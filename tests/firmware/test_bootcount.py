@@ -25,3 +25,41 @@ def test_a_damaged_count_starts_again_and_says_so():
         assert bootcount.next_boot() == (2, None)
     finally:
         h.leave_tmpdir()
+
+
+def test_a_floor_raises_the_count_and_never_lowers_it():
+    h.enter_tmpdir("boot")
+    try:
+        assert bootcount.set_floor(3_600_000) == 3_600_000  # a fresh board: no boot.json yet
+        assert bootcount.next_boot() == (3_600_001, None)
+        assert bootcount.set_floor(1000) == 3_600_001  # below the count: kept as it is
+        assert bootcount.next_boot() == (3_600_002, None)
+        assert bootcount.set_floor(3_600_500) == 3_600_500
+        assert bootcount.next_boot() == (3_600_501, None)
+    finally:
+        h.leave_tmpdir()
+
+
+def test_a_floor_mends_a_damaged_count():
+    h.enter_tmpdir("boot")
+    try:
+        with open(bootcount.PATH, "w") as f:
+            f.write("not a count")
+        assert bootcount.set_floor(500) == 500
+        assert bootcount.next_boot() == (501, None)
+    finally:
+        h.leave_tmpdir()
+
+
+def test_a_floor_that_is_not_a_count_is_refused():
+    h.enter_tmpdir("boot")
+    try:
+        for bad in (-1, True, "5", 1.5, bootcount.MAX_FLOOR + 1):
+            try:
+                bootcount.set_floor(bad)
+            except ValueError:
+                continue
+            assert False, "floor %r accepted" % (bad,)
+        assert bootcount.next_boot() == (1, None)
+    finally:
+        h.leave_tmpdir()
