@@ -22,6 +22,7 @@ STAGE_WORDS = {
     "send": "sending app",
     "install": "installing files",
     "done": "done",
+    "boot_floor": "raising the boot counter",
     "provision": "writing config",
     "restart": "restarting node",
     "selftest": "self-test",
