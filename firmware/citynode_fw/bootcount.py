@@ -5,10 +5,9 @@ the old or the new count. The host raises the count to a floor whenever it
 provisions the uplink (`set_floor`, over the raw REPL): minutes since
 2020-01-01 UTC, more than any boot number the node id can have used before, so
 a replacement board or an erased boot.json never counts from 1 again under an
-id whose frames receivers already hold. A damaged or missing count between two
-provisionings cannot be known again: the node starts from 1, reports a damaged
-file, and its receivers take its frames as replays until the host provisions it
-again.
+id whose frames receivers already hold. A count lost between two provisionings
+(damaged, erased) cannot be known again: the node starts from 1 and says so,
+and its receivers take its frames as replays until the host provisions it again.
 """
 
 from citynode_fw import store
@@ -27,9 +26,9 @@ def _stored(path):
             raise store.StoreError("bad_json", "boot count is not a count")
         return n, store.recovered(path, recovered) if recovered else None
     except store.StoreError as exc:
-        if exc.reason == "missing":
-            return 0, None
-        return 0, "%s: counting boots from 1 again" % store.describe(path, exc.reason)
+        # the host writes the count before the uplink first starts: none is a count lost
+        return 0, "%s: counting boots from 1 again (provision the uplink to raise it)" % store.describe(
+            path, exc.reason)
 
 
 def next_boot(path=PATH):
@@ -41,13 +40,13 @@ def next_boot(path=PATH):
 
 
 def set_floor(floor, path=PATH):
-    """The count becomes max(count, floor), so the next boot is numbered above floor.
-    Returns the count on flash; raises ValueError for a floor that is not a count
-    and OSError when the flash refuses."""
+    """The count becomes max(count, floor), so the next boot is numbered above floor; a
+    missing or damaged count becomes floor. Returns the count on flash. Raises
+    ValueError for a floor that is not a count, OSError when the flash refuses."""
     if isinstance(floor, bool) or not isinstance(floor, int) or not 0 <= floor <= MAX_FLOOR:
         raise ValueError("boot floor %r is not a count" % (floor,))
-    n, _fallback = _stored(path)
-    if n < floor:
-        n = floor
+    n, fallback = _stored(path)
+    if n < floor or fallback:
+        n = max(n, floor)
         store.write(path, KEY, {"n": n})
     return n

@@ -81,6 +81,9 @@ def test_an_erased_count_is_raised_again_when_the_uplink_is_provisioned(tmp_path
         for name in ("boot.json", "boot.json.tmp"):
             (n.root / name).unlink(missing_ok=True)
         assert _reboot(n.port) == 1
+        client, info = provision.wait_for_app(n.port)
+        client.close()
+        assert any("boot.json missing: counting boots from 1 again" in e for e in info["last_errors"])
         # provisioned again a few minutes on: above every number it used
         clock.now = T0 + datetime.timedelta(minutes=5)
         code, out, err = run(capsys, "config", "set", "--port", n.port, "uplink", "wifi", "--reboot")
