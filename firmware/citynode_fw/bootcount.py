@@ -2,7 +2,7 @@
 
 Kept as a checked document by store.py, so a power cut during the write leaves
 the old or the new count. The host raises the count to a floor whenever it
-provisions the uplink (`set_floor`, over the raw REPL): minutes since
+provisions the uplink (`bootfloor.set_floor`, over the raw REPL): minutes since
 2020-01-01 UTC, more than any boot number the node id can have used before, so
 a replacement board or an erased boot.json never counts from 1 again under an
 id whose frames receivers already hold. A count lost between two provisionings
@@ -14,10 +14,9 @@ from citynode_fw import store
 
 PATH = "boot.json"
 KEY = "boot"
-MAX_FLOOR = 0x3FFFFFFF  # a small int on a 32-bit port (no long int per frame); minutes until the year 4061
 
 
-def _stored(path):
+def stored(path=PATH):
     """(count on flash, fallback words or None); 0 when there is none."""
     try:
         parts, recovered = store.load(path, KEY)
@@ -33,20 +32,7 @@ def _stored(path):
 
 def next_boot(path=PATH):
     """(this boot's number, fallback words or None); the new number is on flash when it returns."""
-    n, fallback = _stored(path)
+    n, fallback = stored(path)
     n += 1
     store.write(path, KEY, {"n": n})
     return n, fallback
-
-
-def set_floor(floor, path=PATH):
-    """The count becomes max(count, floor), so the next boot is numbered above floor; a
-    missing or damaged count becomes floor. Returns the count on flash. Raises
-    ValueError for a floor that is not a count, OSError when the flash refuses."""
-    if isinstance(floor, bool) or not isinstance(floor, int) or not 0 <= floor <= MAX_FLOOR:
-        raise ValueError("boot floor %r is not a count" % (floor,))
-    n, fallback = _stored(path)
-    if n < floor or fallback:
-        n = max(n, floor)
-        store.write(path, KEY, {"n": n})
-    return n

@@ -8,7 +8,7 @@ erased boot.json) would have every frame rejected as a replay or dropped as a
 repeat. So before the host gives a node its uplink (turns it on, sends its key,
 restores a backup of a node that has it), it raises the
 node's boot count to the minutes since 2020-01-01T00:00Z by the host's UTC
-clock, and the node keeps max(count, floor) (`citynode_fw.bootcount.set_floor`,
+clock, and the node keeps max(count, floor) (`citynode_fw.bootfloor.set_floor`,
 through its store). To reach a number above that floor, the id would have had
 to boot more than once a minute on average since it was last provisioned.
 
@@ -21,8 +21,8 @@ import datetime
 from citynode.errors import CitynodeError, DeviceError
 
 EPOCH = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
-MAX_FLOOR = 0x3FFFFFFF  # citynode_fw.bootcount.MAX_FLOOR
-_CODE = "from citynode_fw import bootcount\nprint('boot count', bootcount.set_floor(%d))"
+MAX_FLOOR = 0x3FFFFFFF  # citynode_fw.bootfloor.MAX_FLOOR
+_CODE = "from citynode_fw import bootfloor\nprint('boot count', bootfloor.set_floor(%d))"
 
 
 def utc_now():
@@ -53,7 +53,7 @@ def raise_floor(transport, floor=None):
     out = bytearray()
     error = node_shell.run_code(transport, _CODE % floor, timeout=10.0, on_output=out.extend)
     if error:
-        if "set_floor" in error or "bootcount" in error:
+        if "bootfloor" in error or "set_floor" in error:
             raise DeviceError("the app on %s predates the boot counter's floor (%s): deploy the current app "
                               "(`citynode deploy --port %s`), then provision again"
                               % (transport.device_name, error, transport.device_name))
