@@ -22,9 +22,9 @@ STAGE_WORDS = {
     "send": "sending app",
     "install": "installing files",
     "done": "done",
-    "boot_floor": "raising the boot counter",
     "provision": "writing config",
     "restart": "restarting node",
+    "boot_floor": "raising the boot counter",
     "selftest": "self-test",
     "record": "recording",
 }
