@@ -51,7 +51,7 @@ def raise_floor(transport, floor=None):
 
     floor = floor_at() if floor is None else floor
     out = bytearray()
-    error = node_shell.run_code(transport, _CODE % floor, timeout=10.0, on_output=out.extend)
+    error = node_shell.run_code(transport, _CODE % floor, on_output=out.extend)
     if error:
         if "bootfloor" in error or "set_floor" in error:
             raise DeviceError("the app on %s predates the boot counter's floor (%s): deploy the current app "

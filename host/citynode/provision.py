@@ -55,6 +55,8 @@ def provision(port, values, progress=None, timeout=20.0, baudrate=115200):
     progress = progress or (lambda *a, **k: None)
     if boot_floor.needed(values):
         progress("boot_floor")
+        # right after a deploy the app is still starting: interrupt it once it answers
+        wait_for_app(port, timeout, baudrate)[0].close()
         boot_floor.raise_floor_on_port(port, baudrate=baudrate)
     progress("provision")
     client, _info = wait_for_app(port, timeout, baudrate)
