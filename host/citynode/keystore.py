@@ -50,7 +50,25 @@ class KeystoreError(CitynodeError):
 class Keystore:
     def __init__(self, path=None):
         self.path = resolve_path(path)
+        self._stamp = self._file_stamp()
         self._nodes = self._load()
+
+    def _file_stamp(self):
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_size
+
+    def reload_if_changed(self):
+        """Read the file again if it changed since it was read (another command made or replaced
+        a key while this one runs): True when it did. KeystoreError keeps the keys as they were."""
+        stamp = self._file_stamp()
+        if stamp == self._stamp:
+            return False
+        nodes = self._load()
+        self._nodes, self._stamp = nodes, stamp
+        return True
 
     def _load(self):
         try:
@@ -136,5 +154,6 @@ class Keystore:
             finally:
                 os.close(fd)
             os.replace(tmp, self.path)
+            self._stamp = self._file_stamp()
         except OSError as exc:
             raise KeystoreError("cannot write keystore %s: %s" % (self.path, exc.strerror or exc)) from None

@@ -25,6 +25,7 @@ STAGE_WORDS = {
     "ca": "writing the broker's CA",
     "provision": "writing config",
     "restart": "restarting node",
+    "boot_floor": "raising the boot counter",
     "selftest": "self-test",
     "record": "recording",
 }

@@ -46,8 +46,18 @@ def wait_for_app(port, timeout=20.0, baudrate=115200, client_factory=None):
 
 
 def provision(port, values, progress=None, timeout=20.0, baudrate=115200):
-    """Write `values` to the node's config; reboot it when a key needs it. Returns the node's info."""
+    """Write `values` to the node's config; reboot it when a key needs it. Returns the node's info.
+
+    Values that give the node its uplink raise its boot counter's floor first
+    (`boot_floor`), so that it never signs under numbers its id has used."""
+    from citynode import boot_floor
+
     progress = progress or (lambda *a, **k: None)
+    if boot_floor.needed(values):
+        progress("boot_floor")
+        # right after a deploy the app is still starting: interrupt it once it answers
+        wait_for_app(port, timeout, baudrate)[0].close()
+        boot_floor.raise_floor_on_port(port, baudrate=baudrate)
     progress("provision")
     client, _info = wait_for_app(port, timeout, baudrate)
     try:

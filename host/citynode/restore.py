@@ -8,7 +8,10 @@ are written (temp name, rename, SHA-256 read back), files the backup lacks are
 removed (a backup without calib.json leaves the board uncalibrated, never with
 the board's own calibration). Restoring a backup of node 20 onto a board that
 is not node 20 renumbers the board: refused without `force` while node 20 is
-live in the inventory on another board.
+live in the inventory on another board. A backup of a node with the network
+uplink first raises the board's boot counter to its floor (`boot_floor`): a
+backup never holds boot.json, and the board must not sign under numbers the
+node id has used.
 """
 
 from citynode import backups, node_files
@@ -28,6 +31,7 @@ class RestorePlan:
         self.target = node_files.identity(files)
         self.before = node_files.identity(current)
         self.board_mac = None
+        self.boot_count = None  # the node's boot count once its floor is raised
 
     @property
     def renumbers(self):
@@ -74,7 +78,7 @@ def restore(port, folder, inventory_path=None, force=False, dry_run=False):
     """Make the node on `port` match the backup in `folder`, in one raw-REPL session (what is
     read is what the plan and the writes rest on). Returns (plan, info after the restart);
     with dry_run, (plan, None) and nothing is written."""
-    from citynode import provision, serial_link
+    from citynode import boot_floor, provision, serial_link
     from citynode.board_id import mac_from_uid
 
     manifest, files = backups.load(folder)  # a damaged backup is refused before the node is touched
@@ -89,6 +93,8 @@ def restore(port, folder, inventory_path=None, force=False, dry_run=False):
         reason = plan.conflict()
         if reason and not force:
             raise DuplicateNode(reason)
+        if boot_floor.needed(_config_of(files)):  # the board signs as the backup's node from now on
+            plan.boot_count = boot_floor.raise_floor(transport)
         node_files.apply(transport, files, plan.changes)
     client, info = provision.wait_for_app(port)
     client.close()
@@ -103,6 +109,13 @@ def restore(port, folder, inventory_path=None, force=False, dry_run=False):
                             % (cal.get("id"), plan.target["calibration_id"]))
     record(plan, info)
     return plan, info
+
+
+def _config_of(files):
+    try:
+        return node_files.parse("config.json", files["config.json"])
+    except (KeyError, ValueError):
+        return {}
 
 
 def record(plan, info):

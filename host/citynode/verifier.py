@@ -6,6 +6,10 @@ node id agrees with the topic, not a replay) and returns the unsigned raw frames
 that passed, in order, ready for `frame.to_wire` and any decoder. Every other
 frame is counted by reason in `rejected`, and the last few are kept in
 `recent` for a display. Nothing here raises on bad bytes.
+
+A node's replay window belongs to its key: when the keystore holds another key
+for the node (read again from its file when a frame does not verify, so a long
+`listen` sees a node provisioned meanwhile), the window starts anew.
 """
 
 import collections
@@ -24,7 +28,7 @@ class Verifier:
     def __init__(self, keystore, recent=20):
         self.keystore = keystore
         self.windows = {}  # node id -> auth.ReplayWindow
-        self.signers = {}
+        self.signers = {}  # node id -> (key, auth.Signer): the window belongs to that key
         self.accepted = 0
         self.rejected = dict.fromkeys(REASONS, 0)
         self.by_node = collections.Counter()
@@ -35,9 +39,25 @@ class Verifier:
         self.recent.append((node_id, reason))
 
     def _signer(self, node_id):
-        if node_id not in self.signers:
-            self.signers[node_id] = self.keystore.signer(node_id)
-        return self.signers[node_id]
+        """The node's signer by its key in the keystore now. A key this verifier has not
+        seen for the node (the node provisioned again, a replacement board) is a new
+        signer: the node's replay window starts anew."""
+        key = self.keystore.key(node_id)
+        known = self.signers.get(node_id)
+        if known is None or known[0] != key:
+            known = self.signers[node_id] = (key, None if key is None else auth.Signer(key))
+            self.windows.pop(node_id, None)
+        return known[1]
+
+    def _keys_changed(self):
+        """The keystore read again if its file changed (a key made or replaced meanwhile)."""
+        from citynode.keystore import KeystoreError
+
+        reload = getattr(self.keystore, "reload_if_changed", None)
+        try:
+            return reload is not None and reload()
+        except KeystoreError:
+            return False  # a keystore broken meanwhile: the keys as they were
 
     def feed(self, topic_node, payload):
         """The verified unsigned raw frames of one message published by topic_node."""
@@ -67,6 +87,8 @@ class Verifier:
                 reject(node_id, "wrong_topic", raw)
                 continue
             signer = self._signer(node_id)
+            if (signer is None or not auth.verify(raw, signer)) and self._keys_changed():
+                signer = self._signer(node_id)
             if signer is None:
                 reject(node_id, "unknown_node", raw)
                 continue

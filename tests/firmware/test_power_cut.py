@@ -17,7 +17,7 @@ calibration, the current and the previous as a pair), the node runs what is
 stored, and a load from anything but the file as saved is a fallback in words.
 """
 
-from citynode_fw import calibration, config, store
+from citynode_fw import bootcount, bootfloor, calibration, config, store
 
 ENOENT = 2
 EEXIST = 17
@@ -363,3 +363,28 @@ def test_the_harness_sees_the_unsafe_swap_it_was_built_for():
         if a is not None and a == b:
             both_same += 1
     assert both_same, "no cut left the same calibration in both files"
+
+
+# -- boot counter ------------------------------------------------------------------------------
+
+
+def _boot_count(files, fat):
+    """The count a boot after these files starts from (0: none), as next_boot reads it."""
+    return _on(Flash(files, fat), lambda: bootcount.stored())[0]
+
+
+def test_boot_count_and_floor_cut_at_every_step():
+    # a cut leaves the old or the new count, so a number a finished boot used is never used again
+    for fat in (False, True):
+        for start in ({}, {bootcount.PATH: store.dump(bootcount.KEY, {"n": 41})}):
+            old = _boot_count(start, fat)
+            for name, op, new in (("boot", bootcount.next_boot, old + 1),
+                                  ("floor", lambda: bootfloor.set_floor(5000), 5000)):
+                states, done = _cuts(start, fat, op)
+                assert _boot_count(done, fat) == new, name
+                for survived, where in _unique(states):
+                    n = _boot_count(survived, fat)
+                    assert n in (old, new), "%s from %d, %s, %s: count %d" % (
+                        name, old, "FAT rename" if fat else "replacing rename", where, n)
+                    after, _ = _on(Flash(survived, fat), bootcount.next_boot)
+                    assert after == n + 1

@@ -56,7 +56,7 @@ def _get(args):
 
 
 def _set(args):
-    from citynode import node_config, provision, serial_link
+    from citynode import boot_floor, node_config, provision, serial_link
     from citynode.errors import DeviceError
 
     key = args.key
@@ -79,6 +79,9 @@ def _set(args):
         provision.wait_for_app(args.port)[0].close()
     else:
         value = node_config.parse_value(key, args.value)
+    if boot_floor.needed({key: value}):  # the uplink goes on under this node id (SPEC §9.2)
+        boot_floor.raise_floor_on_port(args.port)
+        provision.wait_for_app(args.port)[0].close()  # the app starts again after the raw REPL
     with serial_link.NodeClient(args.port) as client:
         values = {key: value}
         if key == "uplink" and value == "wifi":  # the node signs its network frames: it needs a key

@@ -46,6 +46,7 @@ def gather(port, inventory_path=None):
         "last_errors": info.get("last_errors") or [],
         "counters": info.get("counters") or {},
         "reset_cause": info.get("reset_cause"),
+        "uplink": info.get("uplink"),
     }
     rec = None
     if isinstance(out["node_id"], int):
@@ -76,6 +77,8 @@ def run(args):
         ("last errors", "; ".join(info["last_errors"]) or "none"),
         ("reset cause", info["reset_cause"]),
     ]
+    if info["uplink"]:
+        rows.append(("uplink", uplink_words(info["uplink"])))
     rec = info["inventory"]
     if rec:
         same = rec.get("app_hash") == info["app_hash"] and rec.get("config_hash") == info["config_hash"]
@@ -90,3 +93,16 @@ def run(args):
     for key, value in sorted((info["config"] or {}).items()):
         print("  %-22s %s" % (key, json.dumps(value)))
     return 0
+
+
+def uplink_words(up):
+    """One line of the node's uplink status: network, broker, boot number, ring."""
+    if up.get("error"):
+        return "not running: %s" % up["error"]
+    rssi = up.get("rssi")
+    parts = ["network %s%s" % (up.get("network"), "" if rssi is None else " (RSSI %s dBm)" % rssi),
+             "broker %s%s" % (up.get("broker"), ": %s" % up["broker_error"] if up.get("broker_error") else ""),
+             "boot %s" % up.get("boot"),
+             "ring %s%% full" % up.get("fill_pct"),
+             "%s frames signed, %s resent" % (up.get("frames_signed"), up.get("resent"))]
+    return ", ".join(parts)
