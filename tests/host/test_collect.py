@@ -422,6 +422,36 @@ def test_climate_rows_get_the_flags_of_the_qc_step_with_the_history_it_asks_for(
     assert store.since[-1] == ([7], utc_us(UTC0, 2000) - 3_600_000_000) and HotFlags.asked == [0, 1]
 
 
+def test_a_failed_reading_has_no_values_and_the_qc_checks_pass_it_by(keys):
+    """A reading the node marks failed (CLIMATE_SENSOR_ERROR) carries zeros: stored as nulls, neither
+    out of range itself nor the level the next reading is compared with (no spike after it)."""
+    from citynode.fleet.qc import QcChecker
+    from citynode.fleet.rows import RowBuilder, take
+    from citynode.verifier import Verifier
+    from citynode_protocol import wire
+
+    class Qc:  # the collector's view of QC (commands/collect.py QcStep)
+        checker = QcChecker()
+
+        def history_window_us(self):
+            return 5 * 3600 * 1_000_000
+
+        def apply(self, climate, history):
+            return self.checker.apply(climate, history)
+
+    node = Node(7, keys.key(7))
+    store = MemoryStore()
+    builder = RowBuilder(store, qc=Qc())
+    verifier = Verifier(keys)
+    first = (node.time_anchor(1000, UTC0) + node.climate(2000, 9.4, 83.5)
+             + node.climate(62_000, 0.0, 0.0, status=wire.CLIMATE_SENSOR_ERROR))
+    store.write(builder.build([take(verifier, "citynode", "citynode/7/frames", first, 0)]))
+    later = node.climate(122_000, 9.41, 83.4)
+    store.write(builder.build([take(verifier, "citynode", "citynode/7/frames", later, 0)]))
+    got = [(r["temperature_c"], r["relative_humidity_pct"], r["status"], r["qc_flags"]) for r in rows(store, "climate")]
+    assert got == [(9.4, 83.5, 0, 0), (None, None, wire.CLIMATE_SENSOR_ERROR, 0), (9.41, 83.4, 0, 0)]
+
+
 def test_the_command_stores_what_came_and_sigterm_commits_the_batch_in_hand(broker, keys, prefix, monkeypatch,
                                                                             capsys):
     """`citynode collect` in this process (so the store can be the in-memory one): with a 30 s batch, only

@@ -22,7 +22,9 @@ the store's front columns (citynode.fleet.schema):
   builder's cache, else `store.anchor`): `utc = anchor_utc + (node_ms -
   anchor_node_ms)`, the difference taken modulo 2^32 ms; null with no anchor;
 - calibration_id, firmware: from the latest status of that boot, found the same way;
-- received: when the collector took the message off the broker.
+- received: when the collector took the message off the broker;
+- a climate reading whose status says it failed (CLIMATE_SENSOR_ERROR) has null
+  temperature and humidity: the zeros on the wire are no values.
 
 A frame that appears twice in one batch is kept once (`duplicates` counts the
 rest). One `frames` ledger row per frame; the rows of the `rejects` table for
@@ -46,7 +48,7 @@ from citynode.fleet.store import IngestBatch
 from citynode.tables import NO_UTC, batch_tables
 from citynode.timebase import Timebase, plausible_utc
 from citynode.verifier import Verified
-from citynode_protocol import auth, frame, topics
+from citynode_protocol import auth, frame, topics, wire
 
 WRAP_US = (1 << 32) * 1000  # the node's u32 ms clock, in µs
 _HEADER = struct.Struct(frame.HEADER_FORMAT)
@@ -301,12 +303,17 @@ def _data_table(kind, table, idx, f, anchors, status):
         "calibration_id": pa.array(np.array([v[0] for v in cal_values], np.int64)[idx], mask=~cal_has[idx]),
         "firmware": pa.array([v[1] for v in cal_values], pa.string()).take(pa.array(idx)),
     }
+    # a reading the node says failed has no values (they are zeros on the wire): null, so that no
+    # check, average or QC history takes them for a temperature
+    failed = (np.asarray(table["status"]) & wire.CLIMATE_SENSOR_ERROR) != 0 if kind == "climate" else None
     arrays = []
     for field in schema.SCHEMAS[kind]:
         if field.name in front:
             arrays.append(front[field.name])
         elif field.name in ("qc_flags", "qc_score"):
             arrays.append(pa.array(np.zeros(len(idx), np.int32)))
+        elif failed is not None and failed.any() and field.name in ("temperature_c", "relative_humidity_pct"):
+            arrays.append(pa.array(np.asarray(table[field.name], np.float64), field.type, mask=failed))
         else:
             arrays.append(_column(table[field.name], field.type))
     return pa.Table.from_arrays(arrays, schema=schema.SCHEMAS[kind])
