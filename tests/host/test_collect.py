@@ -368,6 +368,24 @@ def test_forged_replayed_unknown_and_malformed_traffic_lands_in_rejects_never_in
     assert collector.counters.rejected["malformed"] == 2 and collector.summary()["frames_rejected"] == len(bad)
 
 
+def test_a_replay_of_a_frame_another_collector_stored_lands_in_rejects(broker, keys, publish, prefix):
+    """Collectors of a group each verify a share of a node's messages: a replay may reach one that never
+    saw the original. The store's ledger knows it: into rejects as a replay, the data stored once."""
+    store = MemoryStore()
+    node = Node(7, keys.key(7))
+    original = node.climate(1000, 20.0, 50.0) + node.climate(2000, 21.0, 50.0)
+    with Running(broker, store, keys, prefix, group="a"):
+        publish("%s/7/frames" % prefix, original)
+        wait_for(lambda: frames_in(store) == 2, "the original stored")
+    with Running(broker, store, keys, prefix, group="b") as other:  # a verifier that never saw them
+        publish("%s/7/frames" % prefix, original[len(original) // 2:] + node.climate(3000, 22.0, 50.0))
+        wait_for(lambda: frames_in(store) == 3 and other.counters.batches, "the next frame stored")
+    assert [(r["reason"], r["node_id"], r["boot"], r["seq"]) for r in rows(store, "rejects")] == [("replay", 7, 1, 1)]
+    assert [r["temperature_c"] for r in rows(store, "climate")] == [20.0, 21.0, 22.0]
+    s = other.summary()
+    assert s["rejected"]["replay"] == 1 and s["frames_duplicate"] == 0 and s["frames_accepted"] == 1
+
+
 def test_one_message_with_two_boots_keeps_each_frame_with_its_own_boot_and_seq(keys):
     from citynode.fleet.rows import RowBuilder, take
     from citynode.verifier import Verifier

@@ -332,9 +332,22 @@ def _column(values, arrow_type):
     return pa.array(array, arrow_type)
 
 
+def replays(taken, stored_before):
+    """`rejects` rows (reason replay, the frame unsigned) of the verified frames of `taken` whose
+    (node, boot, seq) is in stored_before: frames another collector of the group had stored, so
+    this one's verifier took them for new. Give only messages sent once (not DUP redeliveries)."""
+    stored_before = set(stored_before)
+    found = [(t.received_us, t.topic, v.node_id, "replay", v.boot, v.seq, bytes(v.raw))
+             for t in taken for v in t.verified if (v.node_id, v.boot, v.seq) in stored_before]
+    return _rejects_table(found)
+
+
 def _rejects(taken):
-    rows = [(t.received_us, t.topic, r.node_id, r.reason, r.boot, r.seq, bytes(r.raw))
-            for t in taken for r in t.rejected]
+    return _rejects_table([(t.received_us, t.topic, r.node_id, r.reason, r.boot, r.seq, bytes(r.raw))
+                           for t in taken for r in t.rejected])
+
+
+def _rejects_table(rows):
     if not rows:
         return schema.empty("rejects")
     columns = list(zip(*rows))
