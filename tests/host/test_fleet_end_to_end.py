@@ -118,12 +118,15 @@ def _run_node(tmp_path, broker, keystore, node_id, out):
     with virtual_node(tmp_path / ("node%d" % node_id), scenario=SCENARIOS[node_id], with_app=True,
                       heap=NODE_HEAP) as node:
         provision(node, dict(NODE_CONFIG, node_id=node_id, broker_url=broker.url, node_key=key.hex()))
+        print("[%.3f] node %d provisioned" % (time.monotonic(), node_id))
         with NodeClient(node.port) as client:  # a USB session sets the node's clock: TIME goes out by MQTT too
             client.command("info")
         time.sleep(NODE_RUN_S)
         end = time.monotonic() + 30
         while True:  # an info with the ring empty: every frame signed so far went out
-            with NodeClient(node.port) as client:
+            # (the clock left as set: setting it again moves the node's UTC by the link's latency, and
+            # rows after it would take a few ms from whichever anchor their collector knew)
+            with NodeClient(node.port, set_clock=False) as client:
                 info = client.command("info")
             if info["uplink"]["pending_bytes"] == 0 or time.monotonic() > end:
                 break
@@ -169,13 +172,17 @@ def run(tmp_path_factory):
                                      for v in ("temperature_c", "relative_humidity_pct")}))
     record = tmp / "sim.jsonl"
     folder = tmp / "store"
+    t0 = time.monotonic()
+    say = lambda what: print("[%5.1f s] %s" % (time.monotonic() - t0, what))  # noqa: E731 (shown on failure)
     with LocalPostgres(tmp / "postgres") as pg, LocalBroker(tmp / "broker") as broker:
         pg_url = pg.create_database("fleet")
+        say("PostgreSQL and Mosquitto up")
         collectors = [CollectorProcess(broker, ks_path, qc_config, "pg", i, pg_url) for i in (1, 2)]
         collectors.append(CollectorProcess(broker, ks_path, qc_config, "pq", 1, folder))
         try:
             for c in collectors:
                 c.wait_ready()
+            say("collectors subscribed")
             infos = {}
             nodes = [threading.Thread(target=_run_node, args=(tmp, broker, keystore, n, infos))
                      for n in (CLIMATE_NODE, BRIDGE_NODE)]
@@ -187,16 +194,19 @@ def run(tmp_path_factory):
                 "--boot", 40, "--inject", "spike,frozen,out_of_range,bad_mac,replay,unknown_node,malformed",
                 "--record", record, "--json"), env=ENV, capture_output=True, text=True, timeout=120)
             assert sim.returncode == 0, sim.stderr
+            say("fleet-sim done: %s" % sim.stdout.strip())
             for t in nodes:
                 t.join(120)
             assert set(infos) == {CLIMATE_NODE, BRIDGE_NODE}, "a virtual node did not finish"
+            say("virtual nodes done")
             published = [json.loads(line) for line in record.read_text().splitlines()]
             good = [r for r in published if not r["rejected"]]
             signed = sum(i["uplink"]["frames_signed"] for i in infos.values())
             stores = Stores(pg_url, folder)
-            _wait_stored(stores, len(good) + signed)
+            say("stored: %s" % (_wait_stored(stores, len(good) + signed),))
         finally:
             stored = [c.stop() for c in collectors]
+            say("collectors stopped")
         yield {"tmp": tmp, "stores": stores, "published": published, "good": good, "infos": infos,
                "stored": stored, "sim": json.loads(sim.stdout)}
         stores.pg.close()
@@ -405,7 +415,9 @@ def test_query_gives_the_same_rows_from_both_stores(run, capsys):
         assert set(differ) <= {"time", "calibration_id", "firmware"}, (name, differ)
         for column in differ:
             pg_column, pq_column = left[column].to_pylist(), right[column].to_pylist()
-            assert all(x == y for x, y in zip(pg_column, pq_column) if x is not None), (name, column)
+            off = [(i, x, y) for i, (x, y) in enumerate(zip(pg_column, pq_column)) if x is not None and x != y]
+            assert not off, (name, column, len(off), off[:3], [left["seq"][i] for i, _x, _y in off[:3]],
+                             [left["node_id"][i] for i, _x, _y in off[:3]])
 
 
 def test_fleet_lists_every_node_and_warns_only_where_something_is_wrong(run, capsys):
