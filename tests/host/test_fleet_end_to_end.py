@@ -12,6 +12,10 @@ PostgreSQL, group "pq" (one collector) a Parquet folder; both groups take every 
 
 The QC config shortens only the persistence windows (to 30 min): the simulator freezes a sensor
 for 4 h of node time, and the run is an hour. The rest are the defaults of docs/qc.md.
+
+One known race is an xfail of its own (non-strict: it shows only now and then): a collector that
+takes a boot's first frames after its TIME and STATUS, while the other collector of the group has
+not yet committed those, stores them without UTC, calibration id and firmware.
 """
 
 import json
@@ -103,12 +107,18 @@ class CollectorProcess:
         import re
 
         self.proc.send_signal(signal.SIGTERM)
-        out, _ = self.proc.communicate(timeout=30)
+        out = self.proc.stdout.read()  # stderr is the reader's
+        self.proc.wait(30)
         self.reader.join(5)
         assert self.proc.returncode == 0, "".join(self.err)
         print(out.strip())
         counts = re.search(r"(\d+) frames stored, (\d+) duplicate", out)
         return {"stored": int(counts.group(1)), "duplicate": int(counts.group(2))}
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
 
 
 def _run_node(tmp_path, broker, keystore, node_id, out):
@@ -173,7 +183,10 @@ def run(tmp_path_factory):
     record = tmp / "sim.jsonl"
     folder = tmp / "store"
     t0 = time.monotonic()
-    say = lambda what: print("[%5.1f s] %s" % (time.monotonic() - t0, what))  # noqa: E731 (shown on failure)
+
+    def say(what):  # pytest shows it with a failure
+        print("[%5.1f s] %s" % (time.monotonic() - t0, what))
+
     with LocalPostgres(tmp / "postgres") as pg, LocalBroker(tmp / "broker") as broker:
         pg_url = pg.create_database("fleet")
         say("PostgreSQL and Mosquitto up")
@@ -204,9 +217,11 @@ def run(tmp_path_factory):
             signed = sum(i["uplink"]["frames_signed"] for i in infos.values())
             stores = Stores(pg_url, folder)
             say("stored: %s" % (_wait_stored(stores, len(good) + signed),))
-        finally:
             stored = [c.stop() for c in collectors]
             say("collectors stopped")
+        finally:
+            for c in collectors:  # after a failure above
+                c.kill()
         yield {"tmp": tmp, "stores": stores, "published": published, "good": good, "infos": infos,
                "stored": stored, "sim": json.loads(sim.stdout)}
         stores.pg.close()
