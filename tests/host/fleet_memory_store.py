@@ -35,6 +35,8 @@ class MemoryStore(Store):
         for key in zip(*(frames.column(c).to_pylist() for c in schema.KEYS["frames"])):
             if key in self.ledger or key in new:
                 written.frames_duplicate += 1
+                if key in self.ledger:
+                    written.duplicates.append(key)
             else:
                 new.add(key)
         written.frames_new = len(new)

@@ -368,6 +368,24 @@ def test_forged_replayed_unknown_and_malformed_traffic_lands_in_rejects_never_in
     assert collector.counters.rejected["malformed"] == 2 and collector.summary()["frames_rejected"] == len(bad)
 
 
+def test_a_replay_of_a_frame_another_collector_stored_lands_in_rejects(broker, keys, publish, prefix):
+    """Collectors of a group each verify a share of a node's messages: a replay may reach one that never
+    saw the original. The store's ledger knows it: into rejects as a replay, the data stored once."""
+    store = MemoryStore()
+    node = Node(7, keys.key(7))
+    original = node.climate(1000, 20.0, 50.0) + node.climate(2000, 21.0, 50.0)
+    with Running(broker, store, keys, prefix, group="a"):
+        publish("%s/7/frames" % prefix, original)
+        wait_for(lambda: frames_in(store) == 2, "the original stored")
+    with Running(broker, store, keys, prefix, group="b") as other:  # a verifier that never saw them
+        publish("%s/7/frames" % prefix, original[len(original) // 2:] + node.climate(3000, 22.0, 50.0))
+        wait_for(lambda: frames_in(store) == 3 and other.counters.batches, "the next frame stored")
+    assert [(r["reason"], r["node_id"], r["boot"], r["seq"]) for r in rows(store, "rejects")] == [("replay", 7, 1, 1)]
+    assert [r["temperature_c"] for r in rows(store, "climate")] == [20.0, 21.0, 22.0]
+    s = other.summary()
+    assert s["rejected"]["replay"] == 1 and s["frames_duplicate"] == 0 and s["frames_accepted"] == 1
+
+
 def test_one_message_with_two_boots_keeps_each_frame_with_its_own_boot_and_seq(keys):
     from citynode.fleet.rows import RowBuilder, take
     from citynode.verifier import Verifier
@@ -420,6 +438,36 @@ def test_climate_rows_get_the_flags_of_the_qc_step_with_the_history_it_asks_for(
     store.write(builder.build([take(verifier, "citynode", "citynode/7/frames", later, 0)]))
     assert [(r["qc_flags"], r["qc_score"]) for r in rows(store, "climate")] == [(0, 0), (1, 100), (0, 0)]
     assert store.since[-1] == ([7], utc_us(UTC0, 2000) - 3_600_000_000) and HotFlags.asked == [0, 1]
+
+
+def test_a_failed_reading_has_no_values_and_the_qc_checks_pass_it_by(keys):
+    """A reading the node marks failed (CLIMATE_SENSOR_ERROR) carries zeros: stored as nulls, neither
+    out of range itself nor the level the next reading is compared with (no spike after it)."""
+    from citynode.fleet.qc import QcChecker
+    from citynode.fleet.rows import RowBuilder, take
+    from citynode.verifier import Verifier
+    from citynode_protocol import wire
+
+    class Qc:  # the collector's view of QC (commands/collect.py QcStep)
+        checker = QcChecker()
+
+        def history_window_us(self):
+            return 5 * 3600 * 1_000_000
+
+        def apply(self, climate, history):
+            return self.checker.apply(climate, history)
+
+    node = Node(7, keys.key(7))
+    store = MemoryStore()
+    builder = RowBuilder(store, qc=Qc())
+    verifier = Verifier(keys)
+    first = (node.time_anchor(1000, UTC0) + node.climate(2000, 9.4, 83.5)
+             + node.climate(62_000, 0.0, 0.0, status=wire.CLIMATE_SENSOR_ERROR))
+    store.write(builder.build([take(verifier, "citynode", "citynode/7/frames", first, 0)]))
+    later = node.climate(122_000, 9.41, 83.4)
+    store.write(builder.build([take(verifier, "citynode", "citynode/7/frames", later, 0)]))
+    got = [(r["temperature_c"], r["relative_humidity_pct"], r["status"], r["qc_flags"]) for r in rows(store, "climate")]
+    assert got == [(9.4, 83.5, 0, 0), (None, None, wire.CLIMATE_SENSOR_ERROR, 0), (9.41, 83.4, 0, 0)]
 
 
 def test_the_command_stores_what_came_and_sigterm_commits_the_batch_in_hand(broker, keys, prefix, monkeypatch,

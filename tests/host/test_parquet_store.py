@@ -60,6 +60,7 @@ def test_rewriting_a_batch_changes_nothing_and_reopening_remembers(tmp_path):
     with ParquetStore(folder) as store:  # the ledger is read back at open
         third = store.write(batch(3, 1, range(10, 20)))
         assert (third.frames_new, third.frames_duplicate) == (6, 4)
+        assert sorted(third.duplicates) == [(3, 1, s) for s in range(10, 14)]  # those the ledger had
         assert _keys(store.query("frames")) == [(3, 1, s) for s in range(20)]
         assert store.query("accel").num_rows == sum(ACCEL_SAMPLES for s in range(20) if kind_of(s) == "accel")
 

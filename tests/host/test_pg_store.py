@@ -120,6 +120,8 @@ def test_rewrite_is_idempotent(store):
     assert after == dict(before, rejects=before["rejects"] + 2)  # rejects are always kept
     overlap = store.write(batch(frame_keys([1, 2], 1, range(4, 12)), with_rejects=False))
     assert (overlap.frames_new, overlap.frames_duplicate) == (8, 8)
+    assert sorted(overlap.duplicates) == [(n, 1, s) for n in (1, 2) for s in range(4, 8)]  # those the ledger had
+    assert w.duplicates == []
     assert store.query("climate").column("seq").to_pylist() == list(range(12)) * 2
 
 

@@ -14,7 +14,7 @@ from citynode.cli import main
 from citynode.commands.query import parse_time
 from citynode.fleet import schema
 from citynode.fleet.parquet_store import ParquetStore
-from citynode.fleet.query_rows import epochs, output_columns
+from citynode.fleet.query_rows import accel_runs, epochs, output_columns
 from citynode.fleet.store import IngestBatch
 from citynode.tables import columns_of
 from citynode.traffic import TrafficBuilder
@@ -153,6 +153,29 @@ def test_times():
 def test_epochs_count_earlier_boots_per_node():
     assert epochs([1, 1, 2, 1, 2, 1], [7, 9, 3, 7, 3, 12]).tolist() == [0, 1, 0, 0, 0, 2]
     assert epochs([], []).tolist() == []
+
+
+def test_accel_runs_are_decode_s_over_the_rows_whichever_collector_stored_them():
+    """Collectors of one group each see a share of a node's blocks: what one stored as a gap is none.
+    `query` counts gap_before and segment over its rows, as decode does over a capture."""
+    from citynode.tables import _runs
+    from citynode.timebase import Timebase
+
+    rng = np.random.default_rng(4)
+    node, boot, first, count = [], [], [], []
+    for n in (3, 5, 9):
+        for b in (1, 2):
+            index = int(rng.integers(0, 1 << 32)) if n == 9 else 0  # node 9: the u32 index wraps
+            for _ in range(40):
+                size = int(rng.integers(1, 30))
+                index += int(rng.choice([0, 0, 0, 5, -3]))  # runs on, samples lost, the stream restarted
+                node.append(n), boot.append(b), first.append(index % (1 << 32)), count.append(size)
+                index += size
+    cols = {"node_id": np.array(node), "first_index": np.array(first, np.uint32), "n_samples": np.array(count)}
+    gap, segment = _runs(cols, epochs(node, boot), Timebase())
+    got_gap, got_segment = accel_runs(node, boot, first, np.array(count))
+    assert (gap != 0).sum() > 20 and (gap == -1).sum() > 5
+    assert got_gap.tolist() == gap.tolist() and got_segment.tolist() == segment.tolist()
 
 
 @pytest.mark.parametrize("time, words", [

@@ -38,8 +38,8 @@ import time
 import numpy as np
 
 from citynode.fleet.mqtt_session import Session, default_client_id
-from citynode.fleet.rows import RowBuilder, take
-from citynode.fleet.store import StoreError
+from citynode.fleet.rows import RowBuilder, replays, take
+from citynode.fleet.store import IngestBatch, StoreError
 from citynode.verifier import REASONS, Verifier
 
 POLL_S = 0.1
@@ -201,7 +201,8 @@ class Collector:
         c = self.counters
         c.batches += 1
         c.frames_accepted += written.frames_new
-        c.frames_duplicate += written.frames_duplicate + duplicates
+        replayed = self._store_replays(batch, written.duplicates)
+        c.frames_duplicate += written.frames_duplicate + duplicates - replayed
         c.rows += written.rows
         for _m, taken in batch:
             for r in taken.rejected:
@@ -211,6 +212,22 @@ class Collector:
             if self.session.ack(message):
                 c.latency_s.append(now - message.arrived)
         return True
+
+    def _store_replays(self, batch, stored_before):
+        """Frames of messages sent once that the ledger already held (another collector of the group
+        took the original): replays, into `rejects` as this verifier's are. How many; 0 if that fails."""
+        if not stored_before:
+            return 0
+        rejects = replays([t for m, t in batch if not m.dup], stored_before)
+        if not rejects.num_rows:
+            return 0
+        try:
+            self.store.write(IngestBatch({}, rejects))
+        except StoreError as exc:  # the data is stored; only the note of the replay is lost
+            self.log("store %s: %s; %d replays not noted in rejects" % (self.store.target, exc, rejects.num_rows))
+            return 0
+        self.counters.rejected["replay"] += rejects.num_rows
+        return rejects.num_rows
 
     def _reopen(self):
         if self.reopen is None:

@@ -59,6 +59,8 @@ class ParquetStore(Store):
         for i, key in enumerate(_keys(frames)):
             if key in self._ledger or key in new:
                 written.frames_duplicate += 1
+                if key in self._ledger:
+                    written.duplicates.append(key)
             else:
                 new.add(key)
                 first.append(i)

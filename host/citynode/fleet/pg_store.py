@@ -302,6 +302,9 @@ class PgStore(Store):
                 "INSERT INTO new_frames SELECT * FROM new")
             written.frames_new = cur.rowcount
             written.frames_duplicate = frames.num_rows - written.frames_new
+            if written.frames_duplicate:
+                cur.execute("SELECT node_id, boot, seq FROM in_frames EXCEPT SELECT node_id, boot, seq FROM new_frames")
+                written.duplicates = [tuple(k) for k in cur.fetchall()]
         for name in schema.DATA_TABLES:
             table = tables.get(name)
             if table is None or not written.frames_new:

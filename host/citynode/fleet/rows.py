@@ -22,7 +22,9 @@ the store's front columns (citynode.fleet.schema):
   builder's cache, else `store.anchor`): `utc = anchor_utc + (node_ms -
   anchor_node_ms)`, the difference taken modulo 2^32 ms; null with no anchor;
 - calibration_id, firmware: from the latest status of that boot, found the same way;
-- received: when the collector took the message off the broker.
+- received: when the collector took the message off the broker;
+- a climate reading whose status says it failed (CLIMATE_SENSOR_ERROR) has null
+  temperature and humidity: the zeros on the wire are no values.
 
 A frame that appears twice in one batch is kept once (`duplicates` counts the
 rest). One `frames` ledger row per frame; the rows of the `rejects` table for
@@ -46,7 +48,7 @@ from citynode.fleet.store import IngestBatch
 from citynode.tables import NO_UTC, batch_tables
 from citynode.timebase import Timebase, plausible_utc
 from citynode.verifier import Verified
-from citynode_protocol import auth, frame, topics
+from citynode_protocol import auth, frame, topics, wire
 
 WRAP_US = (1 << 32) * 1000  # the node's u32 ms clock, in µs
 _HEADER = struct.Struct(frame.HEADER_FORMAT)
@@ -301,12 +303,17 @@ def _data_table(kind, table, idx, f, anchors, status):
         "calibration_id": pa.array(np.array([v[0] for v in cal_values], np.int64)[idx], mask=~cal_has[idx]),
         "firmware": pa.array([v[1] for v in cal_values], pa.string()).take(pa.array(idx)),
     }
+    # a reading the node says failed has no values (they are zeros on the wire): null, so that no
+    # check, average or QC history takes them for a temperature
+    failed = (np.asarray(table["status"]) & wire.CLIMATE_SENSOR_ERROR) != 0 if kind == "climate" else None
     arrays = []
     for field in schema.SCHEMAS[kind]:
         if field.name in front:
             arrays.append(front[field.name])
         elif field.name in ("qc_flags", "qc_score"):
             arrays.append(pa.array(np.zeros(len(idx), np.int32)))
+        elif failed is not None and failed.any() and field.name in ("temperature_c", "relative_humidity_pct"):
+            arrays.append(pa.array(np.asarray(table[field.name], np.float64), field.type, mask=failed))
         else:
             arrays.append(_column(table[field.name], field.type))
     return pa.Table.from_arrays(arrays, schema=schema.SCHEMAS[kind])
@@ -325,9 +332,22 @@ def _column(values, arrow_type):
     return pa.array(array, arrow_type)
 
 
+def replays(taken, stored_before):
+    """`rejects` rows (reason replay, the frame unsigned) of the verified frames of `taken` whose
+    (node, boot, seq) is in stored_before: frames another collector of the group had stored, so
+    this one's verifier took them for new. Give only messages sent once (not DUP redeliveries)."""
+    stored_before = set(stored_before)
+    found = [(t.received_us, t.topic, v.node_id, "replay", v.boot, v.seq, bytes(v.raw))
+             for t in taken for v in t.verified if (v.node_id, v.boot, v.seq) in stored_before]
+    return _rejects_table(found)
+
+
 def _rejects(taken):
-    rows = [(t.received_us, t.topic, r.node_id, r.reason, r.boot, r.seq, bytes(r.raw))
-            for t in taken for r in t.rejected]
+    return _rejects_table([(t.received_us, t.topic, r.node_id, r.reason, r.boot, r.seq, bytes(r.raw))
+                           for t in taken for r in t.rejected])
+
+
+def _rejects_table(rows):
     if not rows:
         return schema.empty("rejects")
     columns = list(zip(*rows))

@@ -47,6 +47,9 @@ class Written:
     frames_duplicate: int = 0
     rows: int = 0  # data rows stored
     rejects: int = 0
+    # (node_id, boot, seq) of the frames dropped because the ledger held them before this write:
+    # the collector tells a replay another collector stored from a redelivery by its message
+    duplicates: list = dataclasses.field(default_factory=list)
 
 
 class Store:
