@@ -290,6 +290,8 @@ def test_a_broker_restart_mid_stream_loses_and_doubles_nothing(broker, keys, pg_
                                           lambda collectors: broker.restart(down_s=0.5))
     assert_pg_holds_exactly(url, published)
     assert all(s["reconnects"] >= 1 for s in summaries.values()), summaries
+    # every message was acknowledged in the end: nothing waits in the sessions
+    assert Collectors(broker, keys, "-", name, tmp_path).drain((1, 2)) == 0
 
 
 @needs_postgres
@@ -387,9 +389,10 @@ def test_a_store_that_does_not_open_is_one_line_and_leaves_the_messages_on_the_b
         ("postgresql://u:hunter2@[::1/db", "not a PostgreSQL URL"),
         ("postgresql://u:hunter2@127.0.0.1:1/db", "cannot connect"),
         (pg_server.url_for(name + "_newer", password="hunter2"), "password authentication failed"),
-        (newer_pg, "newer than this citynode"),
-        (str(tmp_path / "a-file" / "store"), str(tmp_path / "a-file")),
-        (str(newer_folder), "newer"),
+        (newer_pg, "newer than this citynode (%d): upgrade citynode" % SCHEMA_VERSION),
+        (str(tmp_path / "a-file" / "store"), "cannot write the store at %s" % (tmp_path / "a-file" / "store")),
+        (str(newer_folder), "store schema version %d, this citynode reads version %d (upgrade citynode)"
+         % (SCHEMA_VERSION + 1, SCHEMA_VERSION)),
     ]
     collectors = Collectors(broker, keys, "-", name, tmp_path)
     instances = range(1, len(cases) + 1)
