@@ -99,9 +99,10 @@ class Collectors:
     def start(self, instance):
         self.runs[instance] += 1
         out = self.folder / ("collector-%d-%d" % (instance, self.runs[instance]))
-        self.procs[instance] = (subprocess.Popen(
-            [sys.executable, "-m", "citynode", "collect", *self.argv, "--instance", str(instance)], env=ENV,
-            stdout=open(str(out) + ".out", "w"), stderr=open(str(out) + ".err", "w")), out)
+        with open(str(out) + ".out", "w") as stdout, open(str(out) + ".err", "w") as stderr:
+            self.procs[instance] = (subprocess.Popen(
+                [sys.executable, "-m", "citynode", "collect", *self.argv, "--instance", str(instance)], env=ENV,
+                stdout=stdout, stderr=stderr), out)
 
     def drain(self, instances):
         """Run a collector on each of those sessions (in this process) until no more comes; the frames stored."""
