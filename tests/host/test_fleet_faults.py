@@ -104,8 +104,9 @@ class Collectors:
                 [sys.executable, "-m", "citynode", "collect", *self.argv, "--instance", str(instance)], env=ENV,
                 stdout=stdout, stderr=stderr), out)
 
-    def drain(self, instances):
-        """Run a collector on each of those sessions (in this process) until no more comes; the frames stored."""
+    def drain(self, instances, expected):
+        """Run a collector on each of those sessions (in this process) until `expected` frames are stored
+        and then a second more; the frames stored."""
         store = LockedStore()
         running = []
         for instance in instances:
@@ -115,14 +116,14 @@ class Collectors:
             thread = threading.Thread(target=collector.run, daemon=True)
             thread.start()
             running.append((collector, thread))
-        last = -1
-        while store.frames() != last:  # the broker hands a returning session its messages at once
-            last = store.frames()
-            time.sleep(1.0)
-        for collector, thread in running:
-            collector.stop()
-            thread.join(10)
-            collector.close()
+        try:
+            wait_for(lambda: store.frames() >= expected, "%d frames from the sessions" % expected, timeout=30)
+            time.sleep(1.0)  # and no more
+        finally:
+            for collector, thread in running:
+                collector.stop()
+                thread.join(10)
+                collector.close()
         return store.frames()
 
     def kill(self, instance):
@@ -292,7 +293,7 @@ def test_a_broker_restart_mid_stream_loses_and_doubles_nothing(broker, keys, pg_
     assert_pg_holds_exactly(url, published)
     assert all(s["reconnects"] >= 1 for s in summaries.values()), summaries
     # every message was acknowledged in the end: nothing waits in the sessions
-    assert Collectors(broker, keys, "-", name, tmp_path).drain((1, 2)) == 0
+    assert Collectors(broker, keys, "-", name, tmp_path).drain((1, 2), 0) == 0
 
 
 @needs_postgres
@@ -352,12 +353,13 @@ def test_the_broker_keeps_more_than_mosquittos_default_1000_messages_for_a_colle
         client.disconnect()
         client.loop_stop()
         back = Session(broker_url_of(broker), "away").connect()
-        last = -1
-        while back.inbox.qsize() != last:  # the broker hands a returning session its messages at once
-            last = back.inbox.qsize()
-            time.sleep(0.5)
+        last, since = -1, time.monotonic()
+        while back.inbox.qsize() < sent and time.monotonic() - since < 1.0:  # all, or no more for 1 s
+            if back.inbox.qsize() != last:
+                last, since = back.inbox.qsize(), time.monotonic()
+            time.sleep(0.05)
         back.close()
-        return last
+        return back.inbox.qsize()
 
     with LocalBroker(tmp_path / "unlimited") as broker:
         assert kept(broker) == 1500
@@ -408,4 +410,4 @@ def test_a_store_that_does_not_open_is_one_line_and_leaves_the_messages_on_the_b
         lines = err.strip().splitlines()
         assert code != 0 and len(lines) == 1 and lines[0].startswith("citynode: "), (store, err)
         assert words in lines[0] and "hunter2" not in err + out and pg_server.password not in err + out, (store, err)
-    assert collectors.drain(instances) == frames  # every message, on the sessions of the collectors that failed
+    assert collectors.drain(instances, frames) == frames  # every message, on the sessions of the collectors that failed
