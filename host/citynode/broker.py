@@ -7,7 +7,10 @@
 
 The broker is the real Mosquitto (Debian package `mosquitto`; `make install`
 installs it where it can). Its folder holds the config, the log and, with
-tls=True, a CA and a server certificate made here for 127.0.0.1. `stop()`
+tls=True, a CA and a server certificate made here for 127.0.0.1. It keeps
+any number of QoS 1 messages for a client that is away (`max_queued_messages`,
+0: no limit; Mosquitto's own default of 1000 would drop the rest of a stopped
+collector's share without a word: docs/fleet-operations.md). `stop()`
 (or leaving the block) ends it; `restart()` stops it and starts it again on
 the same ports, keeping its persistence file, as a broker restart in the field.
 """
@@ -82,12 +85,13 @@ def make_ca_and_server_cert(folder, host="127.0.0.1"):
 
 
 class LocalBroker:
-    def __init__(self, folder, tls=False, users=None, persistence=True):
+    def __init__(self, folder, tls=False, users=None, persistence=True, max_queued_messages=0):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.tls = tls
         self.users = dict(users or {})
         self.persistence = persistence
+        self.max_queued_messages = max_queued_messages
         self.port = None
         self.tls_port = None
         self.ca_pem = None
@@ -124,6 +128,7 @@ class LocalBroker:
             "per_listener_settings false",
             "persistence %s" % ("true" if self.persistence else "false"),
             "persistence_location %s/" % self.folder,
+            "max_queued_messages %d" % self.max_queued_messages,
             "log_dest file %s" % self.log_path,
             "log_type error", "log_type warning", "log_type notice", "log_type information",
             "listener %d 127.0.0.1" % self.port,

@@ -13,10 +13,18 @@ the unacknowledged ones again, with DUP, when it comes back. Receive Maximum
 lets the broker have that many unacknowledged messages out to us at once.
 
 paho's network thread reconnects by itself after the broker goes away, and
-subscribes again. A message is acknowledged only on the connection that
-brought it: after a reconnect the broker sends it again under the same packet
-id, and a PUBACK on the new connection for the old copy could acknowledge
-another message that took that id in between.
+subscribes again: soon (RECONNECT_MIN_S, then at most RECONNECT_MAX_S apart),
+because Mosquitto 2.0.11 restores a session from its persistence file but not
+the session's shared subscriptions, and drops what nodes publish after a
+restart until a collector of the group has subscribed again. Nodes wait
+longer before they reconnect (the firmware and paho 1 s, then doubling), so
+the collectors are back first unless the broker's restart ends just after a
+node's attempt (docs/fleet-operations.md).
+
+A message is acknowledged only on the connection that brought it: after a
+reconnect the broker sends it again under the same packet id, and a PUBACK on
+the new connection for the old copy could acknowledge another message that
+took that id in between.
 """
 
 import dataclasses
@@ -29,6 +37,8 @@ from citynode import broker_url
 from citynode.errors import CitynodeError, UsageError
 
 SESSION_EXPIRY_S = 24 * 3600
+RECONNECT_MIN_S = 0.1
+RECONNECT_MAX_S = 0.5
 CONNECT_TIMEOUT_S = broker_url.CONNECT_TIMEOUT_S
 
 
@@ -89,7 +99,7 @@ class Session:
                 if not os.path.isfile(self.ca):
                     raise UsageError("CA certificate %s not found" % self.ca)
             client.tls_set(ca_certs=self.ca)
-        client.reconnect_delay_set(min_delay=1, max_delay=10)
+        client.reconnect_delay_set(min_delay=RECONNECT_MIN_S, max_delay=RECONNECT_MAX_S)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
