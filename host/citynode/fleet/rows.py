@@ -151,7 +151,7 @@ class RowBuilder:
         StoreError the same messages can be given again; `duplicates` is this batch's count."""
         frames, received, self.duplicates = _frames(taken)
         f = _FrameColumns(frames, received)
-        decoded = BulkDecoder().feed(b"".join(frame.to_wire(v.raw) for v in frames)) if frames else None
+        decoded = BulkDecoder().feed_frames([v.raw for v in frames]) if frames else None
         anchors = self._anchor_per_frame(f, decoded)
         status = self._status_per_frame(f, decoded)
         cols = batch_tables(decoded, self.timebase) if frames else {}
