@@ -13,6 +13,7 @@ transaction:
     COPY frames ─▶ temp table ─▶ INSERT INTO frames ... ON CONFLICT DO NOTHING
                                  RETURNING the new keys ─▶ temp table `new`
     COPY each data table ─▶ temp table ─▶ INSERT only the rows joined to `new`
+                            (all frames new, the usual case: COPY into the table itself)
     COPY rejects ─▶ rejects
 
 A second collector writing the same frames at the same moment waits on the
@@ -274,9 +275,15 @@ class PgStore(Store):
                 "INSERT INTO new_frames SELECT * FROM new")
             written.frames_new = cur.rowcount
             written.frames_duplicate = frames.num_rows - written.frames_new
+        # the usual batch: every frame new, so every row is: COPY straight into the table
+        all_new = frames is not None and written.frames_new == frames.num_rows
         for name in schema.DATA_TABLES:
             table = tables.get(name)
             if table is None or not written.frames_new:
+                continue
+            if all_new:
+                self._copy(cur, name, table)
+                written.rows += table.num_rows
                 continue
             self._copy(cur, "in_" + name, table)
             columns = ", ".join(table.column_names)
