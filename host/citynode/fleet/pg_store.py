@@ -346,6 +346,32 @@ class PgStore(Store):
                         "ORDER BY seq DESC LIMIT 1", (node_id, boot))
         return None if row is None else {"calibration_id": row[0], "firmware": row[1]}
 
+    def anchors(self, keys):
+        rows = self._latest_of(keys, "node_time_s, utc_ms", "time", "AND t.plausible")
+        return {(n, b): (round(node_s * 1000), utc) for n, b, node_s, utc in rows}
+
+    def latest_statuses(self, keys):
+        rows = self._latest_of(keys, "calibration_id, firmware", "status", "")
+        return {(n, b): {"calibration_id": cal, "firmware": fw} for n, b, cal, fw in rows}
+
+    def _latest_of(self, keys, columns, table, where):
+        """(node_id, boot, columns...) of the latest row (by seq) of each (node_id, boot) in keys: one query."""
+        import psycopg
+
+        keys = list(keys)
+        if not keys:
+            return []
+        picked = ", ".join("t." + c.strip() for c in columns.split(","))
+        sql = ("SELECT DISTINCT ON (t.node_id, t.boot) t.node_id, t.boot, %s FROM %s t "
+               "JOIN unnest(%%s::bigint[], %%s::bigint[]) AS k(node_id, boot) ON t.node_id = k.node_id AND t.boot = k.boot "
+               "WHERE true %s ORDER BY t.node_id, t.boot, t.seq DESC" % (picked, table, where))
+        try:
+            conn = self._ready()
+            with conn.transaction():
+                return conn.execute(sql, ([int(k[0]) for k in keys], [int(k[1]) for k in keys])).fetchall()
+        except psycopg.Error as exc:
+            raise self._error(exc, "read failed") from None
+
     def climate_history(self, node_ids, since_us):
         fields = [schema.SCHEMAS["climate"].field(c) for c in ("node_id", "time", "temperature_c", "relative_humidity_pct")]
         return self._fetch(fields, "climate", ["node_id = ANY({})", '"time" >= {}'],
