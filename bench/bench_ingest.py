@@ -94,9 +94,9 @@ class Broker(LocalBroker):
 
 @contextmanager
 def postgres(pg_url, folder):
-    """A PostgreSQL URL: the one given, else a LocalPostgres for the run."""
+    """(URL, server pid or None): the PostgreSQL given, else a LocalPostgres for the run."""
     if pg_url:
-        yield pg_url
+        yield pg_url, None
         return
     from citynode.errors import CitynodeError
     from citynode.postgres import LocalPostgres
@@ -106,7 +106,7 @@ def postgres(pg_url, folder):
     except CitynodeError as exc:  # no PostgreSQL installed, or it would not start
         raise Skip(str(exc))
     try:
-        yield pg.url
+        yield pg.url, pg.proc.pid
     finally:
         pg.close()
 
@@ -133,14 +133,38 @@ def fleet_sim(broker, keystore, fleet, seconds, first_node, rate, prefix="cityno
     return json.loads(proc.stdout)
 
 
-def cpu_seconds(pid):
-    """User + system CPU seconds of a live process, from /proc."""
+def _stat(pid):
+    """(ppid, user + system CPU seconds) of a live process, from /proc; None once it is gone."""
     try:
-        with open("/proc/%d/stat" % pid) as f:
+        with open("/proc/%s/stat" % pid) as f:
             fields = f.read().rsplit(")", 1)[1].split()
     except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return None
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    """User + system CPU seconds of a live process."""
+    got = _stat(pid)
+    return 0.0 if got is None else got[1]
+
+
+def tree_cpu(pid):
+    """{pid: CPU seconds} of a process and its children (a PostgreSQL server: its backends, its workers)."""
+    if pid is None:
+        return {}
+    out = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            got = _stat(entry)
+            if got is not None and (int(entry) == pid or got[0] == pid):
+                out[int(entry)] = got[1]
+    return out
+
+
+def cpu_since(before, after):
+    """CPU seconds spent between two tree_cpu() readings (a process born in between: all of its)."""
+    return sum(cpu - before.get(p, 0.0) for p, cpu in after.items())
 
 
 class Waiter:
@@ -186,23 +210,25 @@ class NaiveIngester:
         self.proc.wait(10)
 
 
-def measure_naive(ingester, broker, keystore, fleet, seconds, first_node, rate):
+def measure_naive(ingester, broker, keystore, fleet, seconds, first_node, rate, pg_pid=None):
     before = ingester.rows
     cpu_before = cpu_seconds(ingester.proc.pid)
+    pg_before = tree_cpu(pg_pid)
     started = time.monotonic()
     stats = fleet_sim(broker, keystore, fleet, seconds, first_node, rate, json_peer=True)
     published = time.monotonic() - started
     offered = stats["messages"]  # one reading a JSON message
     stored, last = Waiter(lambda: ingester.rows - before).until(offered, started, published)
-    return _result(offered, stored, started, published, last, cpu_seconds(ingester.proc.pid) - cpu_before)
+    return _result(offered, stored, started, published, last, cpu_seconds(ingester.proc.pid) - cpu_before,
+                   pg_cpu_s=cpu_since(pg_before, tree_cpu(pg_pid)) if pg_pid else None)
 
 
-def _result(offered, stored, started, published, last, cpu_s, latency=None):
+def _result(offered, stored, started, published, last, cpu_s, latency=None, pg_cpu_s=None):
     end = last if stored else time.monotonic()
     return {"offered": offered, "offered_per_s": offered / max(1e-9, published), "stored": stored,
             "lost": offered - stored, "rows_per_s": stored / max(1e-9, end - started),
             "drain_s": max(0.0, end - started - published), "cpu_s": cpu_s, "wall_s": end - started,
-            "latency_ms": latency}
+            "latency_ms": latency, "pg_cpu_s": pg_cpu_s}
 
 
 class Readings:
@@ -227,7 +253,7 @@ class Readings:
         self.conn.close()
 
 
-def measure_citynode(broker, pg_url, keystore, fleet, seconds, first_node, collectors, rate, step):
+def measure_citynode(broker, pg_url, keystore, fleet, seconds, first_node, collectors, rate, step, pg_pid=None):
     """`collectors` `citynode collect` processes in one group writing pg_url, fed by `citynode fleet-sim`
     at this load: readings offered and stored, their rates, the drain, PUBACK latency, CPU."""
     prefix = "bench%d" % step  # a topic prefix a step: the sessions of earlier steps' collectors match nothing
@@ -249,11 +275,13 @@ def measure_citynode(broker, pg_url, keystore, fleet, seconds, first_node, colle
                     p.stderr.read() if p.poll() is not None else "" for p in procs).strip())
             time.sleep(0.1)
         cpu_before = sum(cpu_seconds(p.pid) for p in procs)
+        pg_before = tree_cpu(pg_pid)
         started = time.monotonic()
         stats = fleet_sim(broker.url, keystore, fleet, seconds, first_node, rate, prefix=prefix)
         published = time.monotonic() - started
         _frames, last = Waiter(counter.frames).until(stats["frames"], started, published)
         cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu_before
+        pg_cpu = cpu_since(pg_before, tree_cpu(pg_pid)) if pg_pid else None
         stored = counter.readings()
         offered = stats["samples"] + 2 * counter.conn.execute(  # the sim says samples; climate frames it does not
             "SELECT count(*) FROM climate WHERE node_id BETWEEN %s AND %s", counter.span).fetchone()[0]
@@ -261,7 +289,7 @@ def measure_citynode(broker, pg_url, keystore, fleet, seconds, first_node, colle
         counter.close()
         summaries = _stop(procs)
     latency = _latency(summaries)
-    result = _result(max(offered, stored), stored, started, published, last, cpu, latency)
+    result = _result(max(offered, stored), stored, started, published, last, cpu, latency, pg_cpu)
     result["frames_offered"] = stats["frames"]
     return result
 
@@ -327,7 +355,7 @@ def run_steps(pg_url, fleet, rates, seconds, naive_seconds, ingesters=INGESTERS)
     """[{"rate", "ingester", figures...}] for every rate and ingester, in the order run."""
     steps = []
     with tempfile.TemporaryDirectory() as tmp, Broker(Path(tmp) / "broker", persistence=False) as broker, \
-            postgres(pg_url, Path(tmp) / "pg") as url:
+            postgres(pg_url, Path(tmp) / "pg") as (url, pg_pid):
         keystore = Path(tmp) / "keys.json"
         from citynode.keystore import Keystore
 
@@ -339,9 +367,10 @@ def run_steps(pg_url, fleet, rates, seconds, naive_seconds, ingesters=INGESTERS)
             for rate in rates:
                 for who in ingesters:
                     if who == "naive":
-                        got = measure_naive(ingester, broker.url, keystore, fleet, naive_seconds, first, rate)
+                        got = measure_naive(ingester, broker.url, keystore, fleet, naive_seconds, first, rate, pg_pid)
                     else:
-                        got = measure_citynode(broker, url, keystore, fleet, seconds, first, who, rate, len(steps))
+                        got = measure_citynode(broker, url, keystore, fleet, seconds, first, who, rate, len(steps),
+                                               pg_pid)
                     first += sum(fleet)  # fresh node ids a step: no replay window, no frame ledger carries over
                     steps.append(dict(got, rate=rate, ingester=who))
                     print("  rate %s, %s: %.0f readings/s stored of %.0f/s offered" % (
@@ -361,9 +390,12 @@ def report(steps, fleet, ingesters=INGESTERS):
                      "%.0f" % s["rows_per_s"], s["lost"], "%.1f" % s["drain_s"],
                      "yes" if kept_up(s) else "no",
                      "%.0f / %.0f" % (lat["p50"], lat["p99"]) if lat else "-",
-                     "%.0f%%" % (100 * s["cpu_s"] / max(1e-9, s["wall_s"]))])
+                     "%.0f%%" % (100 * s["cpu_s"] / max(1e-9, s["wall_s"])),
+                     "-" if s.get("pg_cpu_s") is None else "%.0f%%" % (100 * s["pg_cpu_s"] / max(1e-9, s["wall_s"]))])
     _report.table(["rate", "ingester", "offered", "offered/s", "stored", "stored/s", "lost", "drain s", "kept up",
-                   "PUBACK p50 / p99 ms", "ingester CPU"], rows, left=(0, 1))
+                   "PUBACK p50 / p99 ms", "ingester CPU", "PostgreSQL CPU"], rows, left=(0, 1))
+    print("CPU: % of one core over the step (first publish to last row stored); a step's PostgreSQL CPU is "
+          "its whole server's")
     best = {who: max((s["rows_per_s"] for s in steps if s["ingester"] == who), default=0.0) for who in INGESTERS}
     ratio = best[1] / best["naive"] if best["naive"] else None
     growth = best[2] / best[1] if best[1] else None
