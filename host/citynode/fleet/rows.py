@@ -102,9 +102,6 @@ class _Known:
         self.lookup = lookup  # [(node, boot)] -> {(node, boot): value}, those found; may raise StoreError
         self.entries = collections.OrderedDict()  # key -> [seq (-1: from the store), value, when (monotonic)]
 
-    def get(self, key):
-        return self.get_many([key])[key]
-
     def get_many(self, keys):
         """{key: the value known, or None} for each of keys; the store asked once for the stale ones."""
         now = time.monotonic()
