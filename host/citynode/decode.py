@@ -277,6 +277,40 @@ class BulkDecoder:
             self._keep(mv[start:n])
         return self._finish(batch_rows)
 
+    def feed_frames(self, frames):
+        """The Batch of raw frames already cut and unstuffed (each header to CRC, as `frame.to_wire`
+        takes it), without stuffing them to cut them again: what `feed` gives for their wire form,
+        counters included, except that `stats.bytes_in` grows by the frames' own bytes.
+
+        Any frame the vectorised checks refuse (length, CRC, version), or a partial frame held from
+        an earlier `feed`, sends the whole call through `feed` of the wire form."""
+        from citynode_protocol.frame import to_wire
+
+        n = len(frames)
+        lens = np.fromiter(map(len, frames), np.int64, n)
+        joined = b"".join(frames)
+        ok = not (self._pending or self._dropped) and bool(
+            n == 0 or (lens.min() >= OVERHEAD and lens.max() <= self._max_frame))
+        off = np.zeros(n, np.int64)
+        if n > 1:
+            np.cumsum(lens[:-1], out=off[1:])
+        if ok and n:
+            crc32 = zlib.crc32
+            mv = memoryview(joined)
+            ok = all(crc32(mv[o : o + k]) == CRC_RESIDUE for o, k in zip(off.tolist(), lens.tolist()))
+            ok = ok and bool(((np.frombuffer(joined, np.uint8)[off] >> 5) == PROTOCOL_VERSION).all())
+        if not ok:
+            return self.feed(b"".join(map(to_wire, frames)))
+        self.stats.bytes_in += len(joined)
+        batch_rows = {}
+        if n:
+            dec = np.zeros(len(joined) + 8, np.uint8)  # 8 spare bytes for the u64 reads of _delta_blocks
+            dec[: len(joined)] = np.frombuffer(joined, np.uint8)
+            order = self._order + np.arange(n, dtype=np.int64)
+            self._order += n
+            self._decode_frames(dec, off, lens, np.arange(n), [], order, batch_rows)
+        return self._finish(batch_rows)
+
     def flush(self):
         """End of stream: a partial frame left over is counted as skipped."""
         if self._pending or self._dropped:
@@ -418,6 +452,13 @@ class BulkDecoder:
             if got is not None:
                 slow_frames.append((si, got))
 
+        self._decode_frames(dec, off, dlen, fi, slow_frames, order, batch_rows)
+
+    def _decode_frames(self, dec, off, dlen, fi, slow_frames, order, batch_rows):
+        """Messages of the frames cut and unstuffed: dec[off[i]:off[i] + dlen[i]] for i in fi, CRC and
+        version checked; slow_frames (segment index, raw frame bytes) found by the reference path;
+        order[i] the stream position of segment i."""
+        stats = self.stats
         # frame headers in stream order: fast ones gathered, slow ones parsed
         if slow_frames:
             s_idx = np.array([x[0] for x in slow_frames], np.int64)
@@ -574,43 +615,54 @@ class BulkDecoder:
     # -- sequence accounting --------------------------------------------------
 
     def _account(self, node, seq, time_ms):
-        """NodeStats.account for every frame, in order; returns the mask of frames accepted (not duplicates)."""
+        """NodeStats.account for every frame, in order; returns the mask of frames accepted (not duplicates).
+
+        All nodes at once: frames grouped by node (a stable sort keeps each node's order), each
+        compared with the one before it in its group, the first with the node's state. A node
+        with a duplicate takes the reference's loop: a duplicate leaves the state as it was."""
         stats = self.stats
-        accepted = np.ones(len(node), bool)
-        for nid in np.unique(node).tolist():
-            idx = np.flatnonzero(node == nid)
-            ns = stats.node(nid)
-            s = seq[idx]
-            t = time_ms[idx]
-            first = ns.last_seq < 0
-            prev_s = np.empty_like(s)
-            prev_t = np.empty_like(t)
-            prev_s[1:] = s[:-1]
-            prev_t[1:] = t[:-1]
-            prev_s[0] = ns.last_seq
-            prev_t[0] = ns.last_time
-            back = (prev_t - t) & 0xFFFFFFFF
-            gap = (s - prev_s - 1) & 0xFFFF
-            restart = (back > 0) & (back < 0x80000000)
-            dup = ~restart & (gap == 0xFFFF)
-            if first:
-                restart[0] = False
-                dup[0] = False
-            if dup.any():
-                # a duplicate leaves the state as it was: the plain loop is the reference
+        n = len(node)
+        accepted = np.ones(n, bool)
+        if not n:
+            return accepted
+        by_node = np.argsort(node, kind="stable")
+        nd, s, t = node[by_node], seq[by_node], time_ms[by_node]
+        starts = np.flatnonzero(np.concatenate(([True], nd[1:] != nd[:-1])))
+        group = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, n)))
+        states = [stats.node(nid) for nid in nd[starts].tolist()]
+        prev_s = np.empty_like(s)
+        prev_t = np.empty_like(t)
+        prev_s[1:] = s[:-1]
+        prev_t[1:] = t[:-1]
+        prev_s[starts] = [ns.last_seq for ns in states]
+        prev_t[starts] = [ns.last_time for ns in states]
+        fresh = np.zeros(n, bool)  # a node's very first frame: nothing to compare with
+        fresh[starts] = prev_s[starts] < 0
+        back = (prev_t - t) & 0xFFFFFFFF
+        gap = (s - prev_s - 1) & 0xFFFF
+        restart = (back > 0) & (back < 0x80000000) & ~fresh
+        dup = ~restart & (gap == 0xFFFF) & ~fresh
+        counted = ~restart & ~fresh
+        lost = counted & (gap < 0x8000)
+        k = len(starts)
+        has_dup = np.bincount(group[dup], minlength=k) > 0
+        sums = [np.bincount(group, weights=w, minlength=k).astype(np.int64).tolist() for w in (
+            np.where(lost, gap, 0), counted & ~lost, restart)]
+        sizes = np.bincount(group, minlength=k).tolist()
+        ends = (np.append(starts[1:], n) - 1).tolist()
+        last_s, last_t = s.tolist(), t.tolist()
+        for g, ns in enumerate(states):
+            if has_dup[g]:
+                a, b = starts[g], ends[g] + 1
                 account = ns.account
-                accepted[idx] = [account(sv, tv) for sv, tv in zip(s.tolist(), t.tolist())]
+                accepted[by_node[a:b]] = [account(sv, tv) for sv, tv in zip(last_s[a:b], last_t[a:b])]
                 continue
-            counted = ~restart
-            if first:
-                counted[0] = False
-            lost = counted & (gap < 0x8000)
-            ns.lost += int(gap[lost].sum())
-            ns.out_of_order += int((counted & ~lost).sum())
-            ns.restarts += int(restart.sum())
-            ns.frames += len(idx)
-            ns.last_seq = int(s[-1])
-            ns.last_time = int(t[-1])
+            ns.lost += sums[0][g]
+            ns.out_of_order += sums[1][g]
+            ns.restarts += sums[2][g]
+            ns.frames += sizes[g]
+            ns.last_seq = last_s[ends[g]]
+            ns.last_time = last_t[ends[g]]
         return accepted
 
     def _count(self, reason, nodes, per_node):

@@ -230,6 +230,11 @@ def test_anchor_status_and_climate_history(store):
     assert store.anchor(4, 2) == mem.anchor(4, 2) == (2002, 20)
     assert store.anchor(4, 1) is None and store.latest_status(5, 2) is None
     assert store.latest_status(4, 2) == mem.latest_status(4, 2)
+    # the collector's batched form: one query for many (node, boot), those without left out
+    asked = [(4, 2), (4, 1), (5, 2)]
+    assert store.anchors(asked) == mem.anchors(asked) == {(4, 2): (2002, 20)}
+    assert store.latest_statuses(asked) == mem.latest_statuses(asked) == {(4, 2): mem.latest_status(4, 2)}
+    assert store.anchors([]) == store.latest_statuses([]) == {}
     history = store.climate_history([4, 9], T0 - 10_000_000)
     assert history.to_pylist() == mem.climate_history([4, 9], T0 - 10_000_000).to_pylist()
     assert history.num_rows == 3

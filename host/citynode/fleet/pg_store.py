@@ -13,6 +13,7 @@ transaction:
     COPY frames ─▶ temp table ─▶ INSERT INTO frames ... ON CONFLICT DO NOTHING
                                  RETURNING the new keys ─▶ temp table `new`
     COPY each data table ─▶ temp table ─▶ INSERT only the rows joined to `new`
+                            (all frames new, the usual case: COPY into the table itself)
     COPY rejects ─▶ rejects
 
 A second collector writing the same frames at the same moment waits on the
@@ -305,9 +306,15 @@ class PgStore(Store):
             if written.frames_duplicate:
                 cur.execute("SELECT node_id, boot, seq FROM in_frames EXCEPT SELECT node_id, boot, seq FROM new_frames")
                 written.duplicates = [tuple(k) for k in cur.fetchall()]
+        # the usual batch: every frame new, so every row is: COPY straight into the table
+        all_new = frames is not None and written.frames_new == frames.num_rows
         for name in schema.DATA_TABLES:
             table = tables.get(name)
             if table is None or not written.frames_new:
+                continue
+            if all_new:
+                self._copy(cur, name, table)
+                written.rows += table.num_rows
                 continue
             self._copy(cur, "in_" + name, table)
             columns = ", ".join(table.column_names)
@@ -373,6 +380,32 @@ class PgStore(Store):
         row = self._one("SELECT calibration_id, firmware FROM status WHERE node_id = %s AND boot = %s "
                         "ORDER BY seq DESC LIMIT 1", (node_id, boot))
         return None if row is None else {"calibration_id": row[0], "firmware": row[1]}
+
+    def anchors(self, keys):
+        rows = self._latest_of(keys, "node_time_s, utc_ms", "time", "AND t.plausible")
+        return {(n, b): (round(node_s * 1000), utc) for n, b, node_s, utc in rows}
+
+    def latest_statuses(self, keys):
+        rows = self._latest_of(keys, "calibration_id, firmware", "status", "")
+        return {(n, b): {"calibration_id": cal, "firmware": fw} for n, b, cal, fw in rows}
+
+    def _latest_of(self, keys, columns, table, where):
+        """(node_id, boot, columns...) of the latest row (by seq) of each (node_id, boot) in keys: one query."""
+        import psycopg
+
+        keys = list(keys)
+        if not keys:
+            return []
+        picked = ", ".join("t." + c.strip() for c in columns.split(","))
+        sql = ("SELECT DISTINCT ON (t.node_id, t.boot) t.node_id, t.boot, %s FROM %s t "
+               "JOIN unnest(%%s::bigint[], %%s::bigint[]) AS k(node_id, boot) ON t.node_id = k.node_id AND t.boot = k.boot "
+               "WHERE true %s ORDER BY t.node_id, t.boot, t.seq DESC" % (picked, table, where))
+        try:
+            conn = self._ready()
+            with conn.transaction():
+                return conn.execute(sql, ([int(k[0]) for k in keys], [int(k[1]) for k in keys])).fetchall()
+        except psycopg.Error as exc:
+            raise self._error(exc, "read failed") from None
 
     def climate_history(self, node_ids, since_us):
         fields = [schema.SCHEMAS["climate"].field(c) for c in ("node_id", "time", "temperature_c", "relative_humidity_pct")]

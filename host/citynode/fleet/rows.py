@@ -97,24 +97,35 @@ class _Known:
 
     The store is asked when a batch has none before a frame; again after
     MISS_RECHECK_S if it had none, and after REFRESH_S anyway: another
-    collector of the group may have stored a newer one."""
+    collector of the group may have stored a newer one. All the keys of a
+    batch are asked in one call."""
 
     def __init__(self, lookup):
-        self.lookup = lookup  # (node, boot) -> value or None; may raise StoreError
+        self.lookup = lookup  # [(node, boot)] -> {(node, boot): value}, those found; may raise StoreError
         self.entries = collections.OrderedDict()  # key -> [seq (-1: from the store), value, when (monotonic)]
 
-    def get(self, key):
-        entry = self.entries.get(key)
+    def get_many(self, keys):
+        """{key: the value known, or None} for each of keys; the store asked once for the stale ones."""
         now = time.monotonic()
-        if entry is not None and now - entry[2] < (REFRESH_S if entry[1] is not None else MISS_RECHECK_S):
-            return entry[1]
-        value = self.lookup(*key)
-        if value is None and entry is not None and entry[1] is not None:
-            entry[2] = now  # ours, not stored yet (a write being retried)
-        else:
-            self.entries[key] = entry = [-1, value, now]
-            self._trim()
-        return entry[1]
+        out = {}
+        stale = []
+        for key in keys:
+            entry = self.entries.get(key)
+            if entry is not None and now - entry[2] < (REFRESH_S if entry[1] is not None else MISS_RECHECK_S):
+                out[key] = entry[1]
+            else:
+                stale.append(key)
+        found = self.lookup(stale) if stale else {}
+        for key in stale:
+            value = found.get(key)
+            entry = self.entries.get(key)
+            if value is None and entry is not None and entry[1] is not None:
+                entry[2] = now  # ours, not stored yet (a write being retried)
+            else:
+                self.entries[key] = entry = [-1, value, now]
+            out[key] = entry[1]
+        self._trim()
+        return out
 
     def saw(self, key, seq, value):
         """A batch held `value` at 32-bit sequence `seq`."""
@@ -137,8 +148,8 @@ class RowBuilder:
         self.qc = qc
         self.now_us = now_us or (lambda: time.time_ns() // 1000)
         self.timebase = Timebase()  # accel runs (segment, gap_before) from batch to batch
-        self.anchors = _Known(lambda node, boot: _tuple(self.store.anchor(node, boot)))
-        self.status = _Known(lambda node, boot: _status_tuple(self.store.latest_status(node, boot)))
+        self.anchors = _Known(lambda keys: {k: _tuple(a) for k, a in self.store.anchors(keys).items()})
+        self.status = _Known(lambda keys: {k: _status_tuple(v) for k, v in self.store.latest_statuses(keys).items()})
         self.duplicates = 0  # frames met twice within the last batch prepared
 
     def build(self, taken):
@@ -153,7 +164,7 @@ class RowBuilder:
         StoreError the same messages can be given again; `duplicates` is this batch's count."""
         frames, received, self.duplicates = _frames(taken)
         f = _FrameColumns(frames, received)
-        decoded = BulkDecoder().feed(b"".join(frame.to_wire(v.raw) for v in frames)) if frames else None
+        decoded = BulkDecoder().feed_frames([v.raw for v in frames]) if frames else None
         anchors = self._anchor_per_frame(f, decoded)
         status = self._status_per_frame(f, decoded)
         cols = batch_tables(decoded, self.timebase) if frames else {}
@@ -233,10 +244,24 @@ def _per_frame(f, found, known, empty):
     `known`; (values, has). Tells `known` the newest value found of each (node, boot)."""
     values = [empty] * len(f)
     has = np.zeros(len(f), bool)
+    places = {}
     for key, (start, end) in f.groups.items():
-        mine = found.get(key, [])
-        place = np.searchsorted(np.array([m[0] for m in mine], np.int64), f.seq_array[start:end], side="right") - 1
-        fallback = known.get(key) if (place < 0).any() else None
+        mine = found.get(key)
+        if mine is None:
+            places[key] = None  # none in this batch: every frame takes the one known
+        else:
+            places[key] = np.searchsorted(np.array([m[0] for m in mine], np.int64), f.seq_array[start:end],
+                                          side="right") - 1
+    fallbacks = known.get_many([k for k, p in places.items() if p is None or p[0] < 0])
+    for key, (start, end) in f.groups.items():
+        place = places[key]
+        fallback = fallbacks.get(key)
+        if place is None:
+            if fallback is not None:
+                values[start:end] = [fallback] * (end - start)
+                has[start:end] = True
+            continue
+        mine = found[key]
         for j, p in enumerate(place.tolist()):
             value = mine[p][1] if p >= 0 else fallback
             if value is not None:

@@ -69,6 +69,25 @@ class Store:
         """{"calibration_id": int, "firmware": str} from the latest status of that boot, or None."""
         raise NotImplementedError
 
+    def anchors(self, keys):
+        """{(node_id, boot): anchor(node_id, boot)} for those of keys that have one. The collector asks
+        for all the (node, boot) of a batch it does not know at once: an engine answers in one query."""
+        found = {}
+        for node_id, boot in keys:
+            got = self.anchor(node_id, boot)
+            if got is not None:
+                found[(node_id, boot)] = got
+        return found
+
+    def latest_statuses(self, keys):
+        """{(node_id, boot): latest_status(node_id, boot)} for those of keys that have one (as anchors())."""
+        found = {}
+        for node_id, boot in keys:
+            got = self.latest_status(node_id, boot)
+            if got is not None:
+                found[(node_id, boot)] = got
+        return found
+
     def climate_history(self, node_ids, since_us):
         """Climate rows (node_id, time, temperature_c, relative_humidity_pct) since then, for QC."""
         raise NotImplementedError
