@@ -1,0 +1,153 @@
+"""The buddy check of climate rows: titanlib.buddy_check on the city's scene of each minute.
+
+    buddies = BuddyCheck(lat, lon, elev, params)        # one variable's `buddy` parameters
+    failed, isolated = buddies.check(place, t, v, origin, usable)
+
+A row is checked in the scene of its clock minute (`SLICE_US`): its own value
+and, for every other positioned node, that node's latest usable reading in the
+`time_window_s` before the minute began. Everything a scene holds is older than
+the rows checked in it, so a row's flags do not depend on how rows are batched.
+
+titanlib checks many observations in one call, but in one call they are each
+other's buddies. So the rows of a minute are checked in groups whose nodes are
+not within `radius_m` of each other (a colouring of the nodes, made once):
+one call per group, each over the same cached titanlib.Points.
+"""
+
+from collections import OrderedDict
+
+import numpy as np
+
+from citynode.errors import CitynodeError
+from citynode.fleet.qc_config import BUDDY_SLICE_S
+
+SLICE_US = BUDDY_SLICE_S * 1_000_000
+_POINTS_KEPT = 16  # scenes of different node sets kept as titanlib.Points
+
+
+def _titanlib():
+    try:
+        import titanlib
+    except ImportError:
+        raise CitynodeError("the buddy check needs titanlib (pip install -r requirements/fleet.txt)") from None
+    return titanlib
+
+
+class BuddyCheck:
+    """titanlib's buddy check over the nodes at (lat, lon, elev), with one variable's parameters."""
+
+    def __init__(self, lat, lon, elev, params):
+        self.titanlib = _titanlib()
+        self.lat, self.lon, self.elev = lat, lon, elev
+        self.params = params
+        self.window = int(params["time_window_s"] * 1_000_000)
+        self.starts, self.indices = self._neighbours(params["radius_m"])
+        self.colour = _colours(self.starts, self.indices)
+        self._points = OrderedDict()
+
+    def neighbours_of(self, places):
+        """(k, neighbour) for every neighbour within radius_m of every places[k]."""
+        return _gather(self.starts, self.indices, places)
+
+    def check(self, place, t, v, origin, usable):
+        """Batch rows failing the buddy check, and those of isolated nodes (arrays of row indices).
+
+        Entries sorted by place and time, each positioned, in range and finite:
+        `origin` is the batch row of an entry (-1 for history), `usable` says
+        which may be a buddy (not a spike).
+        """
+        checked = np.flatnonzero(origin >= 0)
+        minute = t[checked] // SLICE_US * SLICE_US
+        failed, isolated = [], []
+        for start in np.unique(minute):
+            rows = checked[minute == start]
+            base = self._scene(place, t, v, usable, start)
+            lonely = self._isolated(place[rows], base[0])
+            isolated.append(origin[rows[lonely]])
+            failed.append(origin[self._failed(place, v, rows[~lonely], base)])
+        none = np.zeros(0, dtype=np.int64)
+        return (np.concatenate(failed) if failed else none), (np.concatenate(isolated) if isolated else none)
+
+    def _scene(self, place, t, v, usable, start):
+        """(places, values): each node's latest usable reading in [start - window, start)."""
+        at = np.flatnonzero(usable & (t < start) & (t >= start - self.window))
+        last = at[np.append(place[at][1:] != place[at][:-1], True)] if len(at) else at
+        return place[last], v[last]
+
+    def _isolated(self, places, base_places):
+        """Which of `places` have fewer than num_min other nodes of the scene within radius_m."""
+        k, neighbour = self.neighbours_of(places)
+        in_scene = np.zeros(len(self.lat), dtype=bool)
+        in_scene[base_places] = True
+        count = np.bincount(k, weights=in_scene[neighbour], minlength=len(places))
+        return count < self.params["num_min"]
+
+    def _failed(self, place, v, rows, base):
+        """The entries of `rows` that titanlib.buddy_check flags, a group of non-neighbours per call."""
+        if not len(rows):
+            return rows
+        base_places, base_values = base
+        places = place[rows]
+        # the n-th row of a node in this minute goes to round n; in a round, one group per colour
+        first = np.searchsorted(places, places)  # rows are sorted by place, then time
+        group = (np.arange(len(rows)) - first) * (int(self.colour.max()) + 1) + self.colour[places]
+        p = self.params
+        flagged = []
+        for g in np.unique(group):
+            mine = rows[group == g]
+            scene = np.union1d(base_places, place[mine])
+            values = np.empty(len(scene))
+            values[np.searchsorted(scene, base_places)] = base_values
+            at = np.searchsorted(scene, place[mine])
+            values[at] = v[mine]
+            obs_to_check = np.zeros(len(scene), dtype=np.int32)
+            obs_to_check[at] = 1
+            flags = self.titanlib.buddy_check(
+                self._points_of(scene), values, [p["radius_m"]], [p["num_min"]], p["threshold"],
+                p["max_elev_diff_m"], p["elev_gradient"], p["min_std"], p["num_iterations"], obs_to_check)
+            flagged.append(mine[np.asarray(flags)[at] != 0])
+        return np.concatenate(flagged)
+
+    def _points_of(self, scene):
+        """titanlib.Points of the nodes `scene`, built once per set of nodes."""
+        key = scene.tobytes()
+        points = self._points.pop(key, None)
+        if points is None:
+            points = self.titanlib.Points(self.lat[scene], self.lon[scene], self.elev[scene])
+            if len(self._points) >= _POINTS_KEPT:
+                self._points.popitem(last=False)
+        self._points[key] = points
+        return points
+
+    def _neighbours(self, radius_m):
+        """Each node's other nodes within radius_m, by titanlib's distance, as (starts, indices):
+        node i's are indices[starts[i]:starts[i + 1]]."""
+        every = self.titanlib.Points(self.lat, self.lon, self.elev)
+        lists = []
+        for i in range(len(self.lat)):
+            found = np.asarray(every.get_neighbours(self.lat[i], self.lon[i], radius_m, True), dtype=np.int64)
+            lists.append(np.sort(found[found != i]))
+        counts = np.array([len(found) for found in lists], dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        indices = np.concatenate(lists) if lists else np.zeros(0, dtype=np.int64)
+        return starts, indices.astype(np.int64)
+
+
+def _colours(starts, indices):
+    """A colour per node, no two neighbours alike (greedy, in node order)."""
+    colour = np.full(len(starts) - 1, -1, dtype=np.int64)
+    for i in range(len(colour)):
+        taken = set(colour[indices[starts[i]:starts[i + 1]]].tolist())
+        c = 0
+        while c in taken:
+            c += 1
+        colour[i] = c
+    return colour
+
+
+def _gather(starts, indices, places):
+    """(k, neighbour) for every neighbour of every places[k]."""
+    counts = starts[places + 1] - starts[places]
+    k = np.repeat(np.arange(len(places)), counts)
+    offsets = np.arange(len(k)) - np.repeat(np.cumsum(counts) - counts, counts)
+    return k, indices[starts[places][k] + offsets]
