@@ -144,6 +144,67 @@ def test_the_buddy_check_flags_the_warm_node_and_not_its_neighbours(neighbourhoo
     assert not f[node == 8].any()  # no position: neither buddy-checked nor isolated
 
 
+def test_titanlib_decides_the_buddy_flag(neighbourhood, monkeypatch):
+    """titanlib.buddy_check made to flag node 3 and nothing else: node 3's rows carry the buddy
+    bits and the warm node 1's none, so the flag is titanlib's answer, not the checker's own."""
+    titanlib = pytest.importorskip("titanlib")
+    lat3, lon3, _ = POSITIONS[3]
+
+    def flag_node_3(points, values, radius, num_min, threshold, max_elev_diff, elev_gradient, min_std,
+                    num_iterations, obs_to_check):
+        here = np.isclose(points.get_lats(), lat3, atol=1e-5) & np.isclose(points.get_lons(), lon3, atol=1e-5)
+        return (here & (np.asarray(obs_to_check) == 1)).astype(np.int32)
+
+    monkeypatch.setattr(titanlib, "buddy_check", flag_node_3)
+    table = climate(*neighbourhood)
+    f = flags_of(QcChecker(positions=POSITIONS).apply(table))
+    node, ready = table["node_id"].to_numpy(), settled(table)
+    assert (f[(node == 3) & ready] == T_BUDDY | RH_BUDDY).all()
+    assert not f[(node != 3) & (node != 7) & ready].any()
+    assert (f[node == 7] == T_ISOLATED | RH_ISOLATED).all()  # no buddies: titanlib is not asked
+
+
+def test_each_row_is_checked_in_the_scene_of_its_minute(neighbourhood, monkeypatch):
+    """What titanlib is given: the row's value and each other node's latest reading before the
+    row's clock minute began (within time_window_s); one row per call here, where every
+    checked node is within radius_m of the others (in one call they would be each other's buddies)."""
+    titanlib = pytest.importorskip("titanlib")
+    real, calls = titanlib.buddy_check, []
+
+    def recording(points, values, *params):
+        calls.append((list(zip(points.get_lats(), points.get_lons())), np.asarray(values), np.asarray(params[-1])))
+        return real(points, values, *params)
+
+    monkeypatch.setattr(titanlib, "buddy_check", recording)
+    table = climate(*neighbourhood)
+    off = {"buddy": {"enabled": False}}
+    QcChecker(QcConfig({"relative_humidity_pct": off}), positions=POSITIONS).apply(table)
+    node, t = table["node_id"].to_numpy(), table["time"].cast(pa.int64()).to_numpy()
+    temp = table["temperature_c"].to_numpy()
+    window = DEFAULTS["temperature_c"]["buddy"]["time_window_s"] * 1_000_000
+
+    def scene(start):  # node: its latest reading in [start - window, start)
+        return {int(n): temp[t == t[(node == n) & (t < start) & (t >= start - window)].max()][0]
+                for n in POSITIONS if ((node == n) & (t < start) & (t >= start - window)).any()}
+
+    def node_at(lat, lon):
+        return next(n for n, p in POSITIONS.items() if abs(p[0] - lat) < 1e-5 and abs(p[1] - lon) < 1e-5)
+
+    checked = []
+    for places, values, obs_to_check in calls:
+        nodes = [node_at(*p) for p in places]
+        assert obs_to_check.sum() == 1
+        mine = nodes[int(np.argmax(obs_to_check))]
+        match = [r for r in np.flatnonzero(node == mine) if abs(temp[r] - values[nodes.index(mine)]) < 1e-3
+                 and {n: v for n, v in scene(t[r] // MINUTE * MINUTE).items() if n != mine}
+                 == pytest.approx({n: v for n, v in zip(nodes, values) if n != mine}, abs=1e-3)]
+        assert match, mine
+        checked.append(match[0])
+    ready = settled(table)
+    assert set(np.flatnonzero(ready & (node <= 6))) <= set(checked)
+    assert len(checked) == len(set(checked))
+
+
 @pytest.mark.parametrize("variable", ["temperature_c", "relative_humidity_pct"])
 def test_the_parameters_reach_titanlib_in_its_order(variable):
     """Random scenes, nodes in and out of the radius and of the elevation limit: the row's
