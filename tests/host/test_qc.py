@@ -360,8 +360,8 @@ def test_empty_and_timeless_batches(day):
     assert list(out["qc_score"].to_numpy()) == [0, 100, 0]
 
 
-def test_the_bench_runs_and_agrees_with_titanlib(capsys):
-    """bench/bench_qc.py --quick as a smoke test: its flags agree with titanlib's
+def test_the_bench_runs_and_flags_the_warm_nodes(capsys):
+    """bench/bench_qc.py --quick as a smoke test: titanlib flags its warm nodes and no other
     (its speed target is not asserted: a loaded machine says nothing about it)."""
     pytest.importorskip("titanlib")
     import importlib.util
@@ -373,7 +373,8 @@ def test_the_bench_runs_and_agrees_with_titanlib(capsys):
     spec.loader.exec_module(bench)
     bench.main(["--quick"])
     out = capsys.readouterr().out
-    assert "titanlib.buddy_check per row" in out and "rows that differ 0" in out
+    assert "titanlib.buddy_check once per variable" in out
+    assert "temperature 4 of 4 warm nodes, 0 others; humidity 0" in out
 
 
 def test_docs_table_is_the_code_s():

@@ -84,29 +84,43 @@ class BuddyCheck:
 
     def _failed(self, place, v, rows, base):
         """The entries of `rows` that titanlib.buddy_check flags, a group of non-neighbours per call."""
-        if not len(rows):
-            return rows
         base_places, base_values = base
         places = place[rows]
-        # the n-th row of a node in this minute goes to round n; in a round, one group per colour
-        first = np.searchsorted(places, places)  # rows are sorted by place, then time
-        group = (np.arange(len(rows)) - first) * (int(self.colour.max()) + 1) + self.colour[places]
-        p = self.params
+        known = np.isin(places, base_places)  # with a reading before the minute: in every call's scene
         flagged = []
-        for g in np.unique(group):
-            mine = rows[group == g]
-            scene = np.union1d(base_places, place[mine])
-            values = np.empty(len(scene))
+        if known.any():
+            points = self._points_of(base_places)
+            at = np.searchsorted(base_places, places[known])
+            for group in self._groups(places[known]):
+                flagged.append(rows[known][group][self._call(points, base_values, at[group], v[rows[known][group]])])
+        for row in rows[~known]:  # back from a break, or new: checked alone, in the scene plus itself
+            scene = np.union1d(base_places, place[row:row + 1])
+            values = np.zeros(len(scene))
             values[np.searchsorted(scene, base_places)] = base_values
-            at = np.searchsorted(scene, place[mine])
-            values[at] = v[mine]
-            obs_to_check = np.zeros(len(scene), dtype=np.int32)
-            obs_to_check[at] = 1
-            flags = self.titanlib.buddy_check(
-                self._points_of(scene), values, [p["radius_m"]], [p["num_min"]], p["threshold"],
-                p["max_elev_diff_m"], p["elev_gradient"], p["min_std"], p["num_iterations"], obs_to_check)
-            flagged.append(mine[np.asarray(flags)[at] != 0])
-        return np.concatenate(flagged)
+            at = np.searchsorted(scene, place[row:row + 1])
+            flagged.append(np.array([row])[self._call(self._points_of(scene), values, at, v[row:row + 1])])
+        return np.concatenate(flagged) if flagged else rows[:0]
+
+    def _groups(self, places):
+        """Indices of `places` (sorted) in groups without two neighbours: the n-th row of a
+        node in round n, in a round one group per colour."""
+        first = np.searchsorted(places, places)
+        group = (np.arange(len(places)) - first) * (int(self.colour.max()) + 1) + self.colour[places]
+        order = np.argsort(group, kind="stable")
+        _ids, starts = np.unique(group[order], return_index=True)
+        return np.split(order, starts[1:])
+
+    def _call(self, points, scene_values, at, values):
+        """titanlib.buddy_check of `values` put in the scene at `at`: which of them it flags."""
+        p = self.params
+        scene_values = scene_values.copy()
+        scene_values[at] = values
+        obs_to_check = np.zeros(len(scene_values), dtype=np.int32)
+        obs_to_check[at] = 1
+        flags = self.titanlib.buddy_check(
+            points, scene_values, [p["radius_m"]], [p["num_min"]], p["threshold"], p["max_elev_diff_m"],
+            p["elev_gradient"], p["min_std"], p["num_iterations"], obs_to_check)
+        return np.asarray(flags)[at] != 0
 
     def _points_of(self, scene):
         """titanlib.Points of the nodes `scene`, built once per set of nodes."""
