@@ -41,8 +41,8 @@ DEFAULTS = {
         },
     },
 }
-# The isolation check is part of the buddy check: a node with fewer than
-# `num_min` neighbours within `radius_m` is flagged isolated, not buddy-checked.
+# The isolation check is part of the buddy check: a row with fewer than `num_min`
+# buddies (readings in its scene) within `radius_m` is flagged isolated, not buddy-checked.
 
 _US = 1_000_000
 BUDDY_SLICE_S = 60  # the buddy check checks a row in the scene of its clock minute (qc_buddy.py)
