@@ -423,3 +423,16 @@ def test_a_collector_loop_over_a_store(neighbourhood):
     assert stored["qc_flags"].to_pylist() == one["qc_flags"].to_pylist()
     assert stored["qc_score"].to_pylist() == one["qc_score"].to_pylist()
     assert T_BUDDY in stored["qc_flags"].to_pylist()
+
+
+def test_without_titanlib_positions_are_one_clear_error(monkeypatch, day):
+    """The buddy check is titanlib's: without it, positions are refused in one line; the
+    other checks still run."""
+    import sys
+
+    from citynode.errors import CitynodeError
+
+    monkeypatch.setitem(sys.modules, "titanlib", None)
+    with pytest.raises(CitynodeError, match="needs titanlib"):
+        QcChecker(positions=POSITIONS)
+    assert not flags_of(QcChecker().apply(climate(day))).any()

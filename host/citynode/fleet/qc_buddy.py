@@ -29,7 +29,7 @@ def _titanlib():
     try:
         import titanlib
     except ImportError:
-        raise CitynodeError("the buddy check needs titanlib (pip install -r requirements/fleet.txt)") from None
+        raise CitynodeError("the buddy check needs titanlib: pip install 'citynode[fleet]'") from None
     return titanlib
 
 
