@@ -76,11 +76,10 @@ class BuddyCheck:
 
     def _isolated(self, places, base_places):
         """Which of `places` have fewer than num_min other nodes of the scene within radius_m."""
-        k, neighbour = self.neighbours_of(places)
         in_scene = np.zeros(len(self.lat), dtype=bool)
         in_scene[base_places] = True
-        count = np.bincount(k, weights=in_scene[neighbour], minlength=len(places))
-        return count < self.params["num_min"]
+        seen = np.concatenate([[0], np.cumsum(in_scene[self.indices], dtype=np.int32)])
+        return seen[self.starts[places + 1]] - seen[self.starts[places]] < self.params["num_min"]
 
     def _failed(self, place, v, rows, base):
         """The entries of `rows` that titanlib.buddy_check flags, a group of non-neighbours per call."""
