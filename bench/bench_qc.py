@@ -16,7 +16,8 @@ reading of every node, the history the M minutes before it (default 300, the
   batch at once, checked all together).
 
 The buddy flags must be the warm nodes' and no other (exit status); the ratio
-to d2r-api's call is reported, with a target of at most TARGET times it
+to d2r-api's call is reported, with a target of at most TARGET times it at the
+default size
 (citynode checks each row against readings from before its minute, in groups
 of nodes out of each other's radius: more calls, each checking fewer rows).
 """
@@ -154,9 +155,10 @@ def main(argv=None):
     print("titanlib.buddy_check calls per batch: %d (both variables); titanlib.Points built once per node set" % calls)
     print("buddy flags: temperature %d of %d warm nodes, %d others; humidity %d; isolated rows %d" % (
         (mine & warm).sum(), warm.sum(), (mine & ~warm).sum(), humid, isolated))
-    failed = buddy / peer > TARGET or (mine != warm).any() or humid
-    print("target: the warm nodes flagged and no other, buddy checks <= %g x d2r-api's call: %s" % (
-        TARGET, "FAIL" if failed else "PASS"))
+    slow = buddy / peer > TARGET and not args.quick  # a small city is all calls and no rows
+    failed = slow or (mine != warm).any() or humid
+    print("target: the warm nodes flagged and no other, buddy checks <= %g x d2r-api's call%s: %s" % (
+        TARGET, " (not judged with --quick)" if args.quick else "", "FAIL" if failed else "PASS"))
     return 1 if failed else 0
 
 
