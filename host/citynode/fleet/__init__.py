@@ -13,6 +13,7 @@ One path, one module per step (docs/fleet.md has the whole picture):
     pg_store.py       PostgreSQL: partitions by day, COPY, a frame ledger for idempotence
     pg_migrations/    versioned schema migrations for PostgreSQL
     qc.py             range, persistence, spike/dip and buddy checks on climate rows
+    qc_buddy.py       the buddy check: titanlib.buddy_check on each minute's scene of the city
     qc_config.py      the checks' table, its TOML/JSON overrides, the nodes' positions
     collector.py      the `citynode collect` loop
     mqtt_session.py   its MQTT 5 session: shared subscription, persistent, acks by hand

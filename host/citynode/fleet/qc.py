@@ -1,8 +1,8 @@
 """Quality-control flags on climate rows, the checks the city's climate researchers use.
 
 The checks and their parameters follow Data2Resilience's d2r-api (`app/qc.py`,
-rules from WMO-No. 488, 2017) and titanlib's buddy check; docs/qc.md has the
-table, the sources and the choices made for streaming.
+rules from WMO-No. 488, 2017); titanlib makes the buddy check (qc_buddy.py).
+docs/qc.md has the table, the sources and the choices made for streaming.
 
     checker = QcChecker(QcConfig.load("qc.toml"), load_positions("nodes.csv"))
     since = earliest_row_us - history_window_us(checker.config)
@@ -17,12 +17,12 @@ the bits set, so 0 is a row that passed every check it could be given.
 import numpy as np
 import pyarrow as pa
 
+from citynode.fleet.qc_buddy import SLICE_US, BuddyCheck
 from citynode.fleet.qc_config import (
     CHECK_BITS, DEFAULTS, VARIABLE_SHIFT, VARIABLES, QcConfig, flag_bit, history_window_us, load_positions,
 )
 
 _US = 1_000_000
-_EARTH_RADIUS_M = 6_371_000.0
 
 
 class QcChecker:
@@ -33,13 +33,11 @@ class QcChecker:
         positions = positions or {}
         self.position_nodes = np.array(sorted(positions), dtype=np.int64)
         place = np.array([positions[n] for n in self.position_nodes], dtype=np.float64).reshape(-1, 3)
-        self.lat, self.lon, self.elev = place[:, 0], place[:, 1], place[:, 2]
-        # neighbours[variable][i]: indices into position_nodes within that variable's radius
-        self.neighbours = {}
+        self.buddies = {}  # variable: its BuddyCheck over position_nodes
         for variable in VARIABLES:
             buddy = self.config.check(variable, "buddy")
-            if buddy:
-                self.neighbours[variable] = _neighbours(self.lat, self.lon, buddy["radius_m"])
+            if buddy and len(self.position_nodes):
+                self.buddies[variable] = BuddyCheck(place[:, 0], place[:, 1], place[:, 2], buddy)
 
     def history_nodes(self, node_ids):
         """The nodes whose history apply() needs for rows of `node_ids`: those and their buddies."""
@@ -47,8 +45,8 @@ class QcChecker:
         ids = np.array(sorted(nodes), dtype=np.int64)
         where = np.minimum(np.searchsorted(self.position_nodes, ids), max(len(self.position_nodes) - 1, 0))
         placed = where[self.position_nodes[where] == ids] if len(self.position_nodes) else where[:0]
-        for starts, indices in self.neighbours.values():
-            _k, buddies = _gather(starts, indices, placed)
+        for check in self.buddies.values():
+            _k, buddies = check.neighbours_of(placed)
             nodes.update(self.position_nodes[buddies].tolist())
         return sorted(nodes)
 
@@ -94,62 +92,28 @@ class QcChecker:
         spike = self.config.check(variable, "spike")
         buddy = self.config.check(variable, "buddy")
         suspect = np.zeros(len(node), dtype=bool)  # spikes, also among the buddies' readings
-        if spike:  # two readings back, and the alternation before them (see _spikes)
-            reach = 2 * int(spike["max_gap_s"] * _US) + (int(buddy["time_window_s"] * _US) if buddy else 0)
+        if spike:  # two readings back from the oldest buddy reading, and the alternation before them
+            reach = 2 * int(spike["max_gap_s"] * _US) + (int(buddy["time_window_s"] * _US) + SLICE_US if buddy else 0)
             near = np.flatnonzero(t >= t[mine].min() - reach)
             suspect[near[_spikes(node[near], t[near], v[near], spike)]] = True
             flags[origin[suspect & (origin >= 0)]] |= CHECK_BITS["spike"] << shift
-        if buddy and len(self.position_nodes):
-            buddy_hit, isolated = self._buddy(variable, node, t, v, origin, suspect, buddy, bounds)
+        if variable in self.buddies:
+            buddy_hit, isolated = self._buddy(self.buddies[variable], node, t, v, origin, suspect, bounds)
             flags[buddy_hit] |= CHECK_BITS["buddy"] << shift
             flags[isolated] |= CHECK_BITS["isolated"] << shift
         return flags
 
-    def _buddy(self, variable, node, t, v, origin, suspect, buddy, bounds):
-        """Batch rows failing the buddy check, and those of isolated nodes (arrays of row indices).
-
-        A row's buddies: the latest reading of each neighbour in [t - window, t],
-        leaving out readings out of range or flagged as spikes.
-        """
-        window = int(buddy["time_window_s"] * _US)
+    def _buddy(self, check, node, t, v, origin, suspect, bounds):
+        """Batch rows failing the buddy check, and those of isolated nodes (arrays of row indices):
+        titanlib's check over the positioned, in-range readings of the window (qc_buddy.py)."""
         mine = origin >= 0
-        if not mine.any():
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        near = np.flatnonzero((t >= t[mine].min() - window) & (t <= t[mine].max()))
+        near = np.flatnonzero((t >= t[mine].min() // SLICE_US * SLICE_US - check.window) & (t <= t[mine].max()))
         node, t, v, origin, suspect = node[near], t[near], v[near], origin[near], suspect[near]
         where = np.minimum(np.searchsorted(self.position_nodes, node), len(self.position_nodes) - 1)
         placed = self.position_nodes[where] == node
         if bounds:
             placed &= ~_out_of_range(v, bounds)
-        place, t, v, origin, suspect = where[placed], t[placed], v[placed], origin[placed], suspect[placed]
-        checked = np.flatnonzero(origin >= 0)
-        none = np.zeros(0, dtype=np.int64)
-        if not len(checked):
-            return none, none
-
-        pair, neighbour = _gather(*self.neighbours[variable], place[checked])
-        usable = np.flatnonzero(~suspect)
-        latest = _latest_at_or_before(place[usable], t[usable], neighbour, t[checked], of=pair)
-        fresh = latest >= 0
-        latest = np.where(fresh, usable[np.maximum(latest, 0)] if len(usable) else 0, -1)
-        fresh[fresh] = t[latest[fresh]] >= t[checked[pair[fresh]]] - window
-        pair, latest = pair[fresh], latest[fresh]
-        isolated = np.bincount(pair, minlength=len(checked)) < buddy["num_min"]
-
-        # titanlib.buddy_check's test of one observation, for all rows at once
-        buddy_value = v[latest]
-        if buddy["max_elev_diff_m"] > 0:
-            rise = self.elev[place[latest]] - self.elev[place[checked[pair]]]
-            close = np.abs(rise) <= buddy["max_elev_diff_m"]
-            pair, buddy_value = pair[close], buddy_value[close] - rise[close] * buddy["elev_gradient"]
-        n = np.bincount(pair, minlength=len(checked))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.bincount(pair, buddy_value, minlength=len(checked)) / n
-            variance = np.bincount(pair, (buddy_value - mean[pair]) ** 2, minlength=len(checked)) / n
-            std = np.sqrt(variance * (1 + 1 / n))  # titanlib 0.4: the spread, widened by the mean's error
-            pog = np.abs(v[checked] - mean) / np.maximum(std, buddy["min_std"])
-            failed = ~isolated & (n >= buddy["num_min"]) & (pog > buddy["threshold"])
-        return origin[checked[failed]], origin[checked[isolated]]
+        return check.check(where[placed], t[placed], v[placed], origin[placed], ~suspect[placed])
 
 
 class _Rows:
@@ -269,54 +233,6 @@ def _too_fast(node, t, v, lag, params):
         minutes = np.maximum(t[lag:] - t[:-lag], 1) / (60 * _US)
         fast[lag:] = ok[lag:] & (np.abs(v[lag:] - v[:-lag]) / minutes > params["max_rate_per_min"])
     return fast
-
-
-def _latest_at_or_before(place, t, query_place, query_t, of=None):
-    """For each query, the index of the latest entry of that place at or before that time, else -1.
-
-    With `of`, query k's time is query_t[of[k]] (many queries share a few times).
-    """
-    n = len(query_place)
-    if not n or not len(place):
-        return np.full(n, -1, dtype=np.int64)
-    # times as ranks among the entries' times, so (place, rank) fits one int64 key
-    times = np.unique(t)
-    key = place * len(times) + np.searchsorted(times, t)
-    query_rank = np.searchsorted(times, query_t, side="right") - 1  # -1: before every entry
-    if of is not None:
-        query_rank = query_rank[of]
-    order = np.argsort(key, kind="stable")
-    at = np.searchsorted(key[order], query_place * len(times) + query_rank, side="right") - 1
-    found = (at >= 0) & (query_rank >= 0)
-    found[found] = place[order[at[found]]] == query_place[found]
-    return np.where(found, order[np.maximum(at, 0)], -1)
-
-
-def _neighbours(lat, lon, radius_m):
-    """The other places within radius_m (great-circle) of each place, as (starts, indices):
-    place i's neighbours are indices[starts[i]:starts[i + 1]]."""
-    n = len(lat)
-    phi, lam = np.radians(lat), np.radians(lon)
-    found = []
-    for lo in range(0, n, 512):
-        hi = min(n, lo + 512)
-        a = (np.sin((phi[lo:hi, None] - phi[None, :]) / 2) ** 2
-             + np.cos(phi[lo:hi, None]) * np.cos(phi[None, :]) * np.sin((lam[lo:hi, None] - lam[None, :]) / 2) ** 2)
-        within = 2 * _EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0, 1))) <= radius_m
-        within[np.arange(hi - lo), np.arange(lo, hi)] = False
-        found.append(np.nonzero(within))
-    rows = np.concatenate([r + lo for (r, _c), lo in zip(found, range(0, n, 512))]) if n else np.zeros(0, np.int64)
-    indices = np.concatenate([c for _r, c in found]) if n else np.zeros(0, np.int64)
-    starts = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))])
-    return starts.astype(np.int64), indices.astype(np.int64)
-
-
-def _gather(starts, indices, places):
-    """(k, neighbour) for every neighbour of every places[k]."""
-    counts = starts[places + 1] - starts[places]
-    k = np.repeat(np.arange(len(places)), counts)
-    offsets = np.arange(len(k)) - np.repeat(np.cumsum(counts) - counts, counts)
-    return k, indices[starts[places][k] + offsets]
 
 
 __all__ = ["CHECK_BITS", "DEFAULTS", "QcChecker", "QcConfig", "VARIABLES", "flag_bit", "history_window_us",

@@ -41,10 +41,11 @@ DEFAULTS = {
         },
     },
 }
-# The isolation check is part of the buddy check: a node with fewer than
-# `num_min` neighbours within `radius_m` is flagged isolated, not buddy-checked.
+# The isolation check is part of the buddy check: a row with fewer than `num_min`
+# buddies (readings in its scene) within `radius_m` is flagged isolated, not buddy-checked.
 
 _US = 1_000_000
+BUDDY_SLICE_S = 60  # the buddy check checks a row in the scene of its clock minute (qc_buddy.py)
 
 
 def flag_bit(variable, check):
@@ -141,8 +142,8 @@ def history_window_us(config):
         if config.check(variable, "persistence"):
             need.append(config.check(variable, "persistence")["window_s"])
         spike, buddy = config.check(variable, "spike"), config.check(variable, "buddy")
-        # two readings back for a spike, before the oldest buddy reading
-        need.append((2 * spike["max_gap_s"] if spike else 0) + (buddy["time_window_s"] if buddy else 0))
+        # two readings back for a spike, before the oldest buddy reading (from the minute's start)
+        need.append((2 * spike["max_gap_s"] if spike else 0) + (buddy["time_window_s"] + BUDDY_SLICE_S if buddy else 0))
     return int(max(need) * _US)
 
 
