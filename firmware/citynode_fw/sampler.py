@@ -4,7 +4,7 @@ Climate: start() every climate_period_s (the first right after boot), read()
 CONVERSION_MS after the command left (not after the pass began: the bus may
 have been held) on a later pass of the loop, so the accelerometer is never
 held up by the conversion. A read the part NACKs (still measuring) is tried
-again READ_RETRY_MS later, until the driver's bound ends it in SensorTimeout. Calibration (unless in raw mode), then a CLIMATE
+again 2 ms later, until the driver's bound ends it in SensorTimeout. Calibration (unless in raw mode), then a CLIMATE
 frame stamped with the node time of start(). A failed reading sends a CLIMATE
 frame with CLIMATE_SENSOR_ERROR (and CLIMATE_CRC_ERROR for a bad CRC) and
 counts it; the node goes on.
@@ -290,7 +290,7 @@ class Sampler:
             if since < drv.CONVERSION_MS:
                 return drv.CONVERSION_MS - since
             if self._read_climate(now, since):
-                return drv.READ_RETRY_MS  # NACKed: the part still measures
+                return 2  # NACKed: the part still measures; again in the drivers' _READ_RETRY_MS
         due = self._climate_due
         if diff(now, due) >= 0:
             try:

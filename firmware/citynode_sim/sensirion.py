@@ -85,16 +85,14 @@ class SimSensirion:
 
     def _measure(self, after_us):
         """A measurement command: the result can be read after_us from now."""
-        at = self._clock()  # the part measures from the command on
         self.measurements += 1
         st, srh = self.measurement()
-        self._reply_later(words(st, srh), after_us, self.bad_crc, at)
+        self._reply_later(words(st, srh), after_us, self.bad_crc)
 
     def _reply_serial(self):
         self._reply_later(words(self.serial >> 16, self.serial & 0xFFFF), 0, self.bad_id)
 
-    def _reply_later(self, data, after_us, corrupt=False, at=None):
-        """data to be read after_us from at (default: now); reads NACK until then."""
+    def _reply_later(self, data, after_us, corrupt=False):
         r = self._reply
         n = len(data)
         for i in range(n):
@@ -103,7 +101,7 @@ class SimSensirion:
             for i in range(2, n, 3):
                 r[i] ^= 0x5A
         self._len = n
-        self._ready_at = time.ticks_add(self._clock() if at is None else at, after_us)
+        self._ready_at = time.ticks_add(self._clock(), after_us)
         self._busy = after_us > 0
 
     def _check_idle(self):

@@ -11,6 +11,8 @@ from citynode_sim.board import make_i2c
 from citynode_sim.clock import ManualClock
 from citynode_sim.scenario import Scenario
 
+RETRY_MS, SLACK_MS = 2, 10  # sensirion.py's _READ_RETRY_MS, _READ_SLACK_MS (consts, gone from the module)
+
 
 # -- CRC and conversions --------------------------------------------------------
 
@@ -28,11 +30,11 @@ def test_crc8_agrees_with_the_simulators_own():
         assert sensirion.crc8(data) == sim_sensirion.crc8(data), w
 
 
-def test_check_th_in_place():
+def test_check_words_in_place():
     reply = sim_sensirion.words(0x6666, 0x8000)
-    sensirion.check_th(reply, "sht3x", 0x44)
+    sensirion.check_words(reply, 2, "sht3x", 0x44)
     reply[5] ^= 1
-    e = raises(SensorCRCError, sensirion.check_th, reply, "sht3x", 0x44)
+    e = raises(SensorCRCError, sensirion.check_words, reply, 2, "sht3x", 0x44)
     assert "0x44" in str(e) and "word 1" in str(e), str(e)
 
 
@@ -134,9 +136,9 @@ def test_sht3x_read_during_the_measurement_is_retried_and_succeeds():
     r = d.read(since)
     while r is None:
         tries += 1
-        assert since < d.CONVERSION_MS + d.READ_SLACK_MS
-        clock.advance_ms(d.READ_RETRY_MS)
-        since += d.READ_RETRY_MS
+        assert since < d.CONVERSION_MS + SLACK_MS
+        clock.advance_ms(RETRY_MS)
+        since += RETRY_MS
         r = d.read(since)
     assert tries == 1 and since == 15  # the datasheet's 15 ms
     assert abs(r[0] - 2150) <= 10 and abs(r[1] - 4800) <= 20, r
@@ -151,13 +153,13 @@ def test_a_part_that_never_answers_ends_in_sensor_timeout_within_the_bound():
         i2c.detach(0x44)  # gone mid-measurement: every read header NACKed from now on
         since = d.CONVERSION_MS
         clock.advance_ms(since)
-        bound = d.CONVERSION_MS + d.READ_SLACK_MS
+        bound = d.CONVERSION_MS + SLACK_MS
         while since < bound:
             assert d.read(since) is None
-            clock.advance_ms(d.READ_RETRY_MS)
-            since += d.READ_RETRY_MS
+            clock.advance_ms(RETRY_MS)
+            since += RETRY_MS
         e = raises(SensorTimeout, d.read, since)
-        assert since < bound + d.READ_RETRY_MS
+        assert since < bound + RETRY_MS
         assert e.errno == 110 and str(e).endswith("%s at 0x44: no measurement %d ms after start" % (cls.PART, since)), str(e)
         e = raises(SensorError, d.read)  # asked without the time since start: a NACK is a NACK
         assert e.errno == 19 and not isinstance(e, SensorTimeout)
@@ -176,7 +178,7 @@ def test_measure_ends_in_sensor_timeout_when_no_result_comes():
     i2c.hook = gone_after_the_start
     e = raises(SensorTimeout, d.measure)
     assert e.errno == 110 and "no measurement" in str(e), str(e)
-    assert len(transfers) == 1 + 1 + d.READ_SLACK_MS // d.READ_RETRY_MS  # the start, then bounded reads
+    assert len(transfers) == 1 + 1 + SLACK_MS // RETRY_MS  # the start, then bounded reads
 
 
 def test_sht3x_bad_crc_raises_crc_error():

@@ -10,10 +10,13 @@
 # ESP32 port, so it would allocate a long int on every read. 175/65535 equals
 # 3500/13107 for 0.01 degC (65535 = 5 * 13107), and 3500 * S stays below 2.3e8.
 
+from micropython import const
 from time import sleep_ms
 
 from citynode_fw.drivers.errors import EIO, ENODEV, ETIMEDOUT, SensorCRCError, SensorTimeout, bus_error, where
 
+_READ_RETRY_MS = const(2)  # a read NACKed while the part measures is tried again this much later...
+_READ_SLACK_MS = const(10)  # ...until this long after CONVERSION_MS; then SensorTimeout
 
 
 def crc8(data, start=0, count=2):
@@ -50,11 +53,6 @@ def check_words(buf, words, part, address):
         )
 
 
-def check_th(buf, part, address):
-    """Check a 6-byte T/RH reply (T msb, lsb, crc, RH msb, lsb, crc) in place."""
-    check_words(buf, 2, part, address)
-
-
 def word(buf, index):
     """The 16-bit big-endian word number `index` of a (msb, lsb, crc) reply."""
     o = 3 * index
@@ -74,8 +72,6 @@ class SensirionTH:
 
     PART = "sensirion"
     CONVERSION_MS = 0  # the datasheet's most a measurement takes (+1 ms for a clock that counts whole ms)
-    READ_RETRY_MS = 2  # a read NACKed while the part measures is tried again this much later...
-    READ_SLACK_MS = 10  # ...until this long after CONVERSION_MS; then SensorTimeout
     _MEASURE = b""
 
     def __init__(self, i2c, address):
@@ -114,8 +110,8 @@ class SensirionTH:
         Copy the values if you keep them. No heap allocation. The part NACKs
         a read header while it measures (and when no result waits: not
         started, already read, or gone). since_ms, the ms since start(), says
-        which: within CONVERSION_MS + READ_SLACK_MS a NACK is the measurement
-        still running and read() returns None (read again READ_RETRY_MS
+        which: within CONVERSION_MS + _READ_SLACK_MS a NACK is the measurement
+        still running and read() returns None (read again _READ_RETRY_MS
         later); past it, it raises SensorTimeout. Without since_ms a NACK
         raises SensorError with errno ENODEV. A failed CRC raises SensorCRCError."""
         buf = self._buf
@@ -124,7 +120,7 @@ class SensirionTH:
         except OSError as e:
             if since_ms < 0 or e.errno != ENODEV:
                 raise bus_error(self.PART, self.address, e, "reading a measurement")
-            if since_ms < self.CONVERSION_MS + self.READ_SLACK_MS:
+            if since_ms < self.CONVERSION_MS + _READ_SLACK_MS:
                 return None
             raise SensorTimeout(ETIMEDOUT, "%s: no measurement %d ms after start" % (where(self.PART, self.address), since_ms))
         check_words(buf, 2, self.PART, self.address)
@@ -142,5 +138,5 @@ class SensirionTH:
             r = self.read(ms)
             if r is not None:
                 return r
-            sleep_ms(self.READ_RETRY_MS)
-            ms += self.READ_RETRY_MS
+            sleep_ms(_READ_RETRY_MS)
+            ms += _READ_RETRY_MS

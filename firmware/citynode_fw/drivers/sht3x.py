@@ -4,7 +4,7 @@
 # sensor NACKs a read header until the measurement is done, so the bus is never
 # held. The caller runs start(), waits CONVERSION_MS (the sampler schedules
 # it, it does not sleep), then read(ms since start), which gives None for a
-# NACK while the measurement may still run (read again READ_RETRY_MS later)
+# NACK while the measurement may still run (read again 2 ms later)
 # and SensorTimeout once it cannot (sensirion.py).
 #
 # Identity: the status register (0xF32D) must answer with a valid CRC. The
