@@ -425,20 +425,21 @@ def build(board, out=None, reader=None):
     cfg = config.load()
     cal, cal_fallback = calibration.load()
     node = Node(board, cfg, cal, cal_fallback, out, reader, features=features)
-    i2c = None
+    i2c = why = None
     try:
-        i2c = board.make_i2c(cfg.values)
+        i2c = board.make_i2c(cfg.values)  # first: the simulated radio follows the bus's scenario
     except (OSError, ValueError) as exc:
-        node.log(ERROR, "I2C bus not available: %s" % exc)
-    node.start(i2c)
-    if cfg.values["uplink"] == "wifi":
+        why = exc
+    wifi = cfg.values["uplink"] == "wifi"
+    if wifi:  # before the first frame: the network gets the boot whole
         from citynode_fw import uplink
 
-        node.uplink, node.uplink_error = uplink.start(node, board, cfg.values)
-        if node.uplink_error:
-            node.log(ERROR, node.uplink_error)
-        else:
-            node.link.uplink = node.uplink
+        uplink.start(node, board, cfg.values)
+    if why:
+        node.log(ERROR, "I2C bus not available: %s" % why)
+    node.start(i2c)
+    if wifi:
+        uplink.started(node)
     return node
 
 

@@ -1,8 +1,10 @@
 """Sampling: climate on a schedule, the accelerometer in FIFO bursts, blocks framed.
 
 Climate: start() every climate_period_s (the first right after boot), read()
-CONVERSION_MS later on a later pass of the loop, so the accelerometer is never
-held up by the conversion. Calibration (unless in raw mode), then a CLIMATE
+CONVERSION_MS after the command left (not after the pass began: the bus may
+have been held) on a later pass of the loop, so the accelerometer is never
+held up by the conversion. A read the part NACKs (still measuring) is tried
+again 2 ms later, until the driver's bound ends it in SensorTimeout. Calibration (unless in raw mode), then a CLIMATE
 frame stamped with the node time of start(). A failed reading sends a CLIMATE
 frame with CLIMATE_SENSOR_ERROR (and CLIMATE_CRC_ERROR for a bad CRC) and
 counts it; the node goes on.
@@ -282,31 +284,38 @@ class Sampler:
         return wait
 
     def _poll_climate(self, now):
+        drv = self.climate
         if self._climate_pending:
-            due = add(self._climate_t, self.climate.CONVERSION_MS)
-            if diff(now, due) < 0:
-                return diff(due, now)
-            self._climate_pending = False
-            self._read_climate(now)
+            since = diff(now, self._climate_t)
+            if since < drv.CONVERSION_MS:
+                return drv.CONVERSION_MS - since
+            if self._read_climate(now, since):
+                return 2  # NACKed: the part still measures; again in the drivers' _READ_RETRY_MS
         due = self._climate_due
         if diff(now, due) >= 0:
             try:
-                self.climate.start()
+                drv.start()
                 self._climate_pending = True
-                self._climate_t = now
+                self._climate_t = self._clock(now)  # the part measures from the command on, not from the pass's start
             except OSError as exc:
                 self._climate_failed(exc, now)
             self._climate_due = add(now, self.climate_period_ms)
-            return self.climate.CONVERSION_MS
+            return drv.CONVERSION_MS
         return diff(due, now)
 
-    def _read_climate(self, now):
+    def _read_climate(self, now, since):
+        """Read the measurement started since ms ago; True while the part still measures."""
         t = now  # frames carry the time they are sent: never earlier than the last
         try:
-            temp, rh = self.climate.read()
+            r = self.climate.read(since)
         except OSError as exc:
+            self._climate_pending = False
             self._climate_failed(exc, t)
-            return
+            return False
+        if r is None:
+            return True
+        self._climate_pending = False
+        temp, rh = r
         status = 0
         cal = self.calib.climate if self.calib is not None and not self.raw_mode else None
         if cal is not None:

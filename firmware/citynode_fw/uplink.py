@@ -90,6 +90,7 @@ class Uplink:
         self._reply_n = 0
         self._reply_pid = 0
         self._reply_since = 0
+        self.notes = None  # start(): warnings that wait for the boot log (started())
 
     # -- frames in ---------------------------------------------------------------------
 
@@ -308,7 +309,33 @@ class Uplink:
 
 
 def start(node, board, cfg):
-    """The node's uplink from its config (uplink="wifi"), or None and the reason logged."""
+    """The node's uplink from its config (uplink="wifi"), made before the node's first frame
+    (node.build calls it before node.start): every frame of the boot, the boot log at seq 0
+    on, is signed into the ring, so the network sees each boot's sequence whole (SPEC.md §6).
+    Sets node.uplink (None if it cannot be made) and node.uplink_error; what it has to say
+    is logged by `started`, after the boot log."""
+    notes = []
+    up, node.uplink_error = _make(board, cfg, node.set_time, notes)
+    node.uplink = node.link.uplink = up
+    if up is not None:
+        up.notes = notes
+
+
+def started(node):
+    """After node.start(): the uplink's error or notes are logged; a node that streams no
+    acceleration lingers (its frames share messages)."""
+    up = node.uplink
+    if up is None:
+        node.log(3, node.uplink_error)
+        return
+    for note in up.notes:
+        node.log(2, note)
+    up.notes = None
+    up.linger_ms = LINGER_MS if node.sampler.accel is None else 0  # accel streams at once
+
+
+def _make(board, cfg, set_time, notes):
+    """(Uplink, None), or (None, why it cannot be made); warnings appended to notes."""
     from citynode_fw import bootcount, config
 
     if not cfg["wifi_ssid"] or not cfg["broker_url"] or not cfg["node_key"]:
@@ -328,20 +355,19 @@ def start(node, board, cfg):
             return None, "uplink: CA %s unusable (%s)" % (cfg["mqtt_ca"], exc)
     boot, fallback = bootcount.next_boot()
     if fallback:
-        node.log(2, "uplink: " + fallback)
+        notes.append("uplink: " + fallback)
     ntp = None
     if cfg["ntp_server"]:
         name, _, text = cfg["ntp_server"].partition(":")
         ntp = (name, int(text) if text.isdigit() else 123)
     ring = Ring("ring", capacity=cfg["ring_kb"] * 1024)
     if ring.clamped:
-        node.log(2, "uplink: ring_kb=%d does not fit the flash: %d kB used" % (
+        notes.append("uplink: ring_kb=%d does not fit the flash: %d kB used" % (
             cfg["ring_kb"], ring.max_segments * (len(ring.page) + 12) // 1024))
     up = Uplink(cfg["node_id"], board.radio(), auth.Signer(_unhex(cfg["node_key"])), boot, (host, port),
                 ssid=cfg["wifi_ssid"], password=cfg["wifi_password"], mqtt_user=cfg["mqtt_user"],
                 mqtt_password=cfg["mqtt_password"], ssl_context=ctx, ring=ring, ntp=ntp,
-                on_utc=lambda utc, now: node.set_time(utc),
-                linger_ms=LINGER_MS if node.sampler.accel is None else 0)  # accel streams at once
+                on_utc=lambda utc, now: set_time(utc))
     return up, None
 
 

@@ -5,11 +5,13 @@ import gc
 from driver_cases import bus, raises
 
 from citynode_fw.drivers import sensirion, sht3x, sht4x
-from citynode_fw.drivers.errors import SensorCRCError, SensorError, SensorIdentityError
+from citynode_fw.drivers.errors import SensorCRCError, SensorError, SensorIdentityError, SensorTimeout
 from citynode_sim import sensirion as sim_sensirion
 from citynode_sim.board import make_i2c
 from citynode_sim.clock import ManualClock
 from citynode_sim.scenario import Scenario
+
+RETRY_MS, SLACK_MS = 2, 10  # sensirion.py's _READ_RETRY_MS, _READ_SLACK_MS (consts, gone from the module)
 
 
 # -- CRC and conversions --------------------------------------------------------
@@ -28,11 +30,11 @@ def test_crc8_agrees_with_the_simulators_own():
         assert sensirion.crc8(data) == sim_sensirion.crc8(data), w
 
 
-def test_check_th_in_place():
+def test_check_words_in_place():
     reply = sim_sensirion.words(0x6666, 0x8000)
-    sensirion.check_th(reply, "sht3x", 0x44)
+    sensirion.check_words(reply, 2, "sht3x", 0x44)
     reply[5] ^= 1
-    e = raises(SensorCRCError, sensirion.check_th, reply, "sht3x", 0x44)
+    e = raises(SensorCRCError, sensirion.check_words, reply, 2, "sht3x", 0x44)
     assert "0x44" in str(e) and "word 1" in str(e), str(e)
 
 
@@ -106,6 +108,77 @@ def test_sht3x_read_nacks_until_conversion_done():
     t, rh = d.read()
     assert abs(t - 2150) <= 10
     raises(SensorError, d.read)  # a result is read once
+
+
+def test_sim_sht3x_nacks_while_measuring_at_each_repeatability_then_answers_once():
+    # SHT3x-DIS: single shot without clock stretching, a read header during the measurement
+    # is NACKed; done after its most (15 / 6 / 4 ms), the result is read once
+    for cmd, most_ms in ((b"\x24\x00", 15), (b"\x24\x0b", 6), (b"\x24\x16", 4)):
+        clock = ManualClock()
+        i2c = bus(clock=clock.ticks_us)
+        buf = bytearray(6)
+        i2c.writeto(0x44, cmd)
+        clock.advance_us(most_ms * 1000 - 1)
+        assert raises(OSError, i2c.readfrom_into, 0x44, buf).errno == 19
+        clock.advance_us(1)
+        i2c.readfrom_into(0x44, buf)
+        assert sensirion.bad_word(buf, 2) < 0
+        assert raises(OSError, i2c.readfrom_into, 0x44, buf).errno == 19  # read once
+
+
+def test_sht3x_read_during_the_measurement_is_retried_and_succeeds():
+    clock = ManualClock()
+    d = sht3x.SHT3x(bus(clock=clock.ticks_us))
+    d.start()
+    since = 13  # too early, as a late-stamped start or a held bus makes it
+    clock.advance_ms(since)
+    tries = 0
+    r = d.read(since)
+    while r is None:
+        tries += 1
+        assert since < d.CONVERSION_MS + SLACK_MS
+        clock.advance_ms(RETRY_MS)
+        since += RETRY_MS
+        r = d.read(since)
+    assert tries == 1 and since == 15  # the datasheet's 15 ms
+    assert abs(r[0] - 2150) <= 10 and abs(r[1] - 4800) <= 20, r
+
+
+def test_a_part_that_never_answers_ends_in_sensor_timeout_within_the_bound():
+    for part, cls in (("sht35", sht3x.SHT3x), ("sht45", sht4x.SHT4x)):
+        clock = ManualClock()
+        i2c = bus({"sensors": {"climate": part}}, clock.ticks_us)
+        d = cls(i2c)
+        d.start()
+        i2c.detach(0x44)  # gone mid-measurement: every read header NACKed from now on
+        since = d.CONVERSION_MS
+        clock.advance_ms(since)
+        bound = d.CONVERSION_MS + SLACK_MS
+        while since < bound:
+            assert d.read(since) is None
+            clock.advance_ms(RETRY_MS)
+            since += RETRY_MS
+        e = raises(SensorTimeout, d.read, since)
+        assert since < bound + RETRY_MS
+        assert e.errno == 110 and str(e).endswith("%s at 0x44: no measurement %d ms after start" % (cls.PART, since)), str(e)
+        e = raises(SensorError, d.read)  # asked without the time since start: a NACK is a NACK
+        assert e.errno == 19 and not isinstance(e, SensorTimeout)
+
+
+def test_measure_ends_in_sensor_timeout_when_no_result_comes():
+    i2c = bus()
+    d = sht3x.SHT3x(i2c)
+    transfers = []
+
+    def gone_after_the_start():
+        transfers.append(1)
+        if len(transfers) > 1:
+            i2c.detach(0x44)
+
+    i2c.hook = gone_after_the_start
+    e = raises(SensorTimeout, d.measure)
+    assert e.errno == 110 and "no measurement" in str(e), str(e)
+    assert len(transfers) == 1 + 1 + SLACK_MS // RETRY_MS  # the start, then bounded reads
 
 
 def test_sht3x_bad_crc_raises_crc_error():

@@ -161,6 +161,58 @@ def test_climate_first_reading_at_boot_then_every_period():
         assert abs(m["temperature_c"] - 21.5) < 0.5 and abs(m["relative_humidity_pct"] - 48) < 2
 
 
+def test_climate_read_waits_from_the_command_and_retries_a_nack():
+    # the node loop may pass at any time (a command line, the uplink's work): here every 2 ms.
+    # The first start reached the part 6 ms after the pass began (the bus held, as the
+    # virtual board's scenario reload holds it at boot): the read must still come after
+    # the part's 15 ms, counted from the command
+    rig = Rig({"sensors": {"accel": "adxl345", "climate": "sht35"}}, climate_period_s=60)
+    held = [6]
+
+    def hold_once():
+        if held:
+            rig.clock.advance_ms(held.pop())
+
+    rig.bus.hook = hold_once
+    board = rig.board
+    while board.ms() < 100:
+        rig.sampler.poll(board.ms())
+        board.sleep_ms(2)
+    readings = rig.cap.named("climate")
+    assert len(readings) == 1 and readings[0]["status"] == 0, readings
+    assert rig.counters.sensor_errors == rig.counters.timeouts == 0 and not rig.logs
+    s = rig.sampler
+    s._climate_due = board.ms()
+    s.poll(board.ms())
+    assert s._climate_pending
+    s._climate_t -= 3  # a start stamped too early anyway: the first read is NACKed and tried again
+    while board.ms() < 200:
+        s.poll(board.ms())
+        board.sleep_ms(1)
+    readings = rig.cap.named("climate")
+    assert len(readings) == 2 and readings[1]["status"] == 0, readings
+    assert rig.counters.sensor_errors == rig.counters.timeouts == 0 and not rig.logs
+
+
+def test_climate_part_that_never_answers_is_a_timeout_within_the_bound():
+    rig = Rig({"sensors": {"accel": "adxl345", "climate": "sht35"}}, climate_period_s=60)
+    sht = rig.climate
+    transfers = []
+
+    def gone_after_the_start():
+        transfers.append(rig.board.ms())
+        if len(transfers) == 2:
+            rig.bus.detach(0x44)  # the start (the first transfer) was taken, then the part is gone
+
+    rig.bus.hook = gone_after_the_start
+    rig.run_ms(500)
+    readings = rig.cap.named("climate")
+    assert [m["status"] for m in readings] == [messages.CLIMATE_SENSOR_ERROR]
+    assert rig.counters.timeouts == 1 and rig.counters.sensor_errors == 0
+    assert readings[0].time_ms - transfers[0] <= sht.CONVERSION_MS + 10 + 20  # + _READ_SLACK_MS + a loop pass
+    assert "no measurement" in rig.logs[-1][1], rig.logs
+
+
 def test_climate_crc_error_is_reported_and_counted():
     rig = Rig(ADXL345, climate_period_s=2)
     rig.bus.device(0x44).bad_crc = True

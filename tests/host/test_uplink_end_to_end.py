@@ -129,6 +129,7 @@ class Collector:
         self.auth = auth
         self.verifier = Verifier(Keystore(keystore_path))
         self.seen = []  # (boot, seq32) of every frame, repeats included
+        self.kept = {}  # (boot, seq32): (message name, its fields) of the LOG and CLIMATE frames
         self.blocks = []  # (first_index, n_samples, flags) of every accel block, once
         self.bad = 0  # pieces that are no frame
         self.lock = threading.Lock()
@@ -159,10 +160,12 @@ class Collector:
                     continue
                 seq = raw[3] | raw[4] << 8
                 self.seen.append(self.auth.sequence(boot, seq_hi, seq))
-            for raw in self.verifier.feed(7, m.payload):
-                for msg in Decoder().feed(frame.to_wire(raw)):
+            for v in self.verifier.check(7, m.payload)[0]:
+                for msg in Decoder().feed(frame.to_wire(v.raw)):
                     if msg.name == "accel":
                         self.blocks.append((msg["first_index"], msg["n_samples"], msg["flags"]))
+                    elif msg.name in ("log", "climate"):
+                        self.kept[(v.boot, v.seq)] = (msg.name, dict(msg.fields))
 
     def close(self):
         self.client.loop_stop()
@@ -255,3 +258,55 @@ def test_power_cuts_while_the_ring_fills_and_drains_send_nothing_corrupt_and_not
         # what reached the ring arrives whole: a cut may lose the page in RAM (the tail), never a frame inside
         assert seqs == list(range(seqs[0], seqs[-1] + 1)), (boot, seqs[:5], len(seqs))
     assert v.accepted == len(set(col.seen))  # each frame taken once; repeats were recognised as replays
+
+
+def _wait_boot_frames(col, boot, n, timeout=30):
+    """Wait until the collector holds n frames of boot; return the boots seen."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        with col.lock:
+            seen = set(col.seen)
+        if len([1 for b, _s in seen if b == boot]) >= n:
+            return {b for b, _s in seen}
+        time.sleep(0.2)
+    raise AssertionError("fewer than %d frames of boot %d reached the broker: %s" % (n, boot, sorted(seen)[:20]))
+
+
+@pytest.mark.timeout(150)
+def test_every_boot_reaches_the_network_whole_from_its_boot_log_at_seq_0(tmp_path):
+    """The frames a node makes before its uplink connects (the boot log first) are signed into
+    the ring like every other: after a reboot and after a cold boot (power cut), the network
+    has each boot's sequence from 0, with no gap, the same frames as USB; the bridge node's
+    first SHT35 reading of each boot is good."""
+    ks_path = tmp_path / "keys.json"
+    key = Keystore(ks_path).new_key(7)
+    with LocalBroker(tmp_path / "broker") as broker, virtual_node(
+            tmp_path, scenario=SCENARIO, with_app=True, heap=NODE_HEAP) as node:
+        col = Collector(broker.port, ks_path)
+        provision(node, {"node_id": 7, "uplink": "wifi", "wifi_ssid": "city-iot", "wifi_password": "pw-lamp-7",
+                         "broker_url": broker.url, "node_key": key.hex(), "climate_period_s": 2,
+                         "status_period_s": 5})  # ends in a reboot: boot 1 of the uplink
+        _wait_boot_frames(col, 1, 20)
+        before = node.power_cut()  # a cold boot: boot 2
+        node.wait_boots(before + 1, 20)
+        _wait_boot_frames(col, 2, 20)
+        with NodeClient(node.port) as client:  # a reboot by command: boot 3
+            client.command("reboot")
+        node.wait_boots(before + 2, 20)
+        _wait_boot_frames(col, 3, 20)
+        time.sleep(0.5)
+        col.close()
+    by_boot = {}
+    for boot, seq in set(col.seen):
+        by_boot.setdefault(boot, []).append(seq)
+    assert sorted(by_boot) == [1, 2, 3], sorted(by_boot)
+    for boot, seqs in sorted(by_boot.items()):
+        seqs.sort()
+        # a power cut may lose the tail of boot 1 (its RAM page), never a frame before it
+        assert seqs == list(range(len(seqs))), (boot, seqs[:10])
+        name, fields = col.kept[(boot, 0)]
+        assert name == "log" and fields["text"].startswith("boot: citynode"), (boot, name, fields)
+        climate = sorted((s, f) for (b, s), (n, f) in col.kept.items() if b == boot and n == "climate")
+        assert climate, boot
+        assert climate[0][1]["status"] == 0, (boot, climate[0])  # no "no ACK" at boot
+        assert abs(climate[0][1]["temperature_c"] - TEMP_C) <= 0.05

@@ -13,9 +13,10 @@
 from micropython import const
 from time import sleep_ms
 
-from citynode_fw.drivers.errors import EIO, ENODEV, ETIMEDOUT, SensorCRCError, SensorError, SensorTimeout, bus_error, where
+from citynode_fw.drivers.errors import EIO, ENODEV, ETIMEDOUT, SensorCRCError, SensorTimeout, bus_error, where
 
-_READ_TRIES = const(5)  # measure(): extra reads, 2 ms apart, after CONVERSION_MS
+_READ_RETRY_MS = const(2)  # a read NACKed while the part measures is tried again this much later...
+_READ_SLACK_MS = const(10)  # ...until this long after CONVERSION_MS; then SensorTimeout
 
 
 def crc8(data, start=0, count=2):
@@ -52,11 +53,6 @@ def check_words(buf, words, part, address):
         )
 
 
-def check_th(buf, part, address):
-    """Check a 6-byte T/RH reply (T msb, lsb, crc, RH msb, lsb, crc) in place."""
-    check_words(buf, 2, part, address)
-
-
 def word(buf, index):
     """The 16-bit big-endian word number `index` of a (msb, lsb, crc) reply."""
     o = 3 * index
@@ -75,7 +71,7 @@ class SensirionTH:
     and _identify() (called by __init__; raises SensorIdentityError)."""
 
     PART = "sensirion"
-    CONVERSION_MS = 0
+    CONVERSION_MS = 0  # the datasheet's most a measurement takes (+1 ms for a clock that counts whole ms)
     _MEASURE = b""
 
     def __init__(self, i2c, address):
@@ -108,15 +104,25 @@ class SensirionTH:
         """Trigger one measurement; read() it CONVERSION_MS later."""
         self._write(self._MEASURE, "starting a measurement")
 
-    def read(self):
+    def read(self, since_ms=-1):
         """[temp_centi_c, rh_centi_pct] of the last start(), in a list reused by every call.
 
-        Copy the values if you keep them. No heap allocation. Raises
-        SensorError with errno ENODEV when the sensor NACKs (no result ready:
-        not started, still converting, already read, or the sensor is gone),
-        SensorCRCError when a CRC fails."""
+        Copy the values if you keep them. No heap allocation. The part NACKs
+        a read header while it measures (and when no result waits: not
+        started, already read, or gone). since_ms, the ms since start(), says
+        which: within CONVERSION_MS + _READ_SLACK_MS a NACK is the measurement
+        still running and read() returns None (read again _READ_RETRY_MS
+        later); past it, it raises SensorTimeout. Without since_ms a NACK
+        raises SensorError with errno ENODEV. A failed CRC raises SensorCRCError."""
         buf = self._buf
-        self._read_into(buf, "reading a measurement")
+        try:
+            self._i2c.readfrom_into(self.address, buf)
+        except OSError as e:
+            if since_ms < 0 or e.errno != ENODEV:
+                raise bus_error(self.PART, self.address, e, "reading a measurement")
+            if since_ms < self.CONVERSION_MS + _READ_SLACK_MS:
+                return None
+            raise SensorTimeout(ETIMEDOUT, "%s: no measurement %d ms after start" % (where(self.PART, self.address), since_ms))
         check_words(buf, 2, self.PART, self.address)
         r = self.result
         r[0] = temp_centi_c((buf[0] << 8) | buf[1])
@@ -124,17 +130,13 @@ class SensirionTH:
         return r
 
     def measure(self):
-        """start(), sleep, read(): blocking, for tools and tests, not for the sampler."""
+        """start(), sleep, read(), NACKed reads retried: blocking, for tools, selftest and tests, not for the sampler."""
         self.start()
-        sleep_ms(self.CONVERSION_MS)
-        for _ in range(_READ_TRIES):
-            try:
-                return self.read()
-            except SensorError as e:
-                if e.errno != ENODEV:
-                    raise
-            sleep_ms(2)
-        raise SensorTimeout(
-            ETIMEDOUT,
-            "%s: no measurement %d ms after start" % (where(self.PART, self.address), self.CONVERSION_MS + 2 * _READ_TRIES),
-        )
+        ms = self.CONVERSION_MS
+        sleep_ms(ms)
+        while True:
+            r = self.read(ms)
+            if r is not None:
+                return r
+            sleep_ms(_READ_RETRY_MS)
+            ms += _READ_RETRY_MS

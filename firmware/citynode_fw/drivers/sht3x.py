@@ -3,7 +3,9 @@
 # Single shot, high repeatability, clock stretching disabled (0x2400): the
 # sensor NACKs a read header until the measurement is done, so the bus is never
 # held. The caller runs start(), waits CONVERSION_MS (the sampler schedules
-# it, it does not sleep), then read().
+# it, it does not sleep), then read(ms since start), which gives None for a
+# NACK while the measurement may still run (read again 2 ms later)
+# and SensorTimeout once it cannot (sensirion.py).
 #
 # Identity: the status register (0xF32D) must answer with a valid CRC. The
 # SHT3x has no ID register; a status word with a valid CRC is what tells it
@@ -39,7 +41,7 @@ def rh_centi_pct(raw):
 
 class SHT3x(SensirionTH):
     PART = "sht3x"
-    CONVERSION_MS = 16  # datasheet max 15 ms at high repeatability, plus margin
+    CONVERSION_MS = 16  # datasheet max 15 ms at high repeatability, +1: the node's clock counts whole ms
     _MEASURE = _MEASURE_HIGH
 
     def __init__(self, i2c, address=0x44):
