@@ -14,8 +14,8 @@ from citynode.fleet import schema
 from citynode.fleet.pg_store import PgStore, mask_url, migrations
 from citynode.fleet.store import SCHEMA_VERSION, IngestBatch, StoreError, open_store
 from fleet_memory_store import MemoryStore
-from stamp_race import check_stamped, race_batches
 from pg_fixtures import _store_template, needs_postgres, pg_server, pg_store_url, pg_url  # noqa: F401 (fixtures)
+from stamp_race import check_stamped, race_batches
 
 pytestmark = [needs_postgres]
 
@@ -414,3 +414,18 @@ def test_two_writes_of_one_boot_at_once_fill_in_the_stamps(pg_store_url, data_fi
         second.join(30)
         assert not errors
         check_stamped(one)
+
+
+def test_filling_in_rewrites_only_rows_that_change(store):
+    """A boot with a status but no plausible TIME: each write looks for stamps to fill in, and
+    leaves the rows it cannot change as they are (the same row versions)."""
+    from store_rows import batch as node_batch
+
+    store.write(node_batch(3, 1, range(7), anchored=False))  # climate 0 and 6, the status at 3
+    before = store.conn.execute("SELECT seq, xmin::text FROM climate ORDER BY seq").fetchall()
+    store.write(node_batch(3, 1, range(7, 14), anchored=False))
+    after = store.conn.execute("SELECT seq, xmin::text FROM climate WHERE seq < 7 ORDER BY seq").fetchall()
+    assert after == before
+    climate = store.query("climate").to_pylist()
+    assert [(r["seq"], r["time"], r["calibration_id"]) for r in climate] == [
+        (0, None, None), (6, None, 7), (7, None, 7), (13, None, 7)]

@@ -189,14 +189,16 @@ class ParquetStore(Store):
         where = _node_filter(sorted(set(rows["node_id"].filter(pa.array(todo)).to_pylist())))
         anchors = self._read("time", ("node_id", "boot", "seq", "node_time_s", "utc_ms"),
                              where + ["plausible", "utc_ms IS NOT NULL", "node_time_s IS NOT NULL"])
-        statuses = None if table == "frames" else self._read("status", ("node_id", "boot", "seq", "calibration_id", "firmware"), where)
+        statuses = None if table == "frames" else self._read(
+            "status", ("node_id", "boot", "seq", "calibration_id", "firmware"), where)
         frame_times = None
         if table == "frames" and anchors is not None:
             parts = {}
             for name, has_age in stamps.FRAME_TIME.items():
-                rows_of = self._read(name, ("node_id", "boot", "seq", "node_time_s") + (("age_ms",) if has_age else ()), where)
-                if rows_of is not None:
-                    parts[name] = rows_of
+                columns = ("node_id", "boot", "seq", "node_time_s") + (("age_ms",) if has_age else ())
+                found = self._read(name, columns, where)
+                if found is not None:
+                    parts[name] = found
             frame_times = stamps.frame_times(parts)
         return stamps.fill(table, rows, anchors, statuses, frame_times)
 

@@ -342,6 +342,12 @@ class PgStore(Store):
         self._copy(cur, "fill_from", pa.table({"node_id": pa.array([k[0] for k in keys], pa.int64()),
                                                 "boot": pa.array([k[1] for k in keys], pa.int64()),
                                                 "seq": pa.array([start[k] for k in keys], pa.int64())}))
+        # boots with neither a plausible TIME nor a status stored have nothing to fill in from
+        cur.execute("DELETE FROM fill_from f WHERE NOT EXISTS (SELECT 1 FROM time a WHERE a.node_id = f.node_id "
+                    "AND a.boot = f.boot AND a.plausible AND a.utc_ms IS NOT NULL) AND NOT EXISTS (SELECT 1 FROM "
+                    "status z WHERE z.node_id = f.node_id AND z.boot = f.boot AND z.firmware IS NOT NULL)")
+        if cur.rowcount == len(keys):
+            return
         cur.execute("ANALYZE fill_from")
         limits = {"utc_min_us": UTC_MIN_MS * 1000, "utc_max_us": UTC_MAX_MS * 1000, "wrap_us": stamps.WRAP_US,
                   "half_us": stamps.WRAP_US // 2}
@@ -483,13 +489,13 @@ _UTC_SQL = ("(s.a_utc_ms * 1000 + ((({node_us} - s.a_node_ms * 1000 + %(half_us)
 _ANCHOR_SQL = ("LEFT JOIN LATERAL (SELECT round(a.node_time_s * 1000)::bigint AS node_ms, a.utc_ms FROM time a "
                "WHERE a.node_id = c.node_id AND a.boot = c.boot AND a.seq <= c.seq AND a.plausible "
                "AND a.utc_ms IS NOT NULL AND a.node_time_s IS NOT NULL ORDER BY a.seq DESC LIMIT 1) a ON true")
+_TIME_FILLS = ("t.time IS NULL AND s.a_utc_ms IS NOT NULL AND t.node_time_s IS NOT NULL "
+               "AND {utc} >= %(utc_min_us)s AND {utc} < %(utc_max_us)s")
+_STATUS_FILLS = "t.firmware IS NULL AND s.firmware IS NOT NULL"
 _FILL_DATA = (
     "UPDATE {table} t SET "
-    "time = CASE WHEN t.time IS NULL AND s.a_utc_ms IS NOT NULL AND t.node_time_s IS NOT NULL "
-    "AND {utc} >= %(utc_min_us)s AND {utc} < %(utc_max_us)s "
-    "THEN to_timestamp(0) + {utc} * interval '1 microsecond' ELSE t.time END, "
-    "calibration_id = CASE WHEN t.firmware IS NULL AND s.firmware IS NOT NULL THEN s.calibration_id "
-    "ELSE t.calibration_id END, "
+    "time = CASE WHEN " + _TIME_FILLS + " THEN to_timestamp(0) + {utc} * interval '1 microsecond' ELSE t.time END, "
+    "calibration_id = CASE WHEN " + _STATUS_FILLS + " THEN s.calibration_id ELSE t.calibration_id END, "
     "firmware = coalesce(t.firmware, s.firmware) "
     "FROM (SELECT c.node_id, c.boot, c.seq, a.node_ms AS a_node_ms, a.utc_ms AS a_utc_ms, st.calibration_id, st.firmware "
     "FROM (SELECT DISTINCT x.node_id, x.boot, x.seq FROM {table} x JOIN fill_from f "
@@ -498,7 +504,8 @@ _FILL_DATA = (
     "LEFT JOIN LATERAL (SELECT z.calibration_id, z.firmware FROM status z WHERE z.node_id = c.node_id "
     "AND z.boot = c.boot AND z.seq <= c.seq ORDER BY z.seq DESC LIMIT 1) st ON true "
     "WHERE a.utc_ms IS NOT NULL OR st.firmware IS NOT NULL) s "
-    "WHERE t.node_id = s.node_id AND t.boot = s.boot AND t.seq = s.seq AND (t.time IS NULL OR t.firmware IS NULL)")
+    "WHERE t.node_id = s.node_id AND t.boot = s.boot AND t.seq = s.seq "
+    "AND ((" + _TIME_FILLS + ") OR (" + _STATUS_FILLS + "))")  # only rows that change
 _FRAME_NODE_US = ("SELECT round(y.node_time_s * 1000000)::bigint{age} AS node_us FROM {table} y WHERE y.node_id = c.node_id "
                   "AND y.boot = c.boot AND y.seq = c.seq AND y.node_time_s IS NOT NULL{where}")
 _FILL_FRAMES = (
