@@ -191,16 +191,17 @@ class ParquetStore(Store):
                              where + ["plausible", "utc_ms IS NOT NULL", "node_time_s IS NOT NULL"])
         statuses = None if table == "frames" else self._read(
             "status", ("node_id", "boot", "seq", "calibration_id", "firmware"), where)
-        frame_times = None
-        if table == "frames" and anchors is not None:
-            parts = {}
-            for name, has_age in stamps.FRAME_TIME.items():
-                columns = ("node_id", "boot", "seq", "node_time_s") + (("age_ms",) if has_age else ())
-                found = self._read(name, columns, where)
-                if found is not None:
-                    parts[name] = found
-            frame_times = stamps.frame_times(parts)
-        return stamps.fill(table, rows, anchors, statuses, frame_times)
+        return stamps.fill(table, rows, anchors, statuses, self._frame_times)
+
+    def _frame_times(self, nodes, boots, seqs):
+        """stamps.frame_times of the data rows of those nodes from the lowest of those seqs on."""
+        where = _node_filter(sorted(set(nodes.tolist()))) + ["seq >= %d" % int(seqs.min())]
+        parts = {}
+        for name, has_age in stamps.FRAME_TIME.items():
+            found = self._read(name, ("node_id", "boot", "seq", "node_time_s") + (("age_ms",) if has_age else ()), where)
+            if found is not None:
+                parts[name] = found
+        return stamps.frame_times(parts)
 
     def _read(self, table, columns, where):
         """Those columns of a table's rows (not deduplicated: copies are the same rows), or None."""

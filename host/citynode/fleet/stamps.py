@@ -50,7 +50,8 @@ def fill(table, rows, anchors, statuses=None, frame_node_us=None):
     """The rows (a table of schema.SCHEMAS[table]'s columns, or some of them) with their null
     stamps filled in. anchors: node_id, boot, seq, node_time_s, utc_ms of plausible TIME rows;
     statuses: node_id, boot, seq, calibration_id, firmware of status rows; frame_node_us (for
-    `frames`): node_id, boot, seq, node_us of the frames' data rows."""
+    `frames`): node_id, boot, seq, node_us of the frames' data rows (see frame_times), or a
+    function of the (node, boot, seq) arrays of the frames that need them giving those."""
     if table not in STAMPED or not rows.num_rows:
         return rows
     todo = np.flatnonzero(needs(table, rows))
@@ -61,6 +62,11 @@ def fill(table, rows, anchors, statuses=None, frame_node_us=None):
     seq = _ints(rows, "seq")[todo]
     if "time" in rows.column_names:
         if table == "frames":
+            _at, anchored = _latest_at_or_before(node, boot, seq, anchors)
+            if not anchored.any():  # frames before their boot's first TIME: nothing to look up
+                return rows
+            if callable(frame_node_us):
+                frame_node_us = frame_node_us(node[anchored], boot[anchored], seq[anchored])
             node_us, has_node = _node_us_of_frames(node, boot, seq, frame_node_us)
         else:
             node_s = rows["node_time_s"].take(pa.array(todo))
