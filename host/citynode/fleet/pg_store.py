@@ -331,14 +331,14 @@ class PgStore(Store):
 
         A collector leaves them null when the boot's anchor or status was not stored when it
         looked: another collector of the group may have been writing them. Both writes lock the
-        boot (advisory locks, in key order: no deadlock) and fill in, so the one that commits
-        second sees the other's rows and fills in what the first could not."""
+        boot (an advisory lock of one of STAMP_LOCK_SLOTS, taken in order: no deadlock) and fill
+        in, so the one that commits second sees the other's rows and fills in what the first could not."""
         if not start:
             return
         keys = sorted(start)
-        locks = sorted({(_int4(n), _int4(b)) for n, b in keys})
-        cur.execute("SELECT count(pg_advisory_xact_lock(k1, k2)) FROM (SELECT k1, k2 FROM unnest(%s::int4[], %s::int4[]) "
-                    "WITH ORDINALITY AS u(k1, k2, o) ORDER BY o) s", ([k[0] for k in locks], [k[1] for k in locks]))
+        slots = sorted({_lock_slot(n, b) for n, b in keys})
+        cur.execute("SELECT count(pg_advisory_xact_lock(%s, k)) FROM (SELECT k FROM unnest(%s::int4[]) "
+                    "WITH ORDINALITY AS u(k, o) ORDER BY o) s", (_MIGRATION_LOCK, slots))
         self._copy(cur, "fill_from", pa.table({"node_id": pa.array([k[0] for k in keys], pa.int64()),
                                                 "boot": pa.array([k[1] for k in keys], pa.int64()),
                                                 "seq": pa.array([start[k] for k in keys], pa.int64())}))
@@ -449,9 +449,12 @@ class PgStore(Store):
         return self._fetch(fields, table, where, params, order)
 
 
-def _int4(value):
-    """A bigint folded into PostgreSQL's int4 (an advisory lock key: equal values lock together)."""
-    return (int(value) + (1 << 31)) % (1 << 32) - (1 << 31)
+STAMP_LOCK_SLOTS = 1024  # advisory locks a write may hold: a batch of any size stays in the lock table
+
+
+def _lock_slot(node_id, boot):
+    """The advisory lock (with key 1 _MIGRATION_LOCK) of a (node, boot): boots sharing one wait for each other."""
+    return (int(node_id) * 1_000_003 + int(boot)) % STAMP_LOCK_SLOTS
 
 
 def _fill_from(tables):
