@@ -10,6 +10,9 @@ accel_blocks row). Each second is one IngestBatch, as the collector writes it.
 - citynode: PgStore.write (day partitions, binary COPY built with numpy, the
   frames ledger, rows joined to the new frames) into the database of
   citynode.postgres.LocalPostgres (fsync off: this measures the store, not the disk).
+- citynode, unstamped: the same rows without calibration id and firmware (nodes whose
+  boot's status the store does not have): every write locks each boot of the batch and
+  looks for stamps to fill in (citynode.fleet.stamps), the worst case of a running fleet.
 - peer: the same rows COPYed straight into the same tables with psycopg's
   `copy.write_row`, one Python tuple per row, no ledger: the usual way.
 
@@ -85,6 +88,17 @@ def second(k, nodes, accel_hz):
     return IngestBatch(tables)
 
 
+def _unstamped(batch):
+    """The batch with the data rows' calibration id and firmware null."""
+    tables = {}
+    for name, table in batch.tables.items():
+        for column in ("calibration_id", "firmware") if name != "frames" else ():
+            i = table.schema.get_field_index(column)
+            table = table.set_column(i, table.schema.field(i), pa.nulls(table.num_rows, table.schema.field(i).type))
+        tables[name] = table
+    return IngestBatch(tables)
+
+
 def peer_write(conn, batch):
     with conn.transaction(), conn.cursor() as cur:
         for name, table in batch.tables.items():
@@ -114,7 +128,8 @@ def main():
     rows = sum(b.rows() for b in batches)
     print("%d s of traffic: %d nodes, %d accel samples/s; %d rows; best of %d; CPU %s" % (
         args.seconds, args.nodes, args.accel_hz, rows, args.reps, _report.cpu_model()))
-    ours = peer = duplicate = float("inf")
+    unstamped = [_unstamped(b) for b in batches]
+    ours = peer = duplicate = bare = float("inf")
     with tempfile.TemporaryDirectory() as folder, LocalPostgres(folder) as pg:
         for rep in range(args.reps):
             with PgStore(pg.create_database("ours")) as store:
@@ -126,6 +141,12 @@ def main():
                 t = time.perf_counter()
                 store.write(batches[-1])  # every frame a duplicate
                 duplicate = min(duplicate, time.perf_counter() - t)
+            with PgStore(pg.create_database("unstamped")) as store:
+                store.write(unstamped[0])
+                t = time.perf_counter()
+                for b in unstamped[1:]:
+                    store.write(b)
+                bare = min(bare, time.perf_counter() - t)
             url = pg.create_database("peer")
             with PgStore(url) as s:
                 s.write(batches[0])  # the same tables and partitions
@@ -137,6 +158,7 @@ def main():
     timed_rows = rows - batches[0].rows()
     timed_s = args.seconds - 1
     results = [("citynode PgStore.write", timed_rows / ours, timed_s / ours),
+               ("citynode, unstamped", timed_rows / bare, timed_s / bare),
                ("psycopg copy.write_row", timed_rows / peer, timed_s / peer)]
     _report.table(["writer", "rows/s", "x real time"], [(n, "%.0f" % r, "%.1f" % x) for n, r, x in results])
     print("  ratio citynode / peer: %.1f; a batch of duplicates: %.0f ms" % (peer / ours, duplicate * 1000))

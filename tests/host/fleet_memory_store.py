@@ -2,14 +2,15 @@
 
 It follows citynode.fleet.store's contract with plain Arrow tables: atomic
 writes (a batch is checked whole before anything is kept), the frames ledger
-for idempotence, and the same query ordering. `fail_next` makes the next
+for idempotence, the same query ordering, and the stamps a collector left null
+filled in from the time and status rows (citynode.fleet.stamps) at read. `fail_next` makes the next
 write raise StoreError, as a database that went away does.
 """
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from citynode.fleet import schema
+from citynode.fleet import schema, stamps
 from citynode.fleet.store import Store, StoreError, Written
 
 
@@ -66,6 +67,14 @@ class MemoryStore(Store):
         parts = self.tables[name]
         return pa.concat_tables(parts) if parts else schema.empty(name)
 
+    def _stamped(self, table, rows):
+        """The rows with the stamps a collector left null filled in, as the engines do (citynode.fleet.stamps)."""
+        anchors = self._all("time")
+        anchors = anchors.filter(pc.and_(pc.and_(pc.fill_null(anchors["plausible"], False), anchors["utc_ms"].is_valid()),
+                                         anchors["node_time_s"].is_valid()))
+        parts = {name: self._all(name) for name in stamps.FRAME_TIME}
+        return stamps.fill(table, rows, anchors, self._all("status"), stamps.frame_times(parts))
+
     def anchor(self, node_id, boot):
         t = self._all("time")
         t = t.filter(pc.and_(pc.and_(pc.equal(t["node_id"], node_id), pc.equal(t["boot"], boot)), t["plausible"]))
@@ -89,7 +98,7 @@ class MemoryStore(Store):
         return t.select(["node_id", "time", "temperature_c", "relative_humidity_pct"])
 
     def query(self, table, start=None, end=None, nodes=None):
-        t = self._all(table)
+        t = self._stamped(table, self._all(table))
         if nodes is not None:
             t = t.filter(pc.is_in(t["node_id"], pa.array(list(nodes), pa.int64())))
         if start is not None or end is not None:

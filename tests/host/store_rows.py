@@ -2,7 +2,7 @@
 
 Frame `seq` of a batch carries the kind DATA_TABLES[seq % 7]; an accel frame
 carries ACCEL_SAMPLES samples (and one accel_blocks row). Values are what a
-node sends: 21-23 °C, ~1 g on z, a status every few frames, plausible TIMEs.
+node sends: 21-23 °C, ~1 g on z, a status every few frames, plausible TIMEs (implausible ones where not `anchored`).
 """
 
 import pyarrow as pa
@@ -57,8 +57,11 @@ def batch(node, boot, seqs, t0_us=T0_US, step_us=1_000_000, anchored=True, recei
         elif kind == "log":
             rows["log"].append(dict(front, level=2, level_name="warning", text="sht4x: retry, 'crc' \"bad\", ok"))
         elif kind == "time":
-            utc_ms = t // 1000
-            rows["time"].append(dict(front, utc_ms=utc_ms, utc=utc_ms * 1000, plausible=True))
+            if anchored:
+                utc_ms = t // 1000
+                rows["time"].append(dict(front, utc_ms=utc_ms, utc=utc_ms * 1000, plausible=True))
+            else:  # a node that has no UTC yet: its TIME anchors nothing
+                rows["time"].append(dict(front, utc_ms=1000, utc=None, plausible=False))
         rows["frames"].append({"node_id": node, "boot": boot, "seq": seq, "type": _TYPES[kind], "time": time,
                                "received": received})
     for k in range(rejects):

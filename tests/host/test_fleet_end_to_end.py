@@ -13,9 +13,9 @@ PostgreSQL, group "pq" (one collector) a Parquet folder; both groups take every 
 The QC config shortens only the persistence windows (to 30 min): the simulator freezes a sensor
 for 4 h of node time, and the run is an hour. The rest are the defaults of docs/qc.md.
 
-One known race is an xfail of its own (non-strict: it shows only now and then): a collector that
-takes a boot's first frames after its TIME and STATUS, while the other collector of the group has
-not yet committed those, stores them without UTC, calibration id and firmware.
+A collector that takes a boot's first frames after its TIME and STATUS, while the other collector
+of the group has not yet committed those, writes them without UTC, calibration id and firmware;
+the store fills them in (citynode.fleet.stamps), so every row after the first TIME has them.
 """
 
 import json
@@ -321,9 +321,6 @@ def _unstamped(store):
     return out
 
 
-@pytest.mark.xfail(strict=False, reason="known race: a collector that takes a boot's frames while the other "
-                   "collector of its group has not yet committed the boot's first TIME and STATUS stores them "
-                   "without UTC, calibration id and firmware (rows.py asks the store, which has none yet)")
 def test_two_collectors_stamp_every_row_after_the_boots_first_time_and_status(run):
     assert _unstamped(run["stores"].pg) == {}
 

@@ -10,6 +10,7 @@ from citynode.fleet import parquet_store, schema
 from citynode.fleet.parquet_store import ParquetStore
 from citynode.fleet.store import SCHEMA_VERSION, StoreError, open_store
 
+from stamp_race import check_stamped, race_batches
 from store_rows import ACCEL_SAMPLES, FIRMWARE, T0_US, batch, kind_of
 
 DAY_US = 86_400_000_000
@@ -162,7 +163,8 @@ def test_rows_without_time_go_by_received_and_show_only_without_a_range(tmp_path
         assert os.listdir(os.path.join(folder, "climate")) == ["day=" + parquet_store._day(received)]
         everything = store.query("climate")
         assert everything.num_rows == 2 and everything["time"].null_count == 2
-        assert everything["calibration_id"].null_count == 2
+        # the status of seq 3 is in force at seq 6, whose row the collector left without one
+        assert everything["calibration_id"].to_pylist() == [None, 7]
         assert store.query("climate", start=0).num_rows == 0
         assert store.query("rejects", start=0).num_rows == 0
 
@@ -224,3 +226,19 @@ def test_anchor_and_status_stored_by_another_writer_are_seen(tmp_path, monkeypat
         monkeypatch.setattr(parquet_store, "REREAD_S", 0.0)
         assert one.anchor(3, 1) == (105_000, (T0_US + 5_000_000) // 1000)
         assert one.latest_status(3, 1) == {"calibration_id": 7, "firmware": FIRMWARE}
+
+
+@pytest.mark.parametrize("data_first", [True, False], ids=["data-first", "anchors-first"])
+def test_rows_a_collector_left_unstamped_get_the_boots_anchor_and_status_at_read(tmp_path, data_first):
+    """Two collectors on one folder: one writes a boot's data frames without stamps (the other
+    had not stored the boot's STATUS and TIME yet), the other those; the files are not rewritten."""
+    data, anchors = race_batches()
+    folder = str(tmp_path / "s")
+    with ParquetStore(folder) as one, ParquetStore(folder) as two:
+        one.write(data if data_first else anchors)
+        two.write(anchors if data_first else data)
+        check_stamped(one)
+        [climate] = _files(folder, "climate")  # as written: only the data batch has climate frames
+        assert pq.read_table(climate)["time"].null_count == 3
+    with ParquetStore(folder) as again:
+        check_stamped(again)

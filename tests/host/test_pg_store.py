@@ -15,6 +15,7 @@ from citynode.fleet.pg_store import PgStore, mask_url, migrations
 from citynode.fleet.store import SCHEMA_VERSION, IngestBatch, StoreError, open_store
 from fleet_memory_store import MemoryStore
 from pg_fixtures import _store_template, needs_postgres, pg_server, pg_store_url, pg_url  # noqa: F401 (fixtures)
+from stamp_race import check_stamped, race_batches
 
 pytestmark = [needs_postgres]
 
@@ -363,3 +364,72 @@ def test_local_postgres_runs_unprivileged_and_restarts_on_its_port(pg_server):
     assert pg_server.port == port
     with PgStore(url, create=False) as s:
         assert s.query("frames").num_rows == 1
+
+
+@pytest.mark.parametrize("data_first", [True, False], ids=["data-first", "anchors-first"])
+def test_rows_a_collector_left_unstamped_get_the_boots_anchor_and_status(pg_store_url, data_first):
+    """Two collectors: one writes a boot's data frames without stamps (the other had not stored the
+    boot's STATUS and TIME yet), the other those; whichever writes second fills the stamps in."""
+    data, anchors = race_batches()
+    with PgStore(pg_store_url) as one, PgStore(pg_store_url) as two:
+        one.write(data if data_first else anchors)
+        two.write(anchors if data_first else data)
+        check_stamped(one)
+
+
+def _lock_waits(conn):
+    return conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted").fetchone()[0]
+
+
+@pytest.mark.parametrize("data_first", [True, False], ids=["data-first", "anchors-first"])
+def test_two_writes_of_one_boot_at_once_fill_in_the_stamps(pg_store_url, data_first):
+    """The first write holds its transaction open after filling in; the second, in another
+    thread, waits for the boot's lock, then sees the first's rows and fills in what it could not."""
+    data, anchors = race_batches()
+    first_batch, second_batch = (data, anchors) if data_first else (anchors, data)
+    filled, release, errors = threading.Event(), threading.Event(), []
+    with PgStore(pg_store_url) as one, PgStore(pg_store_url) as two, PgStore(pg_store_url) as watch:
+        fill = one._fill_stamps
+
+        def fill_then_hold(cur, start):
+            fill(cur, start)
+            filled.set()
+            release.wait(30)
+
+        one._fill_stamps = fill_then_hold
+
+        def write(store, b):
+            try:
+                store.write(b)
+            except Exception as exc:  # reported below: the thread must not hide it
+                errors.append(exc)
+
+        first = threading.Thread(target=write, args=(one, first_batch))
+        first.start()
+        assert filled.wait(30)
+        second = threading.Thread(target=write, args=(two, second_batch))
+        second.start()
+        for _ in range(500):  # until the second waits for the boot's lock (or, without one, is done)
+            if _lock_waits(watch.conn) or not second.is_alive():
+                break
+            second.join(0.01)
+        assert second.is_alive() and _lock_waits(watch.conn) == 1
+        release.set()
+        first.join(30)
+        second.join(30)
+        assert not errors
+        check_stamped(one)
+
+
+def test_filling_in_rewrites_only_rows_that_change(store):
+    """A boot with a status but no plausible TIME: each write looks for stamps to fill in, and
+    leaves the rows it cannot change as they are (the same row versions)."""
+    from store_rows import batch as node_batch
+
+    store.write(node_batch(3, 1, range(3, 7), anchored=False))  # the status at 3, climate at 6
+    before = store.conn.execute("SELECT seq, xmin::text FROM climate ORDER BY seq").fetchall()
+    store.write(node_batch(3, 1, range(3), anchored=False))  # climate at 0: from there on, rows are looked at
+    after = store.conn.execute("SELECT seq, xmin::text FROM climate WHERE seq > 0 ORDER BY seq").fetchall()
+    assert after == before
+    climate = store.query("climate").to_pylist()
+    assert [(r["seq"], r["time"], r["calibration_id"]) for r in climate] == [(0, None, None), (6, None, 7)]

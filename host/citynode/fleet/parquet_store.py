@@ -21,9 +21,10 @@ import os
 import time
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from citynode.fleet import schema
+from citynode.fleet import schema, stamps
 from citynode.fleet.store import SCHEMA_VERSION, Store, StoreError, Written, check_columns
 
 KIND = "citynode-store"
@@ -155,15 +156,59 @@ class ParquetStore(Store):
         if not self._has(table):
             return schema.empty(table)
         when = "time" if "time" in schema.SCHEMAS[table].names else "received"
-        where = []
+        window = []
         if start is not None:
-            where += ["epoch_us(%s) >= %d" % (when, start), "day >= DATE '%s'" % _day(start)]
+            window += ["epoch_us(%s) >= %d" % (when, start), "day >= DATE '%s'" % _day(start)]
         if end is not None:
-            where += ["epoch_us(%s) < %d" % (when, end), "day <= DATE '%s'" % _day(end)]
-        where += _node_filter(nodes)
+            window += ["epoch_us(%s) < %d" % (when, end), "day <= DATE '%s'" % _day(end)]
+        stamped = table in stamps.STAMPED
+        if window and stamped:  # a row without time may get it from an anchor stored later: read it too
+            window = ["((%s) OR \"time\" IS NULL)" % " AND ".join(window)]
+        where = window + _node_filter(nodes)
         sql = "SELECT %s FROM %s%s%s ORDER BY %s" % (
             _columns(table), self._source(table), " WHERE " + " AND ".join(where) if where else "", _one_per_key(table), _order(table))
-        return _conform(table, self._sql(sql, _arrow))
+        rows = _conform(table, self._sql(sql, _arrow))
+        if stamped:
+            rows = self._stamped(table, rows)
+            if window:
+                us = rows["time"].cast(pa.int64())
+                keep = pc.is_valid(us)
+                if start is not None:
+                    keep = pc.and_(keep, pc.greater_equal(us, start))
+                if end is not None:
+                    keep = pc.and_(keep, pc.less(us, end))
+                rows = rows.filter(pc.fill_null(keep, False))
+        return rows
+
+    def _stamped(self, table, rows):
+        """The rows with the stamps a collector left null filled in from the time and status
+        tables (citynode.fleet.stamps): the files are never rewritten, so this is done at read."""
+        todo = stamps.needs(table, rows)
+        if not todo.any():
+            return rows
+        where = _node_filter(sorted(set(rows["node_id"].filter(pa.array(todo)).to_pylist())))
+        anchors = self._read("time", ("node_id", "boot", "seq", "node_time_s", "utc_ms"),
+                             where + ["plausible", "utc_ms IS NOT NULL", "node_time_s IS NOT NULL"])
+        statuses = None if table == "frames" else self._read(
+            "status", ("node_id", "boot", "seq", "calibration_id", "firmware"), where)
+        return stamps.fill(table, rows, anchors, statuses, self._frame_times)
+
+    def _frame_times(self, nodes, boots, seqs):
+        """stamps.frame_times of the data rows of those nodes from the lowest of those seqs on."""
+        where = _node_filter(sorted(set(nodes.tolist()))) + ["seq >= %d" % int(seqs.min())]
+        parts = {}
+        for name, has_age in stamps.FRAME_TIME.items():
+            found = self._read(name, ("node_id", "boot", "seq", "node_time_s") + (("age_ms",) if has_age else ()), where)
+            if found is not None:
+                parts[name] = found
+        return stamps.frame_times(parts)
+
+    def _read(self, table, columns, where):
+        """Those columns of a table's rows (not deduplicated: copies are the same rows), or None."""
+        if not self._has(table):
+            return None
+        return self._sql("SELECT %s FROM %s%s" % (", ".join('"%s"' % c for c in columns), self._source(table),
+                                                    " WHERE " + " AND ".join(where) if where else ""), _arrow)
 
     # What `citynode fleet` asks, in SQL over the files: only the columns asked for
     # are read, and DuckDB can skip row groups outside the window by their statistics.
@@ -175,6 +220,12 @@ class ParquetStore(Store):
         fields = check_columns(table, columns)
         if not self._has(table):
             return pa.schema(fields).empty_table()
+        asked = fields
+        if table in stamps.STAMPED and {"time", "calibration_id", "firmware"} & {f.name for f in fields}:
+            # what filling in the stamps needs (see _stamped)
+            names = {f.name for f in fields}
+            fields = fields + [f for f in schema.SCHEMAS[table] if f.name not in names and f.name in (
+                "node_id", "boot", "seq", "time", "node_time_s", "calibration_id", "firmware")]
         where = _node_filter(nodes)
         if start is not None:
             where.append("received >= make_timestamp(%d)::TIMESTAMPTZ" % start)
@@ -183,7 +234,10 @@ class ParquetStore(Store):
         sql = "SELECT %s FROM %s%s%s ORDER BY %s" % (
             ", ".join('"%s"' % f.name for f in fields), self._source(table),
             " WHERE " + " AND ".join(where) if where else "", _one_per_key(table), _order(table))
-        return _conform_fields(table, fields, self._sql(sql, _arrow))
+        rows = _conform_fields(table, fields, self._sql(sql, _arrow))
+        if fields is asked:
+            return rows
+        return self._stamped(table, rows).select([f.name for f in asked])
 
     def last_received(self, nodes=None):
         if not self._has("frames"):

@@ -38,9 +38,10 @@ import re
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from citynode.fleet import schema
+from citynode.fleet import schema, stamps
 from citynode.fleet.pg_copy import PG_EPOCH_US, binary_copy
 from citynode.fleet.store import Store, StoreError, Written, check_columns
+from citynode_protocol.wire import UTC_MAX_MS, UTC_MIN_MS
 
 CONNECT_TIMEOUT_S = 5
 _MIGRATION_LOCK = 0x63697479  # pg_advisory_xact_lock key: "city"
@@ -248,6 +249,8 @@ class PgStore(Store):
         with self.conn.transaction():
             self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS new_frames (node_id bigint, boot bigint, seq bigint) "
                               "ON COMMIT DELETE ROWS")
+            self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS fill_from (node_id bigint, boot bigint, seq bigint) "
+                              "ON COMMIT DELETE ROWS")
             for table in ("frames",) + schema.DATA_TABLES:
                 self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS in_%s (LIKE %s) ON COMMIT DELETE ROWS" % (table, table))
         self._temp = self.conn
@@ -322,10 +325,46 @@ class PgStore(Store):
             cur.execute("INSERT INTO %s (%s) SELECT %s FROM in_%s t JOIN new_frames n "
                         "ON t.node_id = n.node_id AND t.boot = n.boot AND t.seq = n.seq" % (name, columns, picked, name))
             written.rows += cur.rowcount
+        if written.frames_new:
+            self._fill_stamps(cur, _fill_from(tables))
         if rejects is not None:
             self._copy(cur, "rejects", rejects)
             written.rejects = rejects.num_rows
         return written
+
+    def _fill_stamps(self, cur, start):
+        """Fill in the null time, calibration_id and firmware of the rows of the boots in `start`
+        ({(node, boot): seq}) from seq on, from the stored time and status rows (citynode.fleet.stamps).
+
+        A collector leaves them null when the boot's anchor or status was not stored when it
+        looked: another collector of the group may have been writing them. Both writes lock the
+        boot (an advisory lock of one of STAMP_LOCK_SLOTS, taken in order: no deadlock) and fill
+        in, so the one that commits second sees the other's rows and fills in what the first could not."""
+        if not start:
+            return
+        keys = sorted(start)
+        slots = sorted({_lock_slot(n, b) for n, b in keys})
+        cur.execute("SELECT count(pg_advisory_xact_lock(%s, k)) FROM (SELECT k FROM unnest(%s::int4[]) "
+                    "WITH ORDINALITY AS u(k, o) ORDER BY o) s", (_MIGRATION_LOCK, slots))
+        self._copy(cur, "fill_from", pa.table({"node_id": pa.array([k[0] for k in keys], pa.int64()),
+                                                "boot": pa.array([k[1] for k in keys], pa.int64()),
+                                                "seq": pa.array([start[k] for k in keys], pa.int64())}))
+        # boots with neither a plausible TIME nor a status stored have nothing to fill in from
+        cur.execute("DELETE FROM fill_from f WHERE NOT EXISTS (SELECT 1 FROM time a WHERE a.node_id = f.node_id "
+                    "AND a.boot = f.boot AND a.plausible AND a.utc_ms IS NOT NULL) AND NOT EXISTS (SELECT 1 FROM "
+                    "status z WHERE z.node_id = f.node_id AND z.boot = f.boot AND z.firmware IS NOT NULL)")
+        if cur.rowcount == len(keys):
+            return
+        cur.execute("ANALYZE fill_from")
+        limits = {"utc_min_us": UTC_MIN_MS * 1000, "utc_max_us": UTC_MAX_MS * 1000, "wrap_us": stamps.WRAP_US,
+                  "half_us": stamps.WRAP_US // 2}
+        for name in schema.DATA_TABLES:
+            cur.execute(_FILL_DATA.format(table=name, utc=_UTC_SQL.format(node_us=_NODE_US_SQL.format("t"))), limits)
+        cur.execute(_FILL_FRAMES.format(utc=_UTC_SQL.format(node_us="s.node_us"),
+                                        node_us=" UNION ALL ".join(_FRAME_NODE_US.format(table=name, age=(
+                                            " + y.age_ms * 1000" if has_age else ""), where=(
+                                            " AND y.age_ms IS NOT NULL" if has_age else ""))
+                                            for name, has_age in stamps.FRAME_TIME.items())), limits)
 
     # -- reading ---------------------------------------------------------------
 
@@ -442,6 +481,79 @@ class PgStore(Store):
         order = [k for k in schema.KEYS.get(table, ("received",)) if k in names]
         return self._fetch(fields, table, where, params, order)
 
+
+STAMP_LOCK_SLOTS = 1024  # advisory locks a write may hold: a batch of any size stays in the lock table
+
+
+def _lock_slot(node_id, boot):
+    """The advisory lock (with key 1 _MIGRATION_LOCK) of a (node, boot): boots sharing one wait for each other."""
+    return (int(node_id) * 1_000_003 + int(boot)) % STAMP_LOCK_SLOTS
+
+
+def _fill_from(tables):
+    """{(node, boot): the lowest seq from which rows of that boot may have a stamp to fill in}: that of
+    the batch's rows without one, of its plausible TIME rows and of its status rows."""
+    import numpy as np
+
+    start = {}
+    for name, table in tables.items():
+        if name not in stamps.STAMPED:
+            continue
+        if name == "time":
+            mask = pc.or_(pa.array(stamps.needs(name, table)), pc.and_(pc.and_(pc.fill_null(table["plausible"], False),
+                                                                     table["utc_ms"].is_valid()),
+                                                             table["node_time_s"].is_valid()))
+        elif name == "status":
+            mask = np.ones(table.num_rows, bool)
+        else:
+            mask = stamps.needs(name, table)
+        picked = table.select(["node_id", "boot", "seq"]).filter(pa.array(mask))
+        if not picked.num_rows:
+            continue
+        low = picked.group_by(["node_id", "boot"]).aggregate([("seq", "min")])
+        for n, b, s in zip(*(low[c].to_pylist() for c in ("node_id", "boot", "seq_min"))):
+            start[(n, b)] = s if (n, b) not in start else min(start[(n, b)], s)
+    return start
+
+
+# Filling in stamps (citynode.fleet.stamps), as rows.py computes them: the anchor in force at a
+# row is the latest plausible TIME of its boot at or before its seq; utc = anchor utc +
+# (node µs - anchor node µs), the difference taken modulo the node's 2^32 ms clock.
+_NODE_US_SQL = "round({0}.node_time_s * 1000000)::bigint"
+_UTC_SQL = ("(s.a_utc_ms * 1000 + ((({node_us} - s.a_node_ms * 1000 + %(half_us)s) %% %(wrap_us)s + %(wrap_us)s) "
+            "%% %(wrap_us)s - %(half_us)s))")
+_ANCHOR_SQL = ("LEFT JOIN LATERAL (SELECT round(a.node_time_s * 1000)::bigint AS node_ms, a.utc_ms FROM time a "
+               "WHERE a.node_id = c.node_id AND a.boot = c.boot AND a.seq <= c.seq AND a.plausible "
+               "AND a.utc_ms IS NOT NULL AND a.node_time_s IS NOT NULL ORDER BY a.seq DESC LIMIT 1) a ON true")
+_TIME_FILLS = ("t.time IS NULL AND s.a_utc_ms IS NOT NULL AND t.node_time_s IS NOT NULL "
+               "AND {utc} >= %(utc_min_us)s AND {utc} < %(utc_max_us)s")
+_STATUS_FILLS = "t.firmware IS NULL AND s.firmware IS NOT NULL"
+_FILL_DATA = (
+    "UPDATE {table} t SET "
+    "time = CASE WHEN " + _TIME_FILLS + " THEN to_timestamp(0) + {utc} * interval '1 microsecond' ELSE t.time END, "
+    "calibration_id = CASE WHEN " + _STATUS_FILLS + " THEN s.calibration_id ELSE t.calibration_id END, "
+    "firmware = coalesce(t.firmware, s.firmware) "
+    "FROM (SELECT c.node_id, c.boot, c.seq, a.node_ms AS a_node_ms, a.utc_ms AS a_utc_ms, st.calibration_id, st.firmware "
+    "FROM (SELECT DISTINCT x.node_id, x.boot, x.seq FROM {table} x JOIN fill_from f "
+    "ON x.node_id = f.node_id AND x.boot = f.boot AND x.seq >= f.seq WHERE x.time IS NULL OR x.firmware IS NULL) c "
+    + _ANCHOR_SQL + " "
+    "LEFT JOIN LATERAL (SELECT z.calibration_id, z.firmware FROM status z WHERE z.node_id = c.node_id "
+    "AND z.boot = c.boot AND z.seq <= c.seq ORDER BY z.seq DESC LIMIT 1) st ON true "
+    "WHERE a.utc_ms IS NOT NULL OR st.firmware IS NOT NULL) s "
+    "WHERE t.node_id = s.node_id AND t.boot = s.boot AND t.seq = s.seq "
+    "AND ((" + _TIME_FILLS + ") OR (" + _STATUS_FILLS + "))")  # only rows that change
+_FRAME_NODE_US = ("SELECT round(y.node_time_s * 1000000)::bigint{age} AS node_us FROM {table} y WHERE y.node_id = c.node_id "
+                  "AND y.boot = c.boot AND y.seq = c.seq AND y.node_time_s IS NOT NULL{where}")
+_FILL_FRAMES = (
+    "UPDATE frames t SET time = to_timestamp(0) + {utc} * interval '1 microsecond' "
+    "FROM (SELECT c.node_id, c.boot, c.seq, a.node_ms AS a_node_ms, a.utc_ms AS a_utc_ms, n.node_us "
+    "FROM (SELECT x.node_id, x.boot, x.seq FROM frames x JOIN fill_from f "
+    "ON x.node_id = f.node_id AND x.boot = f.boot AND x.seq >= f.seq WHERE x.time IS NULL) c "
+    + _ANCHOR_SQL + " "
+    "JOIN LATERAL (SELECT node_us FROM ({node_us}) u LIMIT 1) n ON true "
+    "WHERE a.utc_ms IS NOT NULL) s "
+    "WHERE t.node_id = s.node_id AND t.boot = s.boot AND t.seq = s.seq AND t.time IS NULL "
+    "AND {utc} >= %(utc_min_us)s AND {utc} < %(utc_max_us)s")
 
 FETCH_ROWS = 10_000  # rows a round trip of a server-side cursor
 CSV_BLOCK = 1 << 22  # bytes Arrow's CSV reader parses at a time

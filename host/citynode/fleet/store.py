@@ -11,6 +11,12 @@ and idempotent: rows of a frame whose (node_id, boot, seq) is already in the
 store's `frames` ledger are dropped and counted, so re-delivering a message
 changes nothing. Only after `write` returns may the collector acknowledge the
 message to the broker. Errors are `StoreError`: one line, secrets masked.
+
+A data row written with a null `time`, `calibration_id` or `firmware` (the
+collector did not know its boot's anchor or status yet: another collector of
+the group was writing them) is read with them filled in from the store's
+`time` and `status` rows of that boot, as citynode.fleet.stamps says; so is
+the `frames` ledger's `time`. An engine may fill them in when it writes.
 """
 
 import dataclasses
