@@ -161,6 +161,9 @@ class _KeystoreOf:
     def __init__(self, keys):
         self.keys = keys
 
+    def key(self, node_id):
+        return self.keys.get(node_id)
+
     def signer(self, node_id):
         return auth.Signer(self.keys[node_id]) if node_id in self.keys else None
 
