@@ -43,8 +43,13 @@ def elf_symbol(path, name):
         return []
     if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
         return []
-    shoff, = struct.unpack_from("<Q", data, 0x28)
-    shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
+    phoff, shoff = struct.unpack_from("<QQ", data, 0x20)
+    phentsize, phnum, shentsize, shnum = struct.unpack_from("<HHHH", data, 0x36)
+    load = 0  # the address the file's first byte is linked at: 0 for a shared object
+    for i in range(phnum):
+        p_type, _flags, p_offset, p_vaddr = struct.unpack_from("<IIQQ", data, phoff + i * phentsize)
+        if p_type == 1 and p_offset == 0:  # PT_LOAD
+            load = p_vaddr
     sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)]
     found = set()
     for sh in sections:
@@ -58,7 +63,7 @@ def elf_symbol(path, name):
                 continue
             end = data.find(b"\0", strtab + st_name)
             if data[strtab + st_name:end] == name:
-                found.add((value, value + max(1, st_size)))
+                found.add((value - load, value - load + max(1, st_size)))
     return sorted(found)
 
 
