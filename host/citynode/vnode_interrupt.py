@@ -10,9 +10,10 @@ A board never does this: its Ctrl-C is a pending exception taken between
 bytecodes.
 
 So the supervisor stops the interpreter (SIGSTOP), looks where it stopped, and
-sends SIGINT only where a longjmp leaves no lock held: blocked in a system call
-(reading the console, sleeping, polling: what a REPL or an app's loop does) or
-in the bytecode loop itself (`while True: pass`). Anywhere else it lets the
+sends SIGINT only where a longjmp leaves no lock held: waiting in one of the
+interpreter's own system calls (reading the console, writing, sleeping,
+polling: what a REPL or an app's loop does) or in the bytecode loop itself
+(`while True: pass`). Anywhere else it lets the
 interpreter run on (SIGCONT) and looks again a moment later. Linux only
 (/proc/PID/syscall); elsewhere `Interrupter.send` reports None and the caller
 sends the byte as before.
@@ -26,8 +27,14 @@ import time
 _VM_LOOP = b"mp_execute_bytecode"
 _STOP_WAIT_S = 1.0  # for a loaded machine to get round to stopping the interpreter
 _PENDING_WAIT_S = 0.5
-# The instruction just before a user PC that sits at a system call.
-_SYSCALL_INSN = {"x86_64": (2, b"\x0f\x05"), "aarch64": (4, b"\x01\x00\x00\xd4")}
+# Per machine: the instruction just before a user PC that sits at a system call, and
+# the calls the interpreter itself waits in (read, write, poll, select, sleep; each
+# retried on EINTR, so made to be interrupted). Not the calls libc makes inside
+# malloc, opendir or stdio: a longjmp out of those leaves libc's state half-done.
+_SYSCALLS = {
+    "x86_64": (2, b"\x0f\x05", {0, 1, 7, 23, 35, 230, 270, 271}),
+    "aarch64": (4, b"\x01\x00\x00\xd4", {63, 64, 72, 73, 101, 115}),
+}
 _SIGINT_BIT = 1 << (signal.SIGINT - 1)
 
 _symbol_cache = {}  # (path, mtime) -> [(start, end)] of the VM loop in that file, relative
@@ -133,7 +140,7 @@ class Interrupter:
     def __init__(self, pid):
         self.pid = pid
         self.vm = None  # looked up at the first Ctrl-C: the interpreter is loaded by then
-        self.insn = _SYSCALL_INSN.get(os.uname().machine)
+        self.syscalls = _SYSCALLS.get(os.uname().machine)
 
     def _at_safe_point(self):
         """True when the stopped interpreter sits at a system call or in the bytecode loop;
@@ -150,9 +157,11 @@ class Interrupter:
             return True
         if int(fields[0]) < 0:
             return False  # stopped in user code (an interrupt, not a system call)
-        if self.insn is None:
-            return True
-        back, insn = self.insn
+        if self.syscalls is None:
+            return None
+        back, insn, waits = self.syscalls
+        if int(fields[0]) not in waits:
+            return False
         # a fault's error code also reads as a number here: the PC tells a system call apart
         try:
             with open("/proc/%d/mem" % self.pid, "rb") as mem:
