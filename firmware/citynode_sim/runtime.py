@@ -12,9 +12,10 @@
 #   with status 64 (friendly) or 65 (raw REPL); the supervisor then starts a
 #   fresh interpreter, so no RAM state survives, as on a board.
 #
-# Ctrl-C reaches us as SIGINT (the supervisor runs us on a pseudo-terminal with
-# ISIG), so it arrives as KeyboardInterrupt wherever we are; while the REPL
-# waits for input that is the same as reading the byte 0x03.
+# Ctrl-C reaches us as SIGINT (the supervisor sends it for the byte, at a system
+# call or between bytecodes, never inside the interpreter's C code), so it arrives
+# as KeyboardInterrupt wherever we are; while the REPL waits for input that is the
+# same as reading the byte 0x03.
 #
 # Env: CITYNODE_ROOT (flash folder), CITYNODE_SIM_PKG (host folder of the
 # citynode_sim package), CITYNODE_SCENARIO (host path, optional),

@@ -5,10 +5,12 @@ Two pseudo-terminals, bridged by a thread of this process:
     host tool ── /dev/pts/B (the `port`) ══ bridge ══ pty A ── micropython firmware/citynode_sim/runtime.py
 
 - pty A's slave is the interpreter's stdin/stdout/stderr *and its controlling
-  terminal* (own session), with ISIG on and VINTR = 0x03: a Ctrl-C byte from
-  the host becomes SIGINT, which the Unix port turns into KeyboardInterrupt. All
-  other control characters are disabled, and there is no CR/LF translation in
-  either direction, so the link is 8-bit clean except for 0x03.
+  terminal* (own session), with ISIG on and VINTR = 0x03. A Ctrl-C byte from
+  the host becomes SIGINT, which the Unix port turns into KeyboardInterrupt:
+  the bridge sends it itself, at a point where the interpreter can take it
+  (vnode_interrupt.py). All other control characters are disabled, and there
+  is no CR/LF translation in either direction, so the link is 8-bit clean
+  except for 0x03.
 - pty B's slave is raw; we keep a descriptor on it open, so host tools can
   open and close it as often as they like, like /dev/ttyUSB0.
 - The runtime (`citynode_sim/runtime.py`) mounts the root folder as the node's
@@ -35,7 +37,7 @@ import time
 import tty
 from pathlib import Path
 
-from citynode import paths
+from citynode import paths, vnode_interrupt
 from citynode.errors import CitynodeError, UsageError
 
 # The runtime keeps ~18k. The app and the simulator live at about 170k on this
@@ -58,6 +60,9 @@ _CTRL_C_HOLD = 2.0
 # Before a Ctrl-C, wait this long at most for the interpreter to read what came
 # before it (it does at once when it waits in the REPL; main.py may never read).
 _CTRL_C_DRAIN = 0.02
+# A Ctrl-C waits at most this long for the interpreter to reach a point where a SIGINT
+# cannot leave a lock held (vnode_interrupt.py); it gets one within ms in practice.
+_SAFE_POINT_WAIT = 3.0
 _BUF_LIMIT = 4096  # bytes held by the bridge per direction (about a UART driver's buffer)
 _CTL_FD = 3  # the runtime's report pipe: b"B" booted, b"R" REPL reached, b"D" going down, b"S" text b"\n" a console line
 _CONSOLE_LINE_MAX = 4096  # a console line longer than this is cut
@@ -454,6 +459,8 @@ class VirtualNode:
         self._booted = False
         self._ctrl_c_unacked = False
         self._drain_since = None
+        self._interrupt_since = None
+        self._interrupter = vnode_interrupt.Interrupter(pid)
         self._started_at = time.monotonic()
         try:
             self._pidfd = os.pidfd_open(pid)
@@ -582,8 +589,10 @@ class VirtualNode:
 
         A Ctrl-C goes alone: not before the interpreter has reported it is up
         (SIGINT would kill the starting process), after the bytes before it
-        were read (bounded by _CTRL_C_DRAIN), and what follows it waits for the
-        runtime's "took it" (bounded by _CTRL_C_HOLD)."""
+        were read (bounded by _CTRL_C_DRAIN), as a SIGINT at a point where the
+        interpreter can take it (vnode_interrupt.py; bounded by _SAFE_POINT_WAIT),
+        and what follows it waits for the runtime's "took it" (bounded by
+        _CTRL_C_HOLD)."""
         if self._ctrl_c_unacked:
             wait = self._ctrl_c_sent_at + _CTRL_C_HOLD - now
             if wait > 0:
@@ -601,8 +610,22 @@ class VirtualNode:
                 self._drain_since = now
             if now - self._drain_since < _CTRL_C_DRAIN:
                 return 0, 0.002
-        self._drain_since = None
-        return 1, None
+        if self._interrupt_since is None:
+            self._interrupt_since = now
+        late = now - self._interrupt_since >= _SAFE_POINT_WAIT
+        sent = self._interrupter.send(force=late)
+        if sent is None:  # no /proc to look at: the byte, and the line discipline's SIGINT
+            self._drain_since = self._interrupt_since = None
+            return 1, None
+        if not sent:
+            return 0, 0.002
+        if late:
+            self._note("a Ctrl-C waited %.1f s for a safe point; sent anyway" % _SAFE_POINT_WAIT)
+        del to_node[0]  # the SIGINT is the Ctrl-C: pty A's line discipline would swallow the byte too
+        self._ctrl_c_sent_at = time.monotonic()
+        self._ctrl_c_unacked = True
+        self._drain_since = self._interrupt_since = None
+        return 0, 0.0
 
     def _unread_by_node(self):
         """Bytes waiting in pty A for the interpreter to read (TIOCINQ)."""
@@ -639,6 +662,12 @@ class VirtualNode:
             self._cond.notify_all()
         for line in lines:
             self._say(line)
+
+    def _note(self, note):
+        """Something a failing test should show: kept in `events`, logged."""
+        self.events.append(note)
+        if self.log:
+            self.log("virtual node: " + note)
 
     def _say(self, line):
         """A console line of the simulator: node paths made host paths, then logged."""

@@ -134,6 +134,40 @@ def test_ctrl_c_stops_a_streaming_main_py_every_time(tmp_path):
         assert node.crashes == 0, node.events
 
 
+# Waits for the host's go, then computes a big power: C code only, no bytecode and
+# no system call until it ends (the compiler cannot fold it: the operands are names).
+C_ONLY_MAIN = (
+    "import sys\n"
+    "b, n = 7, 100000\n"
+    "sys.stdin.buffer.read(1)\n"
+    "print('computing')\n"
+    "x = b ** n\n"
+    "print('computed')\n"
+    "while True:\n"
+    "    pass\n"
+)
+
+
+def test_ctrl_c_lands_only_where_the_interpreter_can_take_it(tmp_path, monkeypatch):
+    """The Unix port's SIGINT handler longjmps out of whatever C code runs. Inside the qstr
+    table's mutex (an app importing its modules after a boot) that left the mutex held, and
+    the node's next compile waited forever: mpremote's "timeout waiting for first EOF
+    reception". The supervisor lets a Ctrl-C in only at a system call or in the bytecode
+    loop: the power computed in C ends first, then the loop after it is interrupted."""
+    monkeypatch.setattr(virtual_node, "_SAFE_POINT_WAIT", 120.0)  # the bytecode loop itself must qualify
+    with started_node(tmp_path, files={"main.py": C_ONLY_MAIN}) as node:
+        with open_port(node) as ser:
+            ser.write(b"g")
+            read_until(ser, b"computing\n", timeout=10)
+            ser.write(b"\x03")
+            out = read_until(ser, b"KeyboardInterrupt", timeout=60)
+            read_until(ser, b">>> ", timeout=10, already=out.split(b"KeyboardInterrupt", 1)[1])
+            ser.write(b"print('ok' * 2)\r")  # a compile: the qstr table is free
+            read_until(ser, b"okok\n", timeout=10)
+    assert b"computed" in out and b'File "main.py", line 5' not in out, out
+    assert node.crashes == 0 and node.events == [], node.events
+
+
 def test_soft_reboot_runs_boot_then_main_with_fresh_ram(tmp_path):
     files = {"boot.py": "print('boot ran')\n", "main.py": "print('main ran')\n"}
     with started_node(tmp_path, files=files) as node:
