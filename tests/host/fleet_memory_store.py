@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from citynode.fleet import schema, stamps
-from citynode.fleet.store import Store, StoreError, Written
+from citynode.fleet.store import Store, StoreError, Written, within
 
 
 class MemoryStore(Store):
@@ -102,12 +102,6 @@ class MemoryStore(Store):
         if nodes is not None:
             t = t.filter(pc.is_in(t["node_id"], pa.array(list(nodes), pa.int64())))
         if start is not None or end is not None:
-            us = t["time" if "time" in t.column_names else "received"].cast(pa.int64())
-            keep = pc.is_valid(us)
-            if start is not None:
-                keep = pc.and_(keep, pc.greater_equal(us, start))
-            if end is not None:
-                keep = pc.and_(keep, pc.less(us, end))
-            t = t.filter(pc.fill_null(keep, False))
+            t = within(t, "time" if "time" in t.column_names else "received", start, end)
         order = [(k, "ascending") for k in schema.KEYS.get(table, ("received",)) if k in t.column_names]
         return t.sort_by(order) if order else t

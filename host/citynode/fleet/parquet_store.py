@@ -21,11 +21,10 @@ import os
 import time
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from citynode.fleet import schema, stamps
-from citynode.fleet.store import SCHEMA_VERSION, Store, StoreError, Written, check_columns
+from citynode.fleet.store import SCHEMA_VERSION, Store, StoreError, Written, check_columns, within
 
 KIND = "citynode-store"
 META = "store.json"
@@ -171,13 +170,7 @@ class ParquetStore(Store):
         if stamped:
             rows = self._stamped(table, rows)
             if window:
-                us = rows["time"].cast(pa.int64())
-                keep = pc.is_valid(us)
-                if start is not None:
-                    keep = pc.and_(keep, pc.greater_equal(us, start))
-                if end is not None:
-                    keep = pc.and_(keep, pc.less(us, end))
-                rows = rows.filter(pc.fill_null(keep, False))
+                rows = within(rows, "time", start, end)
         return rows
 
     def _stamped(self, table, rows):

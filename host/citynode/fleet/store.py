@@ -112,21 +112,13 @@ class Store:
         with start <= received < end, those whose `time` is null included (a
         node that does not know UTC still sends, and is still seen).
         `columns`: only these columns, in this order (None: all)."""
-        import pyarrow.compute as pc
-
         rows = self.query(table, nodes=nodes)
         if columns is not None:
             check_columns(table, columns)
             rows = rows.select(list(columns) + ([] if "received" in columns else ["received"]))
         if start is None and end is None:
             return rows if columns is None else rows.select(list(columns))
-        us = rows["received"].cast("int64")
-        keep = pc.is_valid(us)
-        if start is not None:
-            keep = pc.and_(keep, pc.greater_equal(us, start))
-        if end is not None:
-            keep = pc.and_(keep, pc.less(us, end))
-        rows = rows.filter(pc.fill_null(keep, False))
+        rows = within(rows, "received", start, end)
         return rows if columns is None else rows.select(list(columns))
 
     def last_received(self, nodes=None):
@@ -163,6 +155,19 @@ def check_columns(table, columns):
     if unknown:
         raise StoreError("no column %s in table %s" % (", ".join(map(repr, unknown)), table))
     return [fields.field(c) for c in columns]
+
+
+def within(rows, column, start=None, end=None):
+    """The rows with start <= column < end (µs since 1970; None for open); null never inside."""
+    import pyarrow.compute as pc
+
+    us = rows[column].cast("int64")
+    keep = pc.is_valid(us)
+    if start is not None:
+        keep = pc.and_(keep, pc.greater_equal(us, start))
+    if end is not None:
+        keep = pc.and_(keep, pc.less(us, end))
+    return rows.filter(pc.fill_null(keep, False))
 
 
 def default_folder():
