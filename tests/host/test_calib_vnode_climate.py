@@ -90,7 +90,7 @@ def test_climate_one_point(tmp_path):
     assert len(made) == 1 and (made[0] / "before_after.png").exists()
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(120)
 def test_node_without_climate_sensor(tmp_path):
     scenario = dict(SCENARIO, faults={"climate": "absent"})
     with virtual_node(tmp_path, scenario=scenario, with_app=True, heap=HEAP) as node:

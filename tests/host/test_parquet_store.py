@@ -242,3 +242,28 @@ def test_rows_a_collector_left_unstamped_get_the_boots_anchor_and_status_at_read
         assert pq.read_table(climate)["time"].null_count == 3
     with ParquetStore(folder) as again:
         check_stamped(again)
+
+
+def test_collectors_starting_together_make_one_store(tmp_path):
+    """Two collectors started at once on a new folder (a group's first start): both open it."""
+    import threading
+
+    for round_ in range(30):
+        folder = str(tmp_path / ("store%d" % round_))
+        errors = []
+        start = threading.Barrier(4)
+
+        def open_it():
+            start.wait()
+            try:
+                ParquetStore(folder).close()
+            except Exception as exc:  # noqa: BLE001 - any failure is the finding
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_it) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        assert sorted(os.listdir(folder)) == ["store.json"]

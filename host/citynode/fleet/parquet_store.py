@@ -18,6 +18,7 @@ into one; `write` runs it on a partition past COMPACT_AFTER files.
 
 import json
 import os
+import threading
 import time
 
 import pyarrow as pa
@@ -320,7 +321,7 @@ def _open_folder(folder, shown, create):
         raise StoreError("%s: not a store (a file, not a folder)" % shown)
     if os.path.isfile(meta):
         _check_meta(meta, shown)
-    elif _listdir(folder):
+    elif [name for name in _listdir(folder) if not name.startswith(META + ".tmp")]:  # another one making it
         raise StoreError("%s: not a citynode store (a folder with files and no %s); give an empty or new folder" % (shown, META))
     elif not create:
         raise StoreError("no store at %s (nothing collected there yet?)" % shown)
@@ -415,7 +416,7 @@ def _write_atomic(path, table):
 
 
 def _write_text(path, text):
-    tmp = path + ".tmp"
+    tmp = "%s.tmp-%d-%d" % (path, os.getpid(), threading.get_ident())  # two collectors may make one store at once
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
         f.flush()
