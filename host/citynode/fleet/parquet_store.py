@@ -319,9 +319,10 @@ def _open_folder(folder, shown, create):
     meta = os.path.join(folder, META)
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise StoreError("%s: not a store (a file, not a folder)" % shown)
-    if os.path.isfile(meta):
+    names = [name for name in _listdir(folder) if not name.startswith(META + ".tmp")]  # another one making it
+    if META in names or os.path.isfile(meta):
         _check_meta(meta, shown)
-    elif [name for name in _listdir(folder) if not name.startswith(META + ".tmp")]:  # another one making it
+    elif names:
         raise StoreError("%s: not a citynode store (a folder with files and no %s); give an empty or new folder" % (shown, META))
     elif not create:
         raise StoreError("no store at %s (nothing collected there yet?)" % shown)
@@ -330,7 +331,7 @@ def _open_folder(folder, shown, create):
             os.makedirs(folder, exist_ok=True)
             _write_text(meta, json.dumps({"kind": KIND, "schema_version": SCHEMA_VERSION}) + "\n")
         elif create:  # a store to write into: say now if it cannot be written
-            probe = os.path.join(folder, ".probe-%d" % os.getpid())
+            probe = os.path.join(folder, ".probe-%d-%d" % (os.getpid(), threading.get_ident()))
             with open(probe, "w"):
                 pass
             os.remove(probe)
