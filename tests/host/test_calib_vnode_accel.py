@@ -82,7 +82,7 @@ def lines(proc, timeout):
         yield seen[-1]
 
 
-def run_done(*argv, timeout=80):  # a bound on a hung command, not a speed target
+def run_done(*argv, timeout=150):  # a bound on a hung command, not a speed target
     proc = citynode(*argv)
     out = list(lines(proc, timeout))
     err = proc.stderr.read()

@@ -66,7 +66,7 @@ def start(tmp_path, scenario):
     return ctx, node
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(200)
 def test_climate_one_point(tmp_path):
     reports = tmp_path / "reports"
     ctx, node = start(tmp_path, SCENARIO)
