@@ -64,6 +64,11 @@ _CTRL_C_DRAIN = 0.02
 # cannot leave a lock held (vnode_interrupt.py); it gets one within ms in practice.
 _SAFE_POINT_WAIT = 3.0
 _BUF_LIMIT = 4096  # bytes held by the bridge per direction (about a UART driver's buffer)
+# A host that has read nothing of the node's output for this long is not listening: from
+# then on the node's output is dropped, as a UART's is when no one reads the other end
+# (a real node's serial writes never wait for a host). The node's pty holds 20 KiB, so
+# the node is not held up meanwhile.
+_HOST_GONE_S = 2.0
 _CTL_FD = 3  # the runtime's report pipe: b"B" booted, b"R" REPL reached, b"D" going down, b"S" text b"\n" a console line
 _CONSOLE_LINE_MAX = 4096  # a console line longer than this is cut
 _STOP_GRACE = 1.0  # s for the interpreter to go after SIGTERM
@@ -280,6 +285,8 @@ class VirtualNode:
         self.port = None
         self.restarts = 0  # interpreters started after the first (soft reboots, crashes)
         self.crashes = 0  # interpreters that ended other than by a soft reboot
+        self.output_dropped = 0  # bytes of the node's output dropped while no host read them
+        self._host_stalled_since = None  # when the host stopped taking the node's output
         self.last_exit = None
         self.events = []  # one line per interpreter crash, for test failure messages
         self.said = []  # the simulator's console lines (citynode_sim/console.py)
@@ -522,6 +529,8 @@ class VirtualNode:
             if send_host:
                 poller.register(self._host_master, select.POLLIN | select.POLLOUT
                                 if len(to_node) < _BUF_LIMIT else select.POLLOUT)
+                if self._host_stalled_since is not None:
+                    timeout = min(timeout, max(0.0, self._host_stalled_since + _HOST_GONE_S - now))
             if respawn_at is not None:
                 timeout = min(timeout, max(0.0, respawn_at - now))
 
@@ -548,12 +557,20 @@ class VirtualNode:
                     del to_node[:n]
                     if up is not None:
                         up.take(n)
-            if send_host and self._host_master in events and events[self._host_master] & select.POLLOUT:
-                n = _write(self._host_master, to_host[:send_host])
+            if send_host:
+                n = 0
+                if self._host_master in events and events[self._host_master] & select.POLLOUT:
+                    n = _write(self._host_master, to_host[:send_host])
                 if n:
                     del to_host[:n]
                     if down is not None:
                         down.take(n)
+                    self._host_stalled_since = None
+                elif self._host_stalled_since is None:
+                    self._host_stalled_since = time.monotonic()
+                elif self._host_gone(time.monotonic()):
+                    self.output_dropped += len(to_host)  # nobody at the other end of the line
+                    del to_host[:]
 
             # The interpreter ended?
             if self._pid is not None and (self._pidfd is None or self._pidfd in events):
@@ -583,6 +600,11 @@ class VirtualNode:
                 respawn_at = None
                 self.restarts += 1
                 self._spawn()
+
+    def _host_gone(self, now):
+        """True when the host has taken none of the node's output for _HOST_GONE_S."""
+        since = self._host_stalled_since
+        return since is not None and now - since >= _HOST_GONE_S
 
     def _node_chunk(self, to_node, now):
         """How many bytes of to_node may go to the interpreter now, and else how long to wait.

@@ -134,6 +134,40 @@ def test_ctrl_c_stops_a_streaming_main_py_every_time(tmp_path):
         assert node.crashes == 0, node.events
 
 
+
+# Writes 200 KiB to its serial output (10x what the node's and the host's pty hold), then
+# leaves a file on its flash: with no host reading, a node must get there all the same.
+UNREAD_MAIN = """\
+import sys
+w = sys.stdout.buffer.write
+block = b"u" * 1024
+for i in range(200):
+    w(block)
+with open("written", "w") as f:
+    f.write("200")
+while True:
+    pass
+"""
+
+
+def test_output_no_host_reads_is_dropped_as_a_uart_drops_it_and_never_holds_the_node(tmp_path):
+    """A real node's serial writes go out at the baud rate whether or not anyone listens;
+    the virtual node must not hold a node whose host has not opened the port (a node that
+    waited on its USB output would stall its sampler)."""
+    with started_node(tmp_path, files={"main.py": UNREAD_MAIN}) as node:
+        done = node.root / "written"
+        end = time.monotonic() + 60  # a hang bound: it takes about 2 s
+        while not done.exists() and time.monotonic() < end:
+            time.sleep(0.1)
+        assert done.exists(), "the node was held by output nobody read (%d bytes dropped)" % node.output_dropped
+        assert node.output_dropped > 100 * 1024
+        ser = open_port(node)  # a host that comes later still takes the node over
+        ser.write(b"\x03")
+        read_until(ser, b">>> ", timeout=10)
+        ser.write(b"print(6 * 7)\r")
+        read_until(ser, b"42", timeout=10)
+        assert node.crashes == 0, node.events
+
 # Waits for the host's go, then computes a big power: C code only, no bytecode and
 # no system call until it ends (the compiler cannot fold it: the operands are names).
 C_ONLY_MAIN = (
