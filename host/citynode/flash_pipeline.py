@@ -88,6 +88,21 @@ def _nop(stage, done=None, total=None):
     pass
 
 
+def _keep_uplink(port, values):
+    """values, with uplink=wifi when they leave it unsaid and the node's kept config has it on:
+    an app-only flash keeps the config, so a node given another id must sign with that id's
+    key, above that id's boot floor (the provisioning that follows sees to both)."""
+    from citynode import provision
+
+    if "uplink" in values:
+        return values
+    client, info = provision.wait_for_app(port)
+    client.close()
+    if (info.get("config") or {}).get("uplink") == "wifi":
+        return dict(values, uplink="wifi")
+    return values
+
+
 def run_job(job, options, image, values, inv, progress=None):
     """Flash, deploy, provision, verify and record one node. Never raises: the outcome is in job."""
     from citynode import flash, node_config, provision, verify
@@ -128,6 +143,8 @@ def run_job(job, options, image, values, inv, progress=None):
             progress("ca")
             ca_cert.upload(job.port, options.ca_der, values.get("mqtt_ca") or ca_cert.DEFAULT_NAME)
         job.stage = "provision"
+        if options.app_only:
+            values = _keep_uplink(job.port, values)
         values = node_config.with_node_key(values, job.node_id, options.keystore)
         info = provision.provision(job.port, dict(values, node_id=job.node_id), progress=progress)
         provisioned = True

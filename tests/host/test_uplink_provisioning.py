@@ -40,6 +40,26 @@ def test_flash_with_the_uplink_makes_the_key_keeps_it_and_never_shows_it(tmp_pat
         assert Keystore().key(31) == key
 
 
+def test_an_app_only_flash_under_a_new_id_gives_a_node_with_the_uplink_that_ids_key(tmp_path, capsys):
+    """The config (uplink on, node 31's key) survives an app-only flash: reflashed as node 32
+    without repeating the uplink settings, the node must sign as 32, with 32's key."""
+    with virtual_node(tmp_path / "n", scenario=SCENARIO, heap=NODE_HEAP) as n:
+        code, out, err = run(capsys, "flash", "--app-only", "--port", n.port, "--node-id", "31", "--plain",
+                             "--set", "uplink=wifi", "--wifi-ssid", "city-iot",
+                             "--set", "broker_url=mqtt://127.0.0.1:9")
+        assert code == 0, err
+        code, out, err = run(capsys, "flash", "--app-only", "--port", n.port, "--node-id", "32", "--plain", "--force")
+        assert code == 0, err
+        key31, key32 = Keystore().key(31), Keystore().key(32)
+        assert key32 is not None and key32 != key31
+        saved = (n.root / "config.json").read_text()
+        assert key32.hex() in saved and key31.hex() not in saved
+        with serial_link.NodeClient(n.port) as client:
+            cfg = client.command("config_get")["config"]
+        assert cfg["node_id"] == 32 and cfg["uplink"] == "wifi"
+        assert key32.hex() not in out + err
+
+
 def test_config_set_uplink_wifi_gives_a_keyless_node_its_key(tmp_path, capsys):
     with virtual_node(tmp_path / "n", scenario=SCENARIO, heap=NODE_HEAP, with_app=True) as n:
         code, out, err = run(capsys, "config", "set", "--port", n.port, "uplink", "wifi")
