@@ -28,6 +28,7 @@ pytestmark = [
 # bench/soak_uplink.py raises these: 60 s and 10-minute outages, 100 power cuts
 OUTAGE_S = float(os.environ.get("CITYNODE_OUTAGE_S", "8"))
 KILLS = int(os.environ.get("CITYNODE_KILLS", "12"))
+RING_KB = int(os.environ.get("CITYNODE_RING_KB", "256"))  # the default; the 10-minute soak needs more
 TEMP_C, RH_PCT = 17.3, 61.0
 SCENARIO = {"temperature_c": TEMP_C, "relative_humidity_pct": RH_PCT, "seed": 5,
             "wifi": {"up": True, "rssi": -58, "ssids": ["city-iot"], "password": "pw-lamp-7"}}
@@ -192,7 +193,8 @@ def test_broker_and_wifi_outages_lose_nothing_keep_order_and_never_overflow_the_
     with LocalBroker(tmp_path / "broker") as broker, virtual_node(
             tmp_path, scenario=SCENARIO, with_app=True, heap=NODE_HEAP) as node:
         provision(node, {"node_id": 7, "uplink": "wifi", "wifi_ssid": "city-iot", "wifi_password": "pw-lamp-7",
-                         "broker_url": broker.url, "node_key": key.hex(), "climate_period_s": 2})
+                         "broker_url": broker.url, "node_key": key.hex(), "climate_period_s": 2,
+                         "ring_kb": RING_KB})
         col = Collector(broker.port, ks_path)
         time.sleep(3.0)
         broker.stop()  # the broker goes away while the node streams
@@ -202,7 +204,8 @@ def test_broker_and_wifi_outages_lose_nothing_keep_order_and_never_overflow_the_
         node.set_scenario(wifi=dict(SCENARIO["wifi"], up=False))  # then the network
         time.sleep(outage_s)
         node.set_scenario(wifi=SCENARIO["wifi"])
-        info = _wait_drained(node)
+        # after a long cut the node tries to join again at most uplink.RETRY_MAX_MS (5 min) later
+        info = _wait_drained(node, timeout=60 + min(outage_s, 300))
         time.sleep(1.0)
         col.close()
     up = info["uplink"]
