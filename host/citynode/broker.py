@@ -22,10 +22,10 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 from citynode.errors import CitynodeError
+from citynode.local_service import LocalService, free_port
 
 START_TIMEOUT_S = 10.0
 
@@ -39,12 +39,6 @@ def mosquitto_path():
         if os.access(candidate, os.X_OK):
             return candidate
     return None
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_ca_and_server_cert(folder, host="127.0.0.1"):
@@ -84,19 +78,19 @@ def make_ca_and_server_cert(folder, host="127.0.0.1"):
     return paths
 
 
-class LocalBroker:
+class LocalBroker(LocalService):
+    name = "mosquitto"
+    start_timeout_s = START_TIMEOUT_S
+
     def __init__(self, folder, tls=False, users=None, persistence=True, max_queued_messages=0):
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        super().__init__(folder)
         self.tls = tls
         self.users = dict(users or {})
         self.persistence = persistence
         self.max_queued_messages = max_queued_messages
-        self.port = None
         self.tls_port = None
         self.ca_pem = None
         self.ca_der = None
-        self.proc = None
         self.log_path = self.folder / "mosquitto.log"
 
     @property
@@ -106,13 +100,6 @@ class LocalBroker:
     @property
     def tls_url(self):
         return "mqtts://127.0.0.1:%d" % self.tls_port
-
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
 
     def _write_config(self):
         auth = "allow_anonymous true\n"
@@ -152,41 +139,12 @@ class LocalBroker:
             self.tls_port = free_port() if self.tls else None
             self.conf = self._write_config()
         self.proc = subprocess.Popen([exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + START_TIMEOUT_S
         ports = [p for p in (self.port, self.tls_port) if p]
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode(errors="replace").strip()
-                raise CitynodeError("mosquitto exited at start: %s" % (err or self._log_tail()))
-            if all(_accepts(p) for p in ports):
-                return self
-            time.sleep(0.02)
-        self.stop()
-        raise CitynodeError("mosquitto did not listen on %s within %.0f s" % (ports, START_TIMEOUT_S))
+        self._wait_ready(lambda: all(_accepts(p) for p in ports), "listen on %s" % ports)
+        return self
 
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if self.proc is not None and self.proc.stderr:
-            self.proc.stderr.close()
-        self.proc = None
-
-    def restart(self, down_s=0.0):
-        self.stop()
-        if down_s:
-            time.sleep(down_s)
-        return self.start()
-
-    def _log_tail(self):
-        try:
-            return self.log_path.read_text(errors="replace").strip().splitlines()[-1]
-        except (OSError, IndexError):
-            return "no log"
+    def _exit_reason(self):
+        return self.proc.stderr.read().decode(errors="replace").strip() or self._log_tail()
 
 
 def _accepts(port):

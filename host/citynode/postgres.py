@@ -31,11 +31,10 @@ import signal
 import stat
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
-from citynode.broker import free_port
 from citynode.errors import CitynodeError
+from citynode.local_service import LocalService, free_port
 
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
@@ -94,13 +93,16 @@ def _reachable(folder, uid, gid):
     return True
 
 
-class LocalPostgres:
+class LocalPostgres(LocalService):
+    name = "postgres"
+    start_timeout_s = START_TIMEOUT_S
+    stop_timeout_s = STOP_TIMEOUT_S
+    stop_signal = signal.SIGINT  # fast shutdown: sessions are ended, the data is kept
+    ready_poll_s = 0.05
+
     def __init__(self, folder):
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        super().__init__(folder)
         self.password = secrets.token_urlsafe(12)
-        self.port = None
-        self.proc = None
         self.owner = _server_user()
         self._private = None
         self.home = self.folder / "postgres"
@@ -123,13 +125,6 @@ class LocalPostgres:
     def admin_conninfo(self):
         """The superuser on the Unix socket: trusted, no password."""
         return "host=%s port=%d user=%s dbname=postgres" % (self.home, self.port, ADMIN)
-
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def _run_as(self):
         return {"user": self.owner[0], "group": self.owner[1], "extra_groups": []} if self.owner else {}
@@ -168,25 +163,19 @@ class LocalPostgres:
              "-c", "full_page_writes=off", "-c", "max_connections=40", "-c", "shared_buffers=64MB"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, **self._run_as())
         log.close()
-        self._wait_ready()
+        self._wait_ready(self._accepts_connections, "accept connections on port %d" % self.port)
         if fresh:
             self._create_roles()
         return self
 
-    def _wait_ready(self):
+    def _accepts_connections(self):
         import psycopg
 
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise CitynodeError("postgres exited at start: %s" % self._log_tail())
-            try:
-                psycopg.connect(self.admin_conninfo, connect_timeout=2).close()
-                return
-            except psycopg.OperationalError:
-                time.sleep(0.05)
-        self.stop()
-        raise CitynodeError("postgres did not accept connections on port %d within %.0f s" % (self.port, START_TIMEOUT_S))
+        try:
+            psycopg.connect(self.admin_conninfo, connect_timeout=2).close()
+            return True
+        except psycopg.OperationalError:
+            return False
 
     def _create_roles(self):
         from psycopg import sql
@@ -212,31 +201,8 @@ class LocalPostgres:
                 sql.Identifier(name), sql.Identifier(APP_USER), sql.Identifier(template)))
         return self.url_for(name)
 
-    def stop(self):
-        """Fast shutdown (SIGINT): sessions are ended, the data is kept."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc = None
-
-    def restart(self, down_s=0.0):
-        self.stop()
-        if down_s:
-            time.sleep(down_s)
-        return self.start()
-
     def close(self):
         self.stop()
         if self._private:
             shutil.rmtree(self._private, ignore_errors=True)
             self._private = None
-
-    def _log_tail(self):
-        try:
-            return self.log_path.read_text(errors="replace").strip().splitlines()[-1]
-        except (OSError, IndexError):
-            return "no log"

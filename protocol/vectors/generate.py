@@ -5,18 +5,14 @@ both interpreters' tests hold the implementation to. Re-run this only to add
 cases, and review the diff: a change to existing bytes is a wire-format change.
 """
 
-import json
 import math
-import os
 import random
 import struct
-import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
+import vector_files
 
-from citynode_protocol import armour, cobs, frame, messages, payload  # noqa: E402
-from citynode_protocol.decoder import Decoder  # noqa: E402
+from citynode_protocol import armour, cobs, frame, messages, payload  # after vector_files: it puts protocol/ on the path
+from citynode_protocol.decoder import Decoder
 
 
 def wire(name, node_id, seq, time_ms, fields):
@@ -235,9 +231,7 @@ def main():
         },
     }
     for name, data in out.items():
-        with open(os.path.join(HERE, name), "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-            f.write("\n")
+        vector_files.write(name, data)
         print("wrote", name)
 
 

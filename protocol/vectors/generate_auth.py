@@ -7,15 +7,12 @@ Review the diff: a change to existing bytes is a wire-format change.
 
 import hashlib
 import hmac
-import json
-import os
 import struct
-import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
+import vector_files
+from vector_files import KEY, OTHER_KEY
 
-from citynode_protocol import frame, payload  # noqa: E402
+from citynode_protocol import frame, payload  # after vector_files: it puts protocol/ on the path
 
 SIGNED = 0x10
 
@@ -40,22 +37,16 @@ def case(name, key, msg, node_id, seq, time_ms, fields, boot, seq_hi, notes):
 
 
 def main():
-    key = bytes(range(1, 33))
-    other = hashlib.sha256(b"citynode vector key 2").digest()
     cases = [
-        case("climate", key, "climate", 7, 42, 123456, {"temperature_c": 21.53, "relative_humidity_pct": 48.2,
+        case("climate", KEY, "climate", 7, 42, 123456, {"temperature_c": 21.53, "relative_humidity_pct": 48.2,
              "status": 4}, 3, 0, "a climate reading of node 7, third boot"),
-        case("climate_seq_hi", key, "climate", 7, 65535, 99000, {"temperature_c": -5.0,
+        case("climate_seq_hi", KEY, "climate", 7, 65535, 99000, {"temperature_c": -5.0,
              "relative_humidity_pct": 91.0, "status": 4}, 3, 2,
              "32-bit sequence 0x2FFFF: seq_hi carries the wraps of the header's u16"),
-        case("time_other_key", other, "time", 512, 0, 1000, {"utc_ms": 1795000000123}, 4294967295, 65535,
+        case("time_other_key", OTHER_KEY, "time", 512, 0, 1000, {"utc_ms": 1795000000123}, 4294967295, 65535,
              "boot and seq_hi at their largest"),
     ]
-    out = os.path.join(HERE, "auth.json")
-    with open(out, "w") as f:
-        json.dump({"signed_frames": cases}, f, indent=1, sort_keys=True)
-        f.write("\n")
-    print("wrote", out)
+    print("wrote", vector_files.write("auth.json", {"signed_frames": cases}))
 
 
 if __name__ == "__main__":

@@ -7,14 +7,11 @@ Review the diff: a change to existing bytes is a wire-format change (SPEC.md §9
 
 import hashlib
 import hmac
-import json
-import os
-import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
+import vector_files
+from vector_files import KEY, OTHER_KEY
 
-from citynode_protocol import armour  # noqa: E402
+from citynode_protocol import armour  # after vector_files: it puts protocol/ on the path
 
 
 def case(name, key, node_id, counter, request_id, command, args, notes):
@@ -26,19 +23,13 @@ def case(name, key, node_id, counter, request_id, command, args, notes):
 
 
 def main():
-    key = bytes(range(1, 33))
-    other = hashlib.sha256(b"citynode vector key 2").digest()
     cases = [
-        case("info", key, 7, 1795000000123, 4660, "info", {}, "node 7 asked for info; the counter is UTC ms"),
-        case("config_set", key, 7, 1795000000124, 1, "config_set", {"values": {"site": "bridge~deck 2"}},
+        case("info", KEY, 7, 1795000000123, 4660, "info", {}, "node 7 asked for info; the counter is UTC ms"),
+        case("config_set", KEY, 7, 1795000000124, 1, "config_set", {"values": {"site": "bridge~deck 2"}},
              "a '~' inside the JSON: the trailer is found from the end"),
-        case("largest_counter", other, 65535, 2 ** 64 - 1, 65535, "reboot", {}, "counter and ids at their largest"),
+        case("largest_counter", OTHER_KEY, 65535, 2 ** 64 - 1, 65535, "reboot", {}, "counter and ids at their largest"),
     ]
-    out = os.path.join(HERE, "cmdauth.json")
-    with open(out, "w") as f:
-        json.dump({"signed_commands": cases}, f, indent=1, sort_keys=True)
-        f.write("\n")
-    print("wrote", out)
+    print("wrote", vector_files.write("cmdauth.json", {"signed_commands": cases}))
 
 
 if __name__ == "__main__":

@@ -6,15 +6,14 @@ import time
 
 import pytest
 
+from broker_fixtures import needs_mosquitto
 from citynode import cli
-from citynode.broker import LocalBroker, make_ca_and_server_cert, mosquitto_path
+from citynode.broker import LocalBroker, make_ca_and_server_cert
 from citynode.demo import NODE_HEAP, provision
 from citynode.keystore import Keystore
 from citynode.serial_link import NodeClient
 from vnode_fixtures import virtual_node
 
-needs_mosquitto = pytest.mark.skipif(mosquitto_path() is None, reason="mosquitto is not installed (`make install` "
-                                     "installs it as root; else apt-get install mosquitto mosquitto-clients)")
 SCENARIO = {"temperature_c": 18.0, "relative_humidity_pct": 55.0, "seed": 4,
             "wifi": {"up": True, "rssi": -63, "ssids": ["city-iot"], "password": "pw-lamp-7"}}
 

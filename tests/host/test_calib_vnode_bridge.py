@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from citynode.serial_link import NodeClient
-from test_calib_vnode_accel import FACES, HEAP, run_done, tilted
+from test_calib_vnode_accel import FACES, HEAP, TEST_TIMEOUT_S, run_done, tilted
 from vnode_fixtures import virtual_node
 
 MOUNTED = tilted(FACES[5], 2.5)  # under the deck on its side (-y up), a little crooked
@@ -34,21 +34,21 @@ def check_line(out, name):
     return next(ln for ln in out if ln.startswith(name.ljust(22)))
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(TEST_TIMEOUT_S)
 def test_mount_then_verify_on_a_vibrating_bridge(tmp_path):
     with virtual_node(tmp_path, scenario=SCENARIO, with_app=True, heap=HEAP) as node:
         with NodeClient(node.port) as c:
             c.command("calib_write", calib=SIX_POSITION)
             assert c.command("config_get", key="climate_period_s")["config"]["climate_period_s"] == 60
         code, out, err = run_done("calibrate", "mount", "--port", node.port, "--up=-y", "--along=+x",
-                                  "--seconds", "3", "--no-report", timeout=60)
+                                  "--seconds", "3", "--no-report")
         assert code == 0, "\n".join(out) + err
         with NodeClient(node.port) as c:
             rotation = np.array(c.command("calib_get")["calib"]["accel"]["rotation"])
         assert np.allclose(rotation @ MOUNTED, [0, 0, 1], atol=0.003)
 
         code, out, err = run_done("calibrate", "verify", "--port", node.port, "--reference-temperature", "21.5",
-                                  "--reference-humidity", "48", "--no-report", timeout=60)
+                                  "--reference-humidity", "48", "--no-report")
         assert code == 0, "\n".join(out) + err
         text = "\n".join(out)
         for name in ("calibration in use", "temperature", "humidity", "gravity |a|", "tilt since install"):

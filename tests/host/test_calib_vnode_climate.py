@@ -14,7 +14,7 @@ import pytest
 
 from citynode.serial_link import NodeClient
 from citynode_protocol import messages
-from test_calib_vnode_accel import HEAP, run_done
+from test_calib_vnode_accel import HEAP, TEST_TIMEOUT_S, run_done
 from vnode_fixtures import virtual_node
 
 T_TRUE, RH_TRUE = 21.5, 48.0
@@ -66,7 +66,7 @@ def start(tmp_path, scenario):
     return ctx, node
 
 
-@pytest.mark.timeout(200)
+@pytest.mark.timeout(TEST_TIMEOUT_S)
 def test_climate_one_point(tmp_path):
     reports = tmp_path / "reports"
     ctx, node = start(tmp_path, SCENARIO)
@@ -90,7 +90,7 @@ def test_climate_one_point(tmp_path):
     assert len(made) == 1 and (made[0] / "before_after.png").exists()
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(TEST_TIMEOUT_S)
 def test_node_without_climate_sensor(tmp_path):
     scenario = dict(SCENARIO, faults={"climate": "absent"})
     with virtual_node(tmp_path, scenario=scenario, with_app=True, heap=HEAP) as node:

@@ -11,21 +11,21 @@ both points.
 import pytest
 
 from citynode.serial_link import NodeClient
-from test_calib_vnode_accel import citynode, lines
+from test_calib_vnode_accel import HUNG_S, TEST_TIMEOUT_S, citynode, lines
 from test_calib_vnode_climate import FAST, calibrated_climate, reported, start
 
 SCENARIO = {"temperature_c": 25.0, "relative_humidity_pct": 11.3, "vibration": [], "seed": 6,
             "sensor_error": {"temperature_offset_c": 0.8, "humidity_gain": 1.1, "humidity_offset_pct": -3.0}}
 
 
-@pytest.mark.timeout(200)
+@pytest.mark.timeout(TEST_TIMEOUT_S)
 def test_climate_two_salts(tmp_path):
     ctx, node = start(tmp_path, SCENARIO)
     try:
         proc = citynode("calibrate", "climate", "--port", node.port, "--point", "25,LiCl", "--point", "25,NaCl",
                         "--report-dir", str(tmp_path / "reports"), *FAST)
         out = []
-        for line in lines(proc, 150):  # a bound on a hung command; ~40 s on an idle machine
+        for line in lines(proc, HUNG_S):  # ~40 s on an idle machine
             out.append(line)
             if line.startswith("point 1/2 taken"):
                 node.set_scenario(relative_humidity_pct=75.3)  # the node goes into the NaCl box

@@ -12,51 +12,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from citynode.broker import LocalBroker, mosquitto_path
+from broker_fixtures import SignedNode, broker, needs_mosquitto  # noqa: F401 (fixture)
+from citynode.broker import LocalBroker
 from citynode.fleet.collector import Collector
 from citynode.fleet.store import StoreError
 from citynode.keystore import Keystore
 from citynode.traffic import TrafficBuilder, utc_ms
-from citynode_protocol import auth, cobs, frame
 from fleet_memory_store import MemoryStore
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "host"), str(REPO / "protocol")]))
-pytestmark = [
-    pytest.mark.skipif(mosquitto_path() is None, reason="mosquitto is not installed (`make install` installs it "
-                       "as root; else apt-get install mosquitto mosquitto-clients)"),
-]
+pytestmark = [needs_mosquitto]
 UTC0 = "2026-11-26T06:00:00Z"
 WAIT_S = 15
-
-
-class Node:
-    """A node's signed frames (SPEC §9): a TrafficBuilder's frames, signed with its key, boot and seq_hi."""
-
-    def __init__(self, node_id, key, boot=1, seq_hi=0):
-        self.traffic = TrafficBuilder(node_id)
-        self.key = key
-        self.boot = boot
-        self.seq_hi = seq_hi
-
-    def __getattr__(self, name):  # node.climate(...), node.time_anchor(...): signed wire bytes
-        build = getattr(self.traffic, name)
-
-        def signed(*args, **kwargs):
-            raw = cobs.decode(build(*args, **kwargs)[:-1])
-            return frame.to_wire(auth.sign(raw, auth.Signer(self.key), self.boot, self.seq_hi))
-
-        return signed
-
-    def reboot(self):
-        self.traffic.restart()
-        self.boot += 1
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    with LocalBroker(tmp_path_factory.mktemp("broker")) as b:
-        yield b
 
 
 @pytest.fixture(scope="module")
@@ -148,8 +116,8 @@ def as_us(when):
 
 def test_every_frame_lands_once_with_boot_seq_time_calibration_and_values(broker, keys, publish, prefix):
     store = MemoryStore()
-    n7 = Node(7, keys.key(7), boot=5, seq_hi=2)  # 32-bit seq = 2 * 65536 + seq
-    n8 = Node(8, keys.key(8), boot=1)
+    n7 = SignedNode(7, keys.key(7), boot=5, seq_hi=2)  # 32-bit seq = 2 * 65536 + seq
+    n8 = SignedNode(8, keys.key(8), boot=1)
     rng = np.random.default_rng(3)
     samples = rng.integers(-500, 500, (20, 3))
     messages = [
@@ -203,7 +171,7 @@ def test_two_collectors_in_one_group_share_the_messages_and_store_each_frame_onc
                 return super().write(batch)
 
     store = LockedStore()
-    nodes = [Node(n, keys.key(n)) for n in (7, 8, 9)]
+    nodes = [SignedNode(n, keys.key(n)) for n in (7, 8, 9)]
     with Running(broker, store, keys, prefix, group="pair", instance=1) as a, \
             Running(broker, store, keys, prefix, group="pair", instance=2) as b:
         for i in range(30):
@@ -223,7 +191,7 @@ def test_a_failed_write_is_not_acknowledged_and_the_batch_lands_once(broker, key
     store = MemoryStore()
     store.fail_next = True
     logged = []
-    node = Node(7, keys.key(7))
+    node = SignedNode(7, keys.key(7))
     samples = np.arange(60).reshape(20, 3)
     with Running(broker, store, keys, prefix, log=logged.append) as collector:
         # the first batch, whose write fails, holds the accel blocks
@@ -247,7 +215,7 @@ def test_the_broker_keeps_what_a_stopped_collector_did_not_store(broker, keys, p
         def write(self, batch):
             raise StoreError("database went away (test)")
 
-    node = Node(7, keys.key(7))
+    node = SignedNode(7, keys.key(7))
     down = DownStore()
     with Running(broker, down, keys, prefix, client_id="collect-%s" % prefix) as first:
         publish("%s/7/frames" % prefix, node.climate(1000, 20.0, 50.0) + node.climate(2000, 21.0, 50.0))
@@ -278,7 +246,7 @@ def test_a_broker_restart_loses_nothing_and_a_message_delivered_again_is_stored_
 
     store = HeldStore()
     store.held.set()
-    node = Node(7, keys.key(7))
+    node = SignedNode(7, keys.key(7))
     publish = Publisher(broker)
     with Running(broker, store, keys, prefix, client_id="restart-%s" % prefix) as collector:
         publish("%s/7/frames" % prefix, node.climate(1000, 20.0, 50.0) + node.climate(2000, 21.0, 50.0))
@@ -301,7 +269,7 @@ def test_a_broker_restart_loses_nothing_and_a_message_delivered_again_is_stored_
 
 def test_anchors_stamp_later_messages_of_the_boot_and_a_new_boot_waits_for_its_time(broker, keys, publish, prefix):
     store = MemoryStore()
-    node = Node(8, keys.key(8), boot=3)
+    node = SignedNode(8, keys.key(8), boot=3)
     topic = "%s/8/frames" % prefix
     with Running(broker, store, keys, prefix) as collector:
         publish(topic, node.time_anchor(10_000, UTC0) + node.climate(10_500, 20.0, 50.0))
@@ -326,7 +294,7 @@ def test_anchors_stamp_later_messages_of_the_boot_and_a_new_boot_waits_for_its_t
 
 def test_the_time_difference_to_the_anchor_crosses_the_node_clocks_wrap(broker, keys, publish, prefix):
     store = MemoryStore()
-    node = Node(9, keys.key(9))
+    node = SignedNode(9, keys.key(9))
     with Running(broker, store, keys, prefix):
         publish("%s/9/frames" % prefix, node.time_anchor(2**32 - 1000, UTC0))
         publish("%s/9/frames" % prefix, node.climate(2**32 + 4000, 20.0, 50.0))  # sent as 4000 after the wrap
@@ -337,10 +305,10 @@ def test_the_time_difference_to_the_anchor_crosses_the_node_clocks_wrap(broker, 
 
 def test_forged_replayed_unknown_and_malformed_traffic_lands_in_rejects_never_in_data(broker, keys, publish, prefix):
     store = MemoryStore()
-    n7 = Node(7, keys.key(7))
-    forger = Node(7, os.urandom(32))
-    stranger = Node(99, os.urandom(32))
-    n8 = Node(8, keys.key(8))
+    n7 = SignedNode(7, keys.key(7))
+    forger = SignedNode(7, os.urandom(32))
+    stranger = SignedNode(99, os.urandom(32))
+    n8 = SignedNode(8, keys.key(8))
     good = [n7.climate(1000 * i, 20.0 + i, 50.0) for i in range(3)]
     bad = [
         ("7", forger.climate(9000, 99.0, 50.0), "bad_mac"),
@@ -372,7 +340,7 @@ def test_a_replay_of_a_frame_another_collector_stored_lands_in_rejects(broker, k
     """Collectors of a group each verify a share of a node's messages: a replay may reach one that never
     saw the original. The store's ledger knows it: into rejects as a replay, the data stored once."""
     store = MemoryStore()
-    node = Node(7, keys.key(7))
+    node = SignedNode(7, keys.key(7))
     original = node.climate(1000, 20.0, 50.0) + node.climate(2000, 21.0, 50.0)
     with Running(broker, store, keys, prefix, group="a"):
         publish("%s/7/frames" % prefix, original)
@@ -390,7 +358,7 @@ def test_one_message_with_two_boots_keeps_each_frame_with_its_own_boot_and_seq(k
     from citynode.fleet.rows import RowBuilder, take
     from citynode.verifier import Verifier
 
-    node = Node(7, keys.key(7), boot=1)
+    node = SignedNode(7, keys.key(7), boot=1)
     data = node.time_anchor(100, UTC0) + node.climate(200, 20.0, 50.0)
     node.reboot()  # the same 16-bit seqs again, in boot 2
     data += node.climate(300, 21.0, 50.0) + node.climate(400, 22.0, 50.0)
@@ -428,7 +396,7 @@ def test_climate_rows_get_the_flags_of_the_qc_step_with_the_history_it_asks_for(
             self.since.append((list(node_ids), since_us))
             return super().climate_history(node_ids, since_us)
 
-    node = Node(7, keys.key(7))
+    node = SignedNode(7, keys.key(7))
     store = AskedStore()
     builder = RowBuilder(store, qc=HotFlags())
     verifier = Verifier(keys)
@@ -457,7 +425,7 @@ def test_a_failed_reading_has_no_values_and_the_qc_checks_pass_it_by(keys):
         def apply(self, climate, history):
             return self.checker.apply(climate, history)
 
-    node = Node(7, keys.key(7))
+    node = SignedNode(7, keys.key(7))
     store = MemoryStore()
     builder = RowBuilder(store, qc=Qc())
     verifier = Verifier(keys)
@@ -489,7 +457,7 @@ def test_the_command_stores_what_came_and_sigterm_commits_the_batch_in_hand(brok
     subscribed = threading.Event()
     real_start = collector_module.Collector.start
     monkeypatch.setattr(collector_module.Collector, "start", lambda c: (real_start(c), subscribed.set())[0])
-    node = Node(7, keys.key(7))
+    node = SignedNode(7, keys.key(7))
 
     def nodes_then_sigterm():
         assert subscribed.wait(WAIT_S)

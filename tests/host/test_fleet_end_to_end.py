@@ -30,8 +30,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from broker_fixtures import needs_mosquitto
 from citynode import cli
-from citynode.broker import LocalBroker, mosquitto_path
+from citynode.broker import LocalBroker
 from citynode.demo import NODE_HEAP, gravity, provision
 from citynode.fleet.qc_config import flag_bit
 from citynode.keystore import Keystore
@@ -43,8 +44,7 @@ from vnode_fixtures import virtual_node
 REPO = Path(__file__).resolve().parents[2]
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "host"), str(REPO / "protocol")]))
 pytestmark = [
-    pytest.mark.skipif(mosquitto_path() is None, reason="mosquitto is not installed (`make install` installs it "
-                       "as root; else apt-get install mosquitto mosquitto-clients)"),
+    needs_mosquitto,
     pytest.mark.skipif(postgres_path() is None, reason="PostgreSQL 15+ is not installed (%s)" % INSTALL_HINT),
     pytest.mark.xdist_group("fleet_end_to_end"),
 ]

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from citynode.broker import LocalBroker, mosquitto_path
+from broker_fixtures import broker, needs_mosquitto  # noqa: F401 (fixture)
+from citynode.broker import LocalBroker
 from citynode.fleet.collector import Collector
 from citynode.fleet.fleet_sim import FleetSim, Record
 from citynode.fleet.mqtt_session import Session
@@ -29,8 +30,7 @@ from pg_fixtures import needs_postgres, pg_server  # noqa: F401 (fixture)
 REPO = Path(__file__).resolve().parents[2]
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "host"), str(REPO / "protocol")]))
 pytestmark = [
-    pytest.mark.skipif(mosquitto_path() is None, reason="mosquitto is not installed (`make install` installs it "
-                       "as root; else apt-get install mosquitto mosquitto-clients)"),
+    needs_mosquitto,
     pytest.mark.xdist_group("fleet_faults"),  # brokers, PostgreSQL and four collectors at once: one worker
 ]
 CLIMATE_NODES = 24
@@ -41,12 +41,6 @@ AFTER_S = 2.0  # the fleet goes on publishing this long after a fault
 DRAIN_S = 60
 _DATA = {"climate": "climate", "status": "status", "time": "time", "log": "log", "features": "features",
          "accel": "accel_blocks"}
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    with LocalBroker(tmp_path_factory.mktemp("broker")) as b:
-        yield b
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 import mp_program
-from citynode.broker import LocalBroker, mosquitto_path
+from broker_fixtures import needs_mosquitto
+from citynode.broker import LocalBroker
 from citynode.fleet import fleet_sim
 from citynode.fleet.fleet_sim import FleetSim, Record, SimNode
 from citynode.fleet.sim_publish import ListPublisher
@@ -27,8 +28,6 @@ from citynode_protocol import auth, frame, payload, topics
 REPO = Path(__file__).resolve().parents[2]
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "host"), str(REPO / "protocol")]))
 FIRMWARE = REPO / "firmware" / "citynode_fw"
-NEEDS_MOSQUITTO = pytest.mark.skipif(mosquitto_path() is None, reason="mosquitto is not installed (`make install` "
-                                     "installs it as root; else apt-get install mosquitto mosquitto-clients)")
 NEEDS_MICROPYTHON = pytest.mark.skipif(not mp_program.MICROPYTHON.exists(), reason="no MicroPython Unix port in the venv "
                                        "(`make install` builds it)")
 KEY = bytes(range(1, 33))
@@ -300,7 +299,7 @@ def _cli(*args, timeout=60):
                           text=True, timeout=timeout)
 
 
-@NEEDS_MOSQUITTO
+@needs_mosquitto
 def test_publish_to_mosquitto_verified_with_only_the_injected_rejects(tmp_path):
     import paho.mqtt.client as paho
 

@@ -11,17 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from citynode.broker import LocalBroker, mosquitto_path
+from broker_fixtures import needs_mosquitto
+from citynode.broker import LocalBroker
 from citynode.keystore import Keystore
 from citynode_protocol import auth, frame, payload, topics
 from citynode_protocol.decoder import Decoder
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "host"), str(REPO / "protocol")]))
-pytestmark = [
-    pytest.mark.skipif(mosquitto_path() is None, reason="mosquitto is not installed (`make install` installs it "
-                       "as root; else apt-get install mosquitto mosquitto-clients)"),
-]
+pytestmark = [needs_mosquitto]
 
 
 def climate(node, seq, t_c, key, boot=1, seq_hi=0, sign=True):

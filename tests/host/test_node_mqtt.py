@@ -9,15 +9,9 @@ import struct
 import threading
 import time
 
-import pytest
-
 import mp_program
-from citynode.broker import LocalBroker, make_ca_and_server_cert, mosquitto_path
-
-
-needs_mosquitto = pytest.mark.skipif(
-    mosquitto_path() is None, reason="mosquitto is not installed (`make install` installs it as root; "
-    "else apt-get install mosquitto mosquitto-clients)")
+from broker_fixtures import needs_mosquitto
+from citynode.broker import LocalBroker, make_ca_and_server_cert
 
 
 def start_node(**opt):

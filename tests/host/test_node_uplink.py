@@ -6,10 +6,9 @@ import sys
 import threading
 import time
 
-import pytest
-
 import mp_program
-from citynode.broker import LocalBroker, mosquitto_path
+from broker_fixtures import needs_mosquitto
+from citynode.broker import LocalBroker
 from citynode.keystore import Keystore
 from citynode.paths import firmware_root
 from citynode.verifier import Verifier
@@ -20,10 +19,7 @@ from citynode_protocol.frame import to_wire
 sys.path.insert(0, str(firmware_root()))
 from citynode_fw.uplink import LINGER_BYTES, MAX_MESSAGE  # noqa: E402
 
-pytestmark = [
-    pytest.mark.skipif(mosquitto_path() is None, reason="mosquitto is not installed (`make install` installs it "
-                       "as root; else apt-get install mosquitto mosquitto-clients)"),
-]
+pytestmark = [needs_mosquitto]
 
 
 def start_node(**opt):

@@ -9,7 +9,8 @@ import time
 import pytest
 
 from citynode import cli
-from citynode.broker import LocalBroker, mosquitto_path
+from broker_fixtures import needs_mosquitto
+from citynode.broker import LocalBroker
 from citynode.demo import NODE_HEAP, provision
 from citynode.keystore import Keystore
 from citynode.remote import RemoteClient
@@ -20,10 +21,7 @@ from citynode_protocol.decoder import Decoder
 from citynode_protocol.frame import to_wire
 from vnode_fixtures import virtual_node
 
-pytestmark = [
-    pytest.mark.skipif(mosquitto_path() is None, reason="mosquitto is not installed (`make install` installs it "
-                       "as root; else apt-get install mosquitto mosquitto-clients)"),
-]
+pytestmark = [needs_mosquitto]
 SCENARIO = {"temperature_c": 19.0, "relative_humidity_pct": 50.0, "seed": 3,
             "wifi": {"up": True, "rssi": -61, "ssids": ["city-iot"], "password": "pw-lamp-7"}}
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from citynode import cli
-from citynode.broker import LocalBroker, mosquitto_path
+from broker_fixtures import needs_mosquitto
+from citynode.broker import LocalBroker
 from citynode.demo import NODE_HEAP, provision
 from citynode.keystore import Keystore
 from citynode.serial_link import NodeClient
@@ -21,10 +22,7 @@ from vnode_fixtures import virtual_node
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "host"), str(REPO / "protocol")]))
-pytestmark = [
-    pytest.mark.skipif(mosquitto_path() is None, reason="mosquitto is not installed (`make install` installs it "
-                       "as root; else apt-get install mosquitto mosquitto-clients)"),
-]
+pytestmark = [needs_mosquitto]
 # bench/soak_uplink.py raises these: 60 s and 10-minute outages, 100 power cuts
 OUTAGE_S = float(os.environ.get("CITYNODE_OUTAGE_S", "8"))
 KILLS = int(os.environ.get("CITYNODE_KILLS", "12"))

@@ -19,18 +19,15 @@ import sys
 import threading
 import time
 
+from citynode.commands.common import add_broker_arguments
 from citynode.errors import CitynodeError, UsageError
 
 
 def add_arguments(parser):
-    from citynode import keystore
-
-    parser.add_argument("--broker", required=True, metavar="URL", help="mqtt://[user@]host[:port] or mqtts://...")
-    parser.add_argument("--ca", metavar="FILE", help="CA certificate (PEM) for mqtts://")
+    add_broker_arguments(parser)
     parser.add_argument("--group", default="citynode", help="shared subscription group (default: %(default)s)")
     parser.add_argument("--store", metavar="TARGET",
                         help="a folder for Parquet files or postgresql://... (default: the local store folder)")
-    parser.add_argument("--prefix", default="citynode", help="topic prefix (default: %(default)s)")
     parser.add_argument("--instance", type=int, default=0, metavar="N",
                         help="this collector's number on this host; keeps its MQTT session across restarts "
                         "(default: %(default)s)")
@@ -40,7 +37,6 @@ def add_arguments(parser):
     parser.add_argument("--qc-config", metavar="FILE", help="QC checks' parameters (TOML or JSON)")
     parser.add_argument("--positions", metavar="FILE", help="node positions for the spatial buddy check")
     parser.add_argument("--json", action="store_true", help="print the final summary as JSON")
-    keystore.add_argument(parser)
 
 
 def run(args):

@@ -1,9 +1,11 @@
-"""What every `citynode` command shares: the port and baud options, output paths, signals.
+"""What every `citynode` command shares: the port and baud options, the broker options, output
+paths, signals.
 
 A command that talks to one node calls `add_port_argument(parser)` in its
 `add_arguments` and `port_of(args)` (or `link_options(args)` with `baud=True`)
 in its `run`: the option, its defaults (the environment, then the only board
-or virtual node plugged in) and its error are written here once.
+or virtual node plugged in) and its error are written here once. A command
+that talks to nodes through the broker calls `add_broker_arguments(parser)`.
 """
 
 import contextlib
@@ -96,6 +98,16 @@ def baud_of(args):
 def link_options(args):
     """(port, baud) of a command added with `add_port_argument(parser, baud=True)`."""
     return port_of(args), baud_of(args)
+
+
+def add_broker_arguments(parser):
+    """--broker URL (required), --ca FILE, --prefix and --keystore: the broker, its topics and the nodes' keys."""
+    from citynode import keystore
+
+    parser.add_argument("--broker", required=True, metavar="URL", help="mqtt://[user@]host[:port] or mqtts://...")
+    parser.add_argument("--ca", metavar="FILE", help="CA certificate (PEM) for mqtts://")
+    parser.add_argument("--prefix", default="citynode", help="topic prefix (default: %(default)s)")
+    keystore.add_argument(parser)
 
 
 def check_output_path(path):

@@ -14,23 +14,20 @@ import json
 import signal
 import sys
 
-from citynode.commands.common import check_output_path, interrupt_on
+from citynode.commands.common import add_broker_arguments, check_output_path, interrupt_on
 from citynode.errors import UsageError
 
 
 def add_arguments(parser):
-    from citynode import keystore
     from citynode.fleet.fleet_sim import INJECTIONS
 
-    parser.add_argument("--broker", required=True, metavar="URL", help="mqtt://[user@]host[:port] or mqtts://...")
-    parser.add_argument("--ca", metavar="FILE", help="CA certificate (PEM) for mqtts://")
+    add_broker_arguments(parser)
     parser.add_argument("--climate-nodes", type=int, default=0, metavar="N", help="climate nodes (default: 0)")
     parser.add_argument("--bridge-nodes", type=int, default=0, metavar="M", help="bridge nodes: 200 Hz acceleration, features, climate (default: 0)")
     parser.add_argument("--rate", type=float, default=1.0, metavar="X",
                         help="node time per wall time: 60 sends a node-minute a second, 0 as fast as it goes (default: 1)")
     parser.add_argument("--duration", type=float, metavar="S", help="seconds of node time (default: until Ctrl-C)")
     parser.add_argument("--first-node", type=int, default=1, metavar="ID", help="the first node id (default: 1)")
-    parser.add_argument("--prefix", default="citynode", help="topic prefix (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the signals (default: 0)")
     parser.add_argument("--boot", type=int, metavar="N", help="every node's boot counter (default: seconds since 2020, so it grows run to run)")
     parser.add_argument("--inject", metavar="LIST",
@@ -40,7 +37,6 @@ def add_arguments(parser):
                         help="publish the readings as JSON, one message per reading (the naive peer)")
     parser.add_argument("--clients", type=int, metavar="K", help="MQTT connections (default: one per 50 nodes)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    keystore.add_argument(parser)
 
 
 def run(args):

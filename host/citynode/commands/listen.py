@@ -16,24 +16,19 @@ import signal
 import sys
 import time
 
-from citynode.commands.common import check_output_path, interrupt_on
+from citynode.commands.common import add_broker_arguments, check_output_path, interrupt_on
 from citynode.errors import CitynodeError, UsageError
 
 POLL_S = 0.1
 
 
 def add_arguments(parser):
-    from citynode import keystore
-
-    parser.add_argument("--broker", required=True, metavar="URL", help="mqtt://[user@]host[:port] or mqtts://...")
-    parser.add_argument("--ca", metavar="FILE", help="CA certificate (PEM) for mqtts://")
+    add_broker_arguments(parser)
     parser.add_argument("--node", type=int, action="append", metavar="N", help="only this node (repeatable)")
-    parser.add_argument("--prefix", default="citynode", help="topic prefix (default: %(default)s)")
     parser.add_argument("-o", "--output", metavar="CAPTURE", help="write the verified frames to this capture")
     parser.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: until Ctrl-C)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--quiet", action="store_true", help="no line per message, only the summary")
-    keystore.add_argument(parser)
 
 
 def run(args):

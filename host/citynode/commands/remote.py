@@ -13,6 +13,7 @@ The same commands as over USB, signed with the node's key from the keystore
 
 import json
 
+from citynode.commands.common import add_broker_arguments
 from citynode.errors import UsageError
 
 NO_ARGS = ("info", "status", "selftest", "reboot", "stream_start", "stream_stop", "calib_get")
@@ -20,16 +21,13 @@ COMMANDS = NO_ARGS + ("config", "set_time", "raw_mode")
 
 
 def add_arguments(parser):
-    from citynode import keystore, remote
+    from citynode import remote
 
-    parser.add_argument("--broker", required=True, metavar="URL", help="mqtt://[user@]host[:port] or mqtts://...")
+    add_broker_arguments(parser)
     parser.add_argument("--node", required=True, type=int, metavar="N", help="the node's id")
-    parser.add_argument("--ca", metavar="FILE", help="CA certificate (PEM) for mqtts://")
-    parser.add_argument("--prefix", default="citynode", help="topic prefix (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=remote.DEFAULT_TIMEOUT_S, metavar="S",
                         help="seconds to wait for the reply (default: %(default)g)")
     parser.add_argument("--json", action="store_true", help="print the node's answer as JSON")
-    keystore.add_argument(parser)
     parser.add_argument("command", choices=COMMANDS, metavar="COMMAND", help=", ".join(COMMANDS))
     parser.add_argument("args", nargs="*", help="config: get [KEY] | set KEY VALUE; set_time: [UTC_MS]; "
                                                 "raw_mode: on|off")
