@@ -69,6 +69,7 @@ REPO = HERE.parent
 sys.path[:0] = [str(HERE)]
 
 from _report import cpu_model, table  # noqa: E402
+from citynode.deploy import mpy_version_of  # noqa: E402
 
 MP = HERE / "mp"
 WASM = HERE / "wasm32"
@@ -102,8 +103,10 @@ def tool(name, env=None):
     return found
 
 
-def compile_mpy(dest, mpy_cross):
-    """The firmware, the simulator, the protocol package and bench/mp as .mpy files under dest."""
+def compile_mpy(dest, mpy_cross, march=None):
+    """The firmware, the simulator, the protocol package and bench/mp as .mpy files under
+    dest; a module with viper code for march (the Unix port's architecture, unix_march()),
+    which another port (the WebAssembly one, no native emitter) refuses to import."""
     jobs = []
     for base, package in PACKAGES:
         for src in sorted((base / package).rglob("*.py")):
@@ -113,10 +116,19 @@ def compile_mpy(dest, mpy_cross):
     for src, rel in jobs:
         out = dest / rel.with_suffix(".mpy")
         out.parent.mkdir(parents=True, exist_ok=True)
-        proc = subprocess.run([mpy_cross, "-o", str(out), "-s", rel.as_posix(), str(src)], capture_output=True, text=True, check=False)
+        arch = ["-march=" + march] if march and b"@micropython.viper" in src.read_bytes() else []
+        proc = subprocess.run([mpy_cross, *arch, "-o", str(out), "-s", rel.as_posix(), str(src)], capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise BenchError("mpy-cross %s: %s" % (rel, proc.stderr.strip()))
     return len(jobs)
+
+
+def unix_march(exe):
+    """The -march of the Unix port exe runs native code for (None: it has none)."""
+    proc = subprocess.run([exe, "-c", "import sys; print(getattr(sys.implementation, '_mpy', 0))"],
+                          capture_output=True, text=True, check=False)
+    text = proc.stdout.strip()
+    return mpy_version_of(int(text))[1] if text.isdigit() else None
 
 
 class Runner:
@@ -511,7 +523,7 @@ def run(args, seconds, samples, reps, step):
         # the .mpy runs import from the node's flash, as a deployed node does
         # (so `info` fingerprints real files); the .py runs from the checkout
         flash = tmp / "flash"
-        files = compile_mpy(flash, mpy_cross)
+        files = compile_mpy(flash, mpy_cross, unix_march(exe))
         source_flash = tmp / "flash-py"
         source_flash.mkdir()
         source = Runner(PY, exe, SOURCE_PATH, source_flash)

@@ -383,6 +383,14 @@ def _compile(exe, exe_id, march, src, node_path, cache):
     return mpy
 
 
+def _native(src):
+    """True when a module holds viper or native code: mpy-cross compiles it only for an
+    architecture, so a node that names none gets its source (which falls back where
+    it cannot compile, as citynode_fw.uplink.signer does)."""
+    data = src.read_bytes()
+    return b"@micropython.viper" in data or b"@micropython.native" in data
+
+
 def build_app(mpy_value=None, source_only=False, cache=True, progress=None):
     """The app for a node whose sys.implementation._mpy is mpy_value (None: source files)."""
     progress = progress or _nop
@@ -410,7 +418,7 @@ def build_app(mpy_value=None, source_only=False, cache=True, progress=None):
     jobs = []
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
         for src, dest in sources:
-            if dest in SOURCE_ONLY or not dest.endswith(".py"):
+            if dest in SOURCE_ONLY or not dest.endswith(".py") or (march is None and _native(src)):
                 jobs.append((dest, src, None))
             else:
                 out = dest[:-3] + ".mpy"
