@@ -1,3 +1,5 @@
+# mypy: disable-error-code="arg-type"
+# (viper turns the buffers passed to a ptr8/ptr32 parameter into pointers; the stubs cannot say so)
 """HMAC-SHA256 in viper: auth.Signer's MAC with no heap allocated per frame.
 
 MicroPython's hashlib makes a new object for every hash and a new bytes for

@@ -374,6 +374,10 @@ def _make(board, cfg, set_time, notes):
 def signer(key):
     """The node's Signer: hmac_viper's (no heap per frame) where the port runs viper
     code, else auth.Signer (hashlib). The two make the same MACs."""
+    import sys
+
+    if not getattr(sys.implementation, "_mpy", 0) >> 10:  # no native architecture: do not even try
+        return auth.Signer(key)
     try:
         from citynode_fw.hmac_viper import Signer
     except (ImportError, SyntaxError, ValueError):  # no native emitter; a .mpy for another arch

@@ -544,16 +544,21 @@ def make_bundle(files):
     return bytes(out)
 
 
-def deploy(transport, build=None, full=False, progress=None, source_only=False):
-    """Deploy the app through a raw-REPL transport. Returns a DeployResult."""
+def deploy(transport, build=None, full=False, progress=None, source_only=False, romfs=False):
+    """Deploy the app through a raw-REPL transport. Returns a DeployResult.
+    romfs: the app's packages go in a ROMFS image in the node's ROM partition
+    (deploy_romfs), the rest (boot.py, main.py) as usual."""
     progress = progress or _nop
     started = time.monotonic()
     progress("probe")
     # the roots are known before the build: the manifest's top-level names
     roots = sorted({dest.split("/", 1)[0] for _s, dest in source_files()} | {STATE_DIR})
     facts = probe(transport, roots)
+    rom_size = romfs_partition(transport) if romfs else None
     if build is None:
         build = build_app(facts["mpy_value"], source_only=source_only, progress=progress)
+    if romfs:
+        build = deploy_romfs(transport, build, rom_size)
     expected = build.expected()
     if not full and facts["digest"] == tree_digest(expected):
         progress("done", 1, 1)
@@ -628,6 +633,41 @@ def deploy(transport, build=None, full=False, progress=None, source_only=False):
                         time.monotonic() - started, facts)
 
 
+def romfs_partition(transport):
+    """Bytes of the node's ROM partition; CitynodeError when it has none."""
+    from citynode import romfs
+
+    size = romfs.partition_size(lambda code: _exec(transport, code, what="ROMFS probe"))
+    if size < 0:
+        raise CitynodeError(romfs.NO_ROMFS)
+    return size
+
+
+def deploy_romfs(transport, build, size):
+    """Write the build's packages (citynode_fw/, citynode_protocol/) to the node's ROM
+    partition (size bytes) as a ROMFS image, where their bytecode runs from flash
+    instead of being copied onto the heap; the AppBuild of the rest, for the
+    filesystem (its deploy then removes the packages' old copies there, which
+    would shadow /rom)."""
+    from mpremote.transport import TransportError as MpTransportError
+
+    from citynode import romfs
+
+    if not build.compiled:
+        raise CitynodeError("a ROMFS deploy needs the app compiled for the node: %s" % build.note)
+    files = romfs.app_files(build)
+    image = romfs.image(files)
+    if len(image) > size:
+        raise CitynodeError("the app's ROMFS image is %d bytes; the node's ROM partition holds %d" % (len(image), size))
+    try:
+        romfs.write(transport, image)
+    except (MpTransportError, OSError) as exc:
+        raise TransportError("writing the ROMFS image failed (%s); deploy again" % " ".join(str(exc).split()))
+    rest = [f for f in build.files if f.node_path not in files]
+    note = "the app's packages in the ROM partition: %d-byte ROMFS image, %d files" % (len(image), len(files))
+    return AppBuild(rest, build.mpy, build.compiled, build.app_version, note)
+
+
 def _compress(data, bits=12):
     c = zlib.compressobj(9, zlib.DEFLATED, bits)
     return c.compress(data) + c.flush()
@@ -650,7 +690,7 @@ def _empty_dir_candidates(removed, expected):
     return sorted(dirs, key=lambda d: (-d.count("/"), d))
 
 
-def deploy_port(port, full=False, progress=None, source_only=False, baudrate=115200):
+def deploy_port(port, full=False, progress=None, source_only=False, baudrate=115200, romfs=False):
     """Deploy to the node on `port`: interrupt its app, deploy, soft-reset it so the app runs again."""
     with serial_link.raw_repl(port, baudrate=baudrate) as transport:
-        return deploy(transport, full=full, progress=progress, source_only=source_only)
+        return deploy(transport, full=full, progress=progress, source_only=source_only, romfs=romfs)

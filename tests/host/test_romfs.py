@@ -1,0 +1,132 @@
+"""citynode.romfs and `citynode deploy --romfs`: the app's packages as a ROMFS
+image that MicroPython mounts and imports from (and, imported from it, they
+take less heap than from the filesystem); a node without a ROM partition is
+refused in one line; with one, its packages go to the image and leave the
+filesystem, boot.py and main.py stay.
+
+The Unix port mounts an image held in a bytearray (vfs.VfsRom) but has no ROM
+partition (vfs.rom_ioctl), so the partition itself is faked in the last test.
+"""
+
+import hashlib
+import hmac
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from citynode import cli, deploy, romfs
+from vnode_fixtures import virtual_node
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+from test_micropython import micropython_command  # noqa: E402
+
+pytestmark = pytest.mark.xdist_group("vnode-deploy")
+UNIX_MPY = 6 | 3 << 8 | 2 << 10  # sys.implementation._mpy of the Unix port on x64: .mpy 6.3, x64
+
+# run from the folder holding app.romfs (and a copy of the packages for the filesystem figures)
+PROGRAM = """
+import gc, sys, vfs
+MODULES = ("citynode_protocol.auth", "citynode_fw.mqtt", "citynode_fw.ring", "citynode_fw.uplink")
+if sys.argv[-1] == "rom":
+    with open("app.romfs", "rb") as f:
+        image = bytearray(f.read())
+    vfs.mount(vfs.VfsRom(image), "/rom")
+    sys.path.insert(0, "/rom")
+    import os
+    print("LIST", sorted(os.listdir("/rom/citynode_fw"))[:3])
+else:
+    sys.path.insert(0, "fs")
+gc.collect()
+before = gc.mem_alloc()
+for name in MODULES:
+    __import__(name)
+gc.collect()
+print("HEAP", gc.mem_alloc() - before)
+from citynode_fw import uplink
+s = uplink.signer(bytes(range(32)))
+buf = bytearray(b"x" * 100 + bytes(8))
+s.mac_into(buf, 100, 100)
+print("SIGNER", type(s).__name__, s.__class__ is not uplink.auth.Signer, buf[100:].hex())
+print("FROM", uplink.__file__)
+"""
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    """The app built for the Unix port, its ROMFS image and a filesystem copy, in one folder."""
+    build = deploy.build_app(UNIX_MPY, cache=False)
+    files = romfs.app_files(build)
+    folder = tmp_path_factory.mktemp("romfs")
+    (folder / "app.romfs").write_bytes(romfs.image(files))
+    for path, data in files.items():
+        (folder / "fs" / path).parent.mkdir(parents=True, exist_ok=True)
+        (folder / "fs" / path).write_bytes(data)
+    return build, files, folder
+
+
+def _run(folder, where):
+    exe = micropython_command()
+    if not exe:
+        pytest.skip("the MicroPython Unix port is not installed")
+    done = subprocess.run([exe, "-c", PROGRAM + "\n", where], cwd=folder, capture_output=True, text=True, timeout=60,
+                          env={"MICROPYPATH": ""})
+    assert done.returncode == 0, done.stderr
+    return {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in done.stdout.splitlines() if " " in line}
+
+
+def test_image_holds_the_packages_and_not_boot_or_main(app):
+    build, files, _ = app
+    assert "citynode_fw/node.mpy" in files and "citynode_protocol/auth.mpy" in files
+    assert "boot.py" not in files and "main.py" not in files
+    assert set(files) == {f.node_path for f in build.files} - {"boot.py", "main.py"}
+
+
+def test_micropython_imports_and_runs_the_app_from_the_image(app):
+    _, _, folder = app
+    out = _run(folder, "rom")
+    assert out["FROM"].startswith("/rom/citynode_fw/uplink"), out
+    assert out["LIST"] == "['__init__.mpy', 'board.mpy', 'bootcount.mpy']", out
+    name, viper, mac = out["SIGNER"].split()
+    assert (name, viper) == ("Signer", "True")  # hmac_viper's, native code from the image
+    assert mac == hmac.new(bytes(range(32)), b"x" * 100, hashlib.sha256).hexdigest()[:16]
+
+
+def test_modules_from_the_image_take_less_heap_than_from_the_filesystem(app):
+    _, _, folder = app
+    rom = int(_run(folder, "rom")["HEAP"])
+    fs = int(_run(folder, "fs")["HEAP"])
+    assert rom < 0.8 * fs, (rom, fs)  # measured: about half (docs/benchmarks.md)
+
+
+def test_image_refuses_a_path_twice_or_a_file_as_a_folder():
+    with pytest.raises(ValueError):
+        romfs.image({"a/b.mpy": b"1", "a/b.mpy/c": b"2"})
+    assert romfs.image({"a.mpy": b"1"}).startswith(b"\xd2\xcd\x31")
+
+
+def test_deploy_romfs_refuses_a_node_without_a_rom_partition(tmp_path, capsys):
+    with virtual_node(tmp_path) as node:
+        code = cli.main(["deploy", "--port", node.port, "--plain", "--romfs"])
+        out, err = capsys.readouterr()
+    assert code != 0
+    assert "Traceback" not in err, err
+    assert [ln for ln in err.splitlines() if ln.startswith("citynode:")] == ["citynode: " + romfs.NO_ROMFS], err
+    assert "compiling" not in err  # refused before the build
+
+
+def test_deploy_romfs_writes_the_packages_to_the_partition_and_leaves_boot_and_main(tmp_path, monkeypatch):
+    written = []
+    monkeypatch.setattr(romfs, "partition_size", lambda run: 256 * 1024)
+    monkeypatch.setattr(romfs, "write", lambda transport, data: written.append(data))
+    with virtual_node(tmp_path, with_app=True) as node:
+        assert (node.root / "citynode_fw").is_dir()
+        result = deploy.deploy_port(node.port, romfs=True)
+        assert sorted(f.node_path for f in result.build.files) == ["boot.py", "main.py"]
+        assert not (node.root / "citynode_fw").exists() and not (node.root / "citynode_protocol").exists()
+        assert (node.root / "main.py").is_file() and (node.root / "boot.py").is_file()
+    full = deploy.build_app(result.facts["mpy_value"])
+    assert written == [romfs.image(romfs.app_files(full))]
+    assert "ROMFS image" in result.build.note
