@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from citynode import cli, deploy, romfs
+from citynode.errors import CitynodeError
 from vnode_fixtures import virtual_node
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -130,3 +131,83 @@ def test_deploy_romfs_writes_the_packages_to_the_partition_and_leaves_boot_and_m
     full = deploy.build_app(result.facts["mpy_value"])
     assert written == [romfs.image(romfs.app_files(full))]
     assert "ROMFS image" in result.build.note
+
+
+class _RomNode:
+    """A node's ROM partition as mpremote's `romfs deploy` drives it: its exec/eval
+    run the code it sends here, in CPython, against a `vfs` with rom_ioctl over a
+    bytearray (the MicroPython calls it uses; no deflate module, so base64 chunks)."""
+
+    def __init__(self, size, block=4096):
+        self.rom = bytearray(b"\xff" * size)
+        self.block = block
+        self.finished = False
+        self.ns = {}
+
+    def rom_ioctl(self, op, rom_id=0, *args):
+        if op == 1:
+            return 1
+        if op == 2:
+            return memoryview(self.rom) if rom_id == 0 else -1
+        if op == 6:
+            return self.block
+        if op == 3:  # prepare: erase, answer the smallest write
+            self.rom[:] = b"\xff" * len(self.rom)
+            return 256
+        if op == 4:
+            offset, data = args
+            self.rom[offset : offset + len(data)] = data
+            return 0
+        if op == 5:
+            self.finished = True
+            return 0
+        raise ValueError(op)
+
+    def exec(self, code):
+        import contextlib
+        import io
+        import types
+
+        from mpremote.transport import TransportExecError
+
+        vfs = types.ModuleType("vfs")
+        vfs.rom_ioctl = self.rom_ioctl
+        vfs.umount = lambda path: None
+        out = io.StringIO()
+        saved = sys.modules.get("vfs")
+        sys.modules["vfs"] = vfs
+        try:
+            with contextlib.redirect_stdout(out):
+                exec(code, self.ns)
+        except Exception as exc:  # the node's traceback, as the raw REPL returns it
+            raise TransportExecError(out.getvalue().encode(), "Traceback\n%s: %s" % (type(exc).__name__, exc))
+        finally:
+            if saved is None:
+                del sys.modules["vfs"]
+            else:
+                sys.modules["vfs"] = saved
+        return out.getvalue().encode()
+
+    def eval(self, expression, parse=True):
+        import ast
+
+        return ast.literal_eval(self.exec("print(repr(%s))" % expression).decode().strip())
+
+
+def test_the_image_is_written_whole_to_the_partition_through_mpremote():
+    node = _RomNode(64 * 1024)
+    image = romfs.image({"citynode_fw/a.mpy": bytes(range(256)) * 30, "citynode_fw/b.mpy": b"M\x06" * 9000})
+    romfs.write(node, image)
+    assert node.finished
+    assert bytes(node.rom[: len(image)]) == image
+    size = romfs.partition_size(lambda code: node.exec(code))
+    assert size == 64 * 1024
+
+
+def test_an_image_larger_than_the_partition_is_refused_before_writing(app):
+    build, _, _ = app
+    with pytest.raises(CitynodeError, match="ROMFS image is .* bytes; the node's ROM partition holds 1000"):
+        deploy.deploy_romfs(None, build, 1000)
+    source = deploy.build_app(None)
+    with pytest.raises(CitynodeError, match="needs the app compiled"):
+        deploy.deploy_romfs(None, source, 1 << 20)
