@@ -106,7 +106,8 @@ def tool(name, env=None):
 def compile_mpy(dest, mpy_cross, march=None):
     """The firmware, the simulator, the protocol package and bench/mp as .mpy files under
     dest; a module with viper code for march (the Unix port's architecture, unix_march()),
-    which another port (the WebAssembly one, no native emitter) refuses to import."""
+    which another port (the WebAssembly one, no native emitter) refuses to import, and
+    left out without one."""
     jobs = []
     for base, package in PACKAGES:
         for src in sorted((base / package).rglob("*.py")):
@@ -116,7 +117,10 @@ def compile_mpy(dest, mpy_cross, march=None):
     for src, rel in jobs:
         out = dest / rel.with_suffix(".mpy")
         out.parent.mkdir(parents=True, exist_ok=True)
-        arch = ["-march=" + march] if march and b"@micropython.viper" in src.read_bytes() else []
+        native = b"@micropython.viper" in src.read_bytes()
+        if native and not march:
+            continue  # no architecture to build it for: the node falls back without it
+        arch = ["-march=" + march] if native else []
         proc = subprocess.run([mpy_cross, *arch, "-o", str(out), "-s", rel.as_posix(), str(src)], capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise BenchError("mpy-cross %s: %s" % (rel, proc.stderr.strip()))
