@@ -210,8 +210,9 @@ class AppFile:
 class AppBuild:
     """The files for one node: compiled for its .mpy version (or source), with their hashes."""
 
-    def __init__(self, files, mpy, compiled, app_version, note=None):
+    def __init__(self, files, mpy, compiled, app_version, note=None, rom_files=()):
         self.files = sorted(files, key=lambda f: f.node_path)
+        self.rom_files = list(rom_files)  # in the node's ROMFS (deploy_romfs): in the fingerprint, not sent
         self.mpy = mpy  # "6.3" or None
         self.compiled = compiled
         self.app_version = app_version
@@ -229,7 +230,7 @@ class AppBuild:
         """The app hash the firmware reports (`citynode_fw.version.app_hash`): CRC-32 over sorted
         .py/.mpy files, each as its node path, a 0x00 byte, then its bytes."""
         crc = 0
-        for f in self.files:
+        for f in sorted(self.files + self.rom_files, key=lambda f: f.node_path):
             if not f.node_path.endswith((".py", ".mpy")):
                 continue
             crc = binascii.crc32(f.node_path.encode() + b"\x00", crc)
@@ -664,8 +665,9 @@ def deploy_romfs(transport, build, size):
     except (MpTransportError, OSError) as exc:
         raise TransportError("writing the ROMFS image failed (%s); deploy again" % " ".join(str(exc).split()))
     rest = [f for f in build.files if f.node_path not in files]
+    rom_files = [f for f in build.files if f.node_path in files]
     note = "the app's packages in the ROM partition: %d-byte ROMFS image, %d files" % (len(image), len(files))
-    return AppBuild(rest, build.mpy, build.compiled, build.app_version, note)
+    return AppBuild(rest, build.mpy, build.compiled, build.app_version, note, rom_files)
 
 
 def _compress(data, bits=12):

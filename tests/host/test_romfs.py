@@ -131,6 +131,7 @@ def test_deploy_romfs_writes_the_packages_to_the_partition_and_leaves_boot_and_m
     full = deploy.build_app(result.facts["mpy_value"])
     assert written == [romfs.image(romfs.app_files(full))]
     assert "ROMFS image" in result.build.note
+    assert result.build.fingerprint == full.fingerprint  # what the node's app_hash reads from /rom
 
 
 class _RomNode:
@@ -211,3 +212,23 @@ def test_an_image_larger_than_the_partition_is_refused_before_writing(app):
     source = deploy.build_app(None)
     with pytest.raises(CitynodeError, match="needs the app compiled"):
         deploy.deploy_romfs(None, source, 1 << 20)
+
+
+def test_the_nodes_app_hash_covers_the_packages_in_romfs(app, tmp_path):
+    """After a ROMFS deploy the flash holds boot.py and main.py, /rom the packages:
+    version.compute_hash() (what `info` reports) equals the fingerprint deploy_romfs
+    gives, the whole build's."""
+    build, files, folder = app
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    for name in ("boot.py", "main.py"):
+        (flash / name).write_bytes(build.by_path[name].data)
+    exe = micropython_command()
+    code = ("import sys, vfs\nwith open(%r, 'rb') as f:\n    image = bytearray(f.read())\n"
+            "vfs.mount(vfs.VfsRom(image), '/rom')\nsys.path.insert(0, '/rom')\n"
+            "from citynode_fw import version\nprint(version.compute_hash())\n" % str(folder / "app.romfs"))
+    done = subprocess.run([exe, "-c", code], cwd=flash, capture_output=True, text=True, timeout=60, env={"MICROPYPATH": ""})
+    assert done.returncode == 0, done.stderr
+    rom_build = deploy.AppBuild([f for f in build.files if f.node_path not in files], build.mpy, True, build.app_version,
+                                rom_files=[f for f in build.files if f.node_path in files])
+    assert done.stdout.strip() == rom_build.fingerprint == build.fingerprint
