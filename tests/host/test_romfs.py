@@ -232,3 +232,9 @@ def test_the_nodes_app_hash_covers_the_packages_in_romfs(app, tmp_path):
     rom_build = deploy.AppBuild([f for f in build.files if f.node_path not in files], build.mpy, True, build.app_version,
                                 rom_files=[f for f in build.files if f.node_path in files])
     assert done.stdout.strip() == rom_build.fingerprint == build.fingerprint
+
+
+def test_romfs_with_source_is_a_usage_error(capsys):
+    code = cli.main(["deploy", "--port", "/dev/null-citynode", "--romfs", "--source"])
+    err = capsys.readouterr().err
+    assert code != 0 and err.strip() == "citynode: --romfs holds compiled .mpy files: not with --source", err

@@ -25,11 +25,11 @@ def run(args):
     from citynode.inventory import utc_iso
 
     port = port_of(args)
+    if args.romfs and args.source:
+        raise UsageError("--romfs holds compiled .mpy files: not with --source")
     started_at = utc_iso(time.time())
     with ProgressBoard(plain=args.plain or args.json, quiet=args.json) as board:
         progress = deploy.byte_progress(board.job(port))
-        if args.romfs and args.source:
-            raise UsageError("--romfs holds compiled .mpy files: not with --source")
         result = deploy.deploy_port(port, full=args.full, progress=progress, source_only=args.source, romfs=args.romfs)
         serial_link.set_clock_when_app_answers(port)  # the restarted app's frames carry UTC
         board.finish(port, True, result.summary())
