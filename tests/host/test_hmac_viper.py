@@ -9,16 +9,14 @@ lines and answers each with the viper digest and its in-place MAC, in hex.
 import hashlib
 import hmac
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_micropython import micropython_command  # tests/ is on pytest's pythonpath
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
-from test_micropython import micropython_command  # noqa: E402
 
 SERVER = """
 import sys

@@ -12,17 +12,13 @@ import hashlib
 import hmac
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from citynode import cli, deploy, romfs
 from citynode.errors import CitynodeError
+from test_micropython import micropython_command  # tests/ is on pytest's pythonpath
 from vnode_fixtures import virtual_node
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
-from test_micropython import micropython_command  # noqa: E402
 
 pytestmark = pytest.mark.xdist_group("vnode-deploy")
 UNIX_MPY = 6 | 3 << 8 | 2 << 10  # sys.implementation._mpy of the Unix port on x64: .mpy 6.3, x64
