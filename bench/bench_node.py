@@ -66,9 +66,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path[:0] = [str(HERE)]
+sys.path[:0] = [str(HERE), str(REPO / "host"), str(REPO / "protocol")]
 
 from _report import cpu_model, table  # noqa: E402
+from citynode.deploy import mpy_version_of  # noqa: E402
 
 MP = HERE / "mp"
 WASM = HERE / "wasm32"
@@ -102,8 +103,11 @@ def tool(name, env=None):
     return found
 
 
-def compile_mpy(dest, mpy_cross):
-    """The firmware, the simulator, the protocol package and bench/mp as .mpy files under dest."""
+def compile_mpy(dest, mpy_cross, march=None):
+    """The firmware, the simulator, the protocol package and bench/mp as .mpy files under
+    dest; a module with viper code for march (the Unix port's architecture, unix_march()),
+    which another port (the WebAssembly one, no native emitter) refuses to import, and
+    left out without one."""
     jobs = []
     for base, package in PACKAGES:
         for src in sorted((base / package).rglob("*.py")):
@@ -113,26 +117,64 @@ def compile_mpy(dest, mpy_cross):
     for src, rel in jobs:
         out = dest / rel.with_suffix(".mpy")
         out.parent.mkdir(parents=True, exist_ok=True)
-        proc = subprocess.run([mpy_cross, "-o", str(out), "-s", rel.as_posix(), str(src)], capture_output=True, text=True, check=False)
+        native = b"@micropython.viper" in src.read_bytes()
+        if native and not march:
+            continue  # no architecture to build it for: the node falls back without it
+        arch = ["-march=" + march] if native else []
+        proc = subprocess.run([mpy_cross, *arch, "-o", str(out), "-s", rel.as_posix(), str(src)], capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise BenchError("mpy-cross %s: %s" % (rel, proc.stderr.strip()))
     return len(jobs)
 
 
+def unix_march(exe):
+    """The -march of the Unix port exe runs native code for (None: it has none)."""
+    proc = subprocess.run([exe, "-c", "import sys; print(getattr(sys.implementation, '_mpy', 0))"],
+                          capture_output=True, text=True, check=False)
+    text = proc.stdout.strip()
+    return mpy_version_of(int(text))[1] if text.isdigit() else None
+
+
+ROMFS_IMAGE = "romfs.img"  # in the flash folder: the app's packages as a ROMFS image
+
+
+def write_romfs(flash):
+    """Put the .mpy packages under flash (compile_mpy) into flash/romfs.img, as
+    `citynode deploy --romfs` lays them out; its size."""
+    from citynode import romfs
+
+    files = {}
+    for package in ("citynode_fw", "citynode_protocol"):
+        for path in sorted((flash / package).rglob("*.mpy")):
+            files[path.relative_to(flash).as_posix()] = path.read_bytes()
+    data = romfs.image(files)
+    (flash / ROMFS_IMAGE).write_bytes(data)
+    return len(data)
+
+
+# Mounts flash/romfs.img at /rom, first on sys.path, before the program runs. On
+# a board the image is memory-mapped flash; here it is a bytearray made before
+# the program measures anything, so it is outside every figure, as flash is.
+MOUNT_ROMFS = ("import vfs, sys, os, gc\n_rom = bytearray(os.stat('%s')[6])\nwith open('%s', 'rb') as f:\n"
+               "    f.readinto(_rom)\nvfs.mount(vfs.VfsRom(_rom), '/rom')\nsys.path.insert(0, '/rom')\n"
+               "del f, _rom, vfs, sys, os\ngc.collect()\n" % (ROMFS_IMAGE, ROMFS_IMAGE))
+
+
 class Runner:
     """Runs bench/mp programs in one configuration (.py source or .mpy) from the flash folder."""
 
-    def __init__(self, name, exe, path, flash):
+    def __init__(self, name, exe, path, flash, romfs=False):
         self.name = name
         self.exe = exe
         self.path = ":".join(str(p) for p in path)
         self.flash = flash
+        self.romfs = romfs  # True: the app's packages come from flash/romfs.img mounted at /rom
         self.runs = 0
 
     grows = False  # True: the heap grows instead of raising MemoryError (no -X heapsize runs)
 
     def argv(self, program, heapsize):
-        return [self.exe, "-X", "heapsize=%s" % heapsize, "-c", "import " + program]
+        return [self.exe, "-X", "heapsize=%s" % heapsize, "-c", (MOUNT_ROMFS if self.romfs else "") + "import " + program]
 
     def run(self, program, heapsize="4M", check=True, **params):
         """(results by name, None) or, when it fails and check is False, (None, the error's last line)."""
@@ -159,10 +201,13 @@ class Wasm32Runner(Runner):
     time (its STEPS generator), and its heap grows instead of running out."""
 
     grows = True
-    STEPPED = ("nodebench_heap",)
+    STEPPED = ("nodebench_heap", "nodebench_imports")
 
     def argv(self, program, heapsize):
-        argv = [self.exe, str(WASM / "run.mjs"), "-X", "heapsize=%s" % heapsize, "--flash", str(self.flash), "-c", "import " + program]
+        argv = [self.exe, str(WASM / "run.mjs"), "-X", "heapsize=%s" % heapsize, "--flash", str(self.flash)]
+        if self.romfs:  # mounted in run.mjs's setup run, whose garbage is collected before the program
+            argv += ["--setup", MOUNT_ROMFS]
+        argv += ["-c", "import " + program]
         if program in self.STEPPED:
             argv += ["--drive", program + ".STEPS"]
         return argv
@@ -511,7 +556,7 @@ def run(args, seconds, samples, reps, step):
         # the .mpy runs import from the node's flash, as a deployed node does
         # (so `info` fingerprints real files); the .py runs from the checkout
         flash = tmp / "flash"
-        files = compile_mpy(flash, mpy_cross)
+        files = compile_mpy(flash, mpy_cross, unix_march(exe))
         source_flash = tmp / "flash-py"
         source_flash.mkdir()
         source = Runner(PY, exe, SOURCE_PATH, source_flash)

@@ -144,6 +144,8 @@ def measure(what, ms, sample, commands, trace=0):
         dropped=n.counters.tx_dropped,
         streaming=int(n.sampler.streaming),
         calibration_id=n.calib.id if n.calib is not None else 0,
+        # the node's modules (sampled runs only: the bisection's runs must not need the room for it)
+        loaded=",".join(sorted(m for m in sys.modules if m.startswith(("citynode_fw", "citynode_protocol")))) if sample else "-",
     )
 
 

@@ -9,13 +9,20 @@ publish with its PUBACK, preallocated, so the figures are the node's alone.
 
 Results:
 - uplink_live: live heap (after gc.collect) the uplink adds: its modules
-  imported, then the Uplink made (ring page, session buffers, topics);
+  imported and the node's signer made (uplink.signer: hmac_viper's where the
+  port runs viper code, which imports it), then the Uplink made (ring page,
+  session buffers, topics);
 - uplink_alloc: bytes allocated from block FROM to block TO with gc off;
-- uplink_parts: the same over `frames` frames for signing alone (auth.Signer.mac)
-  and for publishing alone (Session.publish of a ring-sized message).
+- uplink_parts: the same over `frames` frames for signing alone (the signer's
+  mac_into, as auth.sign_writer calls it) and for publishing alone
+  (Session.publish of a ring-sized message);
+- uplink_sign_time: ns per MAC of a 300-byte frame (over 300 ms or more), the
+  node's signer and auth.Signer (hashlib) in the same run, and which signer
+  the node has.
 """
 
 import gc
+import time
 
 import nodebench_rig as rig
 from citynode_fw import calibration, config
@@ -137,9 +144,10 @@ def main():
     from citynode_fw.ring import Ring
     from citynode_protocol import auth
 
+    signer = uplink.signer(bytes(range(32)))
     gc.collect()
     modules = gc.mem_alloc() - before
-    up = uplink.Uplink(1, Radio(), auth.Signer(bytes(range(32))), 1, ("127.0.0.1", 1883), ring=Ring("ring"))
+    up = uplink.Uplink(1, Radio(), signer, 1, ("127.0.0.1", 1883), ring=Ring("ring"))
     broker = Broker()
     gc.collect()
     objects = gc.mem_alloc() - before - modules
@@ -150,20 +158,31 @@ def main():
     st = up.status()
     rig.result("uplink_alloc", blocks=last - first, bytes=used, signed=up.signed, published=st["published"],
                acked=st["acked"], pending=up.ring.pending(), written=broker.written)
-    signer = up.signer
-    data = memoryview(bytearray(300))
+    data = bytearray(300 + auth.MAC_SIZE)
     sign = gc_off_delta(_sign, (signer, data, frames))
     s = up.session
     topic = up.frames_topic
     payload = bytearray(1024)
     publish = gc_off_delta(_publish, (s, topic, payload, frames))
     rig.result("uplink_parts", frames=frames, sign=sign, publish=publish)
+    hashlib_signer = auth.Signer(bytes(range(32)))
+    times = {}
+    for name, s in (("node", signer), ("hashlib", hashlib_signer)):
+        n = 0
+        t0 = time.ticks_ms()  # in ms over 300 ms or more: the WebAssembly port's clock ticks in ms
+        while time.ticks_diff(time.ticks_ms(), t0) < 300:
+            _sign((s, data, frames))
+            n += frames
+        times[name] = time.ticks_diff(time.ticks_ms(), t0) * 1000000 // n
+    rig.result("uplink_sign_time", node_ns=times["node"], hashlib_ns=times["hashlib"],
+               signer="hashlib" if type(signer) is auth.Signer else "viper")
 
 
 def _sign(arg):
     signer, data, n = arg
+    length = len(data) - 8  # auth.MAC_SIZE
     for _ in range(n):
-        signer.mac(data)
+        signer.mac_into(data, length, length)
 
 
 def _publish(arg):

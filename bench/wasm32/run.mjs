@@ -1,11 +1,12 @@
 // A 32-bit MicroPython for bench/bench_node.py: the WebAssembly port from npm,
 // run the way bench_node runs the Unix port's `micropython`:
 //
-//   node run.mjs [-X heapsize=N[k|m]] [--flash DIR] -c CODE [--drive GENERATOR]
+//   node run.mjs [-X heapsize=N[k|m]] [--flash DIR] [--setup CODE] -c CODE [--drive GENERATOR]
 //
 // env MICROPYPATH (folders joined by ':') becomes sys.path, copied into the
 // port's in-memory filesystem; --flash DIR is copied to /flash and made the
-// current folder there (the node's flash); env NODEBENCH is sys.argv[1],
+// current folder there (the node's flash); --setup CODE runs after that, in
+// the setup run (its garbage is collected before CODE); env NODEBENCH is sys.argv[1],
 // as this port has no os.getenv. An uncaught exception prints its traceback to
 // stderr and exits 1.
 //
@@ -27,7 +28,7 @@ import path from "node:path";
 import { loadMicroPython } from "@micropython/micropython-webassembly-pyscript";
 
 function usage(why) {
-  process.stderr.write(`run.mjs: ${why}\nusage: node run.mjs [-X heapsize=N[k|m]] [--flash DIR] -c CODE [--drive GENERATOR]\n`);
+  process.stderr.write(`run.mjs: ${why}\nusage: node run.mjs [-X heapsize=N[k|m]] [--flash DIR] [--setup CODE] -c CODE [--drive GENERATOR]\n`);
   process.exit(2);
 }
 
@@ -42,12 +43,15 @@ let heapsize = 1024 * 1024;
 let code = null;
 let drive = null;
 let flash = null;
+let extraSetup = "";
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i++) {
   if (argv[i] === "-X" && i + 1 < argv.length && argv[i + 1].startsWith("heapsize=")) {
     heapsize = parseSize(argv[++i].slice("heapsize=".length));
   } else if (argv[i] === "-c" && i + 1 < argv.length) {
     code = argv[++i];
+  } else if (argv[i] === "--setup" && i + 1 < argv.length) {
+    extraSetup = argv[++i];
   } else if (argv[i] === "--flash" && i + 1 < argv.length) {
     flash = argv[++i];
   } else if (argv[i] === "--drive" && i + 1 < argv.length) {
@@ -88,6 +92,7 @@ const setup = [
   `sys.argv[:] = ${JSON.stringify(["run.mjs", process.env.NODEBENCH || ""])}`,
   flash !== null ? "os.chdir('/flash')" : "",
   "del sys, os",
+  extraSetup,
   "import gc",
   "gc.collect()", // done as the next run starts: the code starts on a collected heap
 ].join("\n");

@@ -364,11 +364,25 @@ def _make(board, cfg, set_time, notes):
     if ring.clamped:
         notes.append("uplink: ring_kb=%d does not fit the flash: %d kB used" % (
             cfg["ring_kb"], ring.max_segments * (len(ring.page) + 12) // 1024))
-    up = Uplink(cfg["node_id"], board.radio(), auth.Signer(_unhex(cfg["node_key"])), boot, (host, port),
+    up = Uplink(cfg["node_id"], board.radio(), signer(_unhex(cfg["node_key"])), boot, (host, port),
                 ssid=cfg["wifi_ssid"], password=cfg["wifi_password"], mqtt_user=cfg["mqtt_user"],
                 mqtt_password=cfg["mqtt_password"], ssl_context=ctx, ring=ring, ntp=ntp,
                 on_utc=lambda utc, now: set_time(utc))
     return up, None
+
+
+def signer(key):
+    """The node's Signer: hmac_viper's (no heap per frame) where the port runs viper
+    code, else auth.Signer (hashlib). The two make the same MACs."""
+    import sys
+
+    if not getattr(sys.implementation, "_mpy", 0) >> 10:  # no native architecture: do not even try
+        return auth.Signer(key)
+    try:
+        from citynode_fw.hmac_viper import Signer
+    except (ImportError, SyntaxError, ValueError):  # no native emitter; a .mpy for another arch
+        return auth.Signer(key)
+    return Signer(key)
 
 
 def _unhex(text):

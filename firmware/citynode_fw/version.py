@@ -3,8 +3,9 @@
 The fingerprint (`app_hash()`) is a CRC-32 as 8 hex digits over the deployed
 files, taken in sorted path order: for each file, its node path (relative, with
 '/' separators) and a 0x00 byte, then its bytes. Files: boot.py, main.py and
-every .py/.mpy below citynode_fw/ and citynode_protocol/. The host computes the
-same over the files it deployed. Computed once on first use (it reads flash).
+every .py/.mpy below citynode_fw/ and citynode_protocol/, read from the flash
+folder or, for a package not there, from the ROMFS at /rom. The host computes
+the same over the files it deployed. Computed once on first use (it reads flash).
 """
 
 import binascii
@@ -20,47 +21,45 @@ def version_string():
     return "%d.%d.%d" % VERSION
 
 
-def _is_dir(path):
+def _mode(path):
     try:
-        return os.stat(path)[0] & 0x4000 != 0
+        return os.stat(path)[0]
     except OSError:
-        return False
+        return 0  # not there
 
 
 def _files(path, out):
-    if _is_dir(path):
+    mode = _mode(path)
+    if mode & 0x4000:
         for entry in os.ilistdir(path):
             name = entry[0]
-            if name in (".", ".."):
-                continue
-            _files(path + "/" + name, out)
-    elif path.endswith(".py") or path.endswith(".mpy"):
-        try:
-            os.stat(path)
-            out.append(path)
-        except OSError:
-            pass
+            if name not in (".", ".."):
+                _files(path + "/" + name, out)
+    elif mode and (path.endswith(".py") or path.endswith(".mpy")):
+        out.append(path)
 
 
-def files(root=""):
-    """The deployed files' node paths, sorted (root: the flash folder, "" = cwd)."""
-    out = []
+def _sources(root):
+    """(folder prefix, node path) of the deployed files, sorted by node path: each of
+    ROOTS from the flash folder, or from /rom where a ROMFS deploy put the packages."""
     prefix = root.rstrip("/") + "/" if root else ""
+    out = []
     for top in ROOTS:
-        _files(prefix + top, out)
-    out = [p[len(prefix) :] for p in out]
-    out.sort()
+        base = prefix if _mode(prefix + top) else "/rom/"
+        found = []
+        _files(base + top, found)
+        out += [(base, p[len(base) :]) for p in found]
+    out.sort(key=lambda e: e[1])
     return out
 
 
 def compute_hash(root=""):
-    prefix = root.rstrip("/") + "/" if root else ""
     crc = 0
     buf = bytearray(256)
     mv = memoryview(buf)
-    for path in files(root):
+    for base, path in _sources(root):
         crc = binascii.crc32(path.encode() + b"\x00", crc)
-        with open(prefix + path, "rb") as f:
+        with open(base + path, "rb") as f:
             while True:
                 n = f.readinto(buf)
                 if not n:

@@ -210,8 +210,9 @@ class AppFile:
 class AppBuild:
     """The files for one node: compiled for its .mpy version (or source), with their hashes."""
 
-    def __init__(self, files, mpy, compiled, app_version, note=None):
+    def __init__(self, files, mpy, compiled, app_version, note=None, rom_files=()):
         self.files = sorted(files, key=lambda f: f.node_path)
+        self.rom_files = list(rom_files)  # in the node's ROMFS (deploy_romfs): in the fingerprint, not sent
         self.mpy = mpy  # "6.3" or None
         self.compiled = compiled
         self.app_version = app_version
@@ -229,7 +230,7 @@ class AppBuild:
         """The app hash the firmware reports (`citynode_fw.version.app_hash`): CRC-32 over sorted
         .py/.mpy files, each as its node path, a 0x00 byte, then its bytes."""
         crc = 0
-        for f in self.files:
+        for f in sorted(self.files + self.rom_files, key=lambda f: f.node_path):
             if not f.node_path.endswith((".py", ".mpy")):
                 continue
             crc = binascii.crc32(f.node_path.encode() + b"\x00", crc)
@@ -383,6 +384,14 @@ def _compile(exe, exe_id, march, src, node_path, cache):
     return mpy
 
 
+def _native(src):
+    """True when a module holds viper or native code: mpy-cross compiles it only for an
+    architecture, so a node that names none gets its source (which falls back where
+    it cannot compile, as citynode_fw.uplink.signer does)."""
+    data = src.read_bytes()
+    return b"@micropython.viper" in data or b"@micropython.native" in data
+
+
 def build_app(mpy_value=None, source_only=False, cache=True, progress=None):
     """The app for a node whose sys.implementation._mpy is mpy_value (None: source files)."""
     progress = progress or _nop
@@ -410,7 +419,7 @@ def build_app(mpy_value=None, source_only=False, cache=True, progress=None):
     jobs = []
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
         for src, dest in sources:
-            if dest in SOURCE_ONLY or not dest.endswith(".py"):
+            if dest in SOURCE_ONLY or not dest.endswith(".py") or (march is None and _native(src)):
                 jobs.append((dest, src, None))
             else:
                 out = dest[:-3] + ".mpy"
@@ -536,16 +545,21 @@ def make_bundle(files):
     return bytes(out)
 
 
-def deploy(transport, build=None, full=False, progress=None, source_only=False):
-    """Deploy the app through a raw-REPL transport. Returns a DeployResult."""
+def deploy(transport, build=None, full=False, progress=None, source_only=False, romfs=False):
+    """Deploy the app through a raw-REPL transport. Returns a DeployResult.
+    romfs: the app's packages go in a ROMFS image in the node's ROM partition
+    (deploy_romfs), the rest (boot.py, main.py) as usual."""
     progress = progress or _nop
     started = time.monotonic()
     progress("probe")
     # the roots are known before the build: the manifest's top-level names
     roots = sorted({dest.split("/", 1)[0] for _s, dest in source_files()} | {STATE_DIR})
     facts = probe(transport, roots)
+    rom_size = romfs_partition(transport) if romfs else None
     if build is None:
         build = build_app(facts["mpy_value"], source_only=source_only, progress=progress)
+    if romfs:
+        build = deploy_romfs(transport, build, rom_size)
     expected = build.expected()
     if not full and facts["digest"] == tree_digest(expected):
         progress("done", 1, 1)
@@ -620,6 +634,42 @@ def deploy(transport, build=None, full=False, progress=None, source_only=False):
                         time.monotonic() - started, facts)
 
 
+def romfs_partition(transport):
+    """Bytes of the node's ROM partition; CitynodeError when it has none."""
+    from citynode import romfs
+
+    size = romfs.partition_size(lambda code: _exec(transport, code, what="ROMFS probe"))
+    if size < 0:
+        raise CitynodeError(romfs.NO_ROMFS)
+    return size
+
+
+def deploy_romfs(transport, build, size):
+    """Write the build's packages (citynode_fw/, citynode_protocol/) to the node's ROM
+    partition (size bytes) as a ROMFS image, where their bytecode runs from flash
+    instead of being copied onto the heap; the AppBuild of the rest, for the
+    filesystem (its deploy then removes the packages' old copies there, which
+    would shadow /rom)."""
+    from mpremote.transport import TransportError as MpTransportError
+
+    from citynode import romfs
+
+    if not build.compiled:
+        raise CitynodeError("a ROMFS deploy needs the app compiled for the node: %s" % build.note)
+    files = romfs.app_files(build)
+    image = romfs.image(files)
+    if len(image) > size:
+        raise CitynodeError("the app's ROMFS image is %d bytes; the node's ROM partition holds %d" % (len(image), size))
+    try:
+        romfs.write(transport, image)
+    except (MpTransportError, OSError) as exc:
+        raise TransportError("writing the ROMFS image failed (%s); deploy again" % " ".join(str(exc).split()))
+    rest = [f for f in build.files if f.node_path not in files]
+    rom_files = [f for f in build.files if f.node_path in files]
+    note = "the app's packages in the ROM partition: %d-byte ROMFS image, %d files" % (len(image), len(files))
+    return AppBuild(rest, build.mpy, build.compiled, build.app_version, note, rom_files)
+
+
 def _compress(data, bits=12):
     c = zlib.compressobj(9, zlib.DEFLATED, bits)
     return c.compress(data) + c.flush()
@@ -642,7 +692,7 @@ def _empty_dir_candidates(removed, expected):
     return sorted(dirs, key=lambda d: (-d.count("/"), d))
 
 
-def deploy_port(port, full=False, progress=None, source_only=False, baudrate=115200):
+def deploy_port(port, full=False, progress=None, source_only=False, baudrate=115200, romfs=False):
     """Deploy to the node on `port`: interrupt its app, deploy, soft-reset it so the app runs again."""
     with serial_link.raw_repl(port, baudrate=baudrate) as transport:
-        return deploy(transport, full=full, progress=progress, source_only=source_only)
+        return deploy(transport, full=full, progress=progress, source_only=source_only, romfs=romfs)

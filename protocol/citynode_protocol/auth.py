@@ -52,6 +52,13 @@ class Signer:
         """The truncated MAC of data: the digest's first MAC_SIZE bytes."""
         return self.digest(data)[:MAC_SIZE]
 
+    def mac_into(self, buf, length, at):
+        """Write the MAC of buf[:length] into buf[at:at + MAC_SIZE]. Here through
+        hashlib, which allocates; a port's own Signer may do it without."""
+        digest = self.digest(memoryview(buf)[:length])
+        for i in range(MAC_SIZE):  # byte by byte: no slice or truncated copy to allocate
+            buf[at + i] = digest[i]
+
 
 def sequence(boot, seq_hi, seq):
     """The order of a signed frame among all its node's frames: (boot, 32-bit sequence)."""
@@ -81,9 +88,7 @@ def sign_writer(writer, length, signer, boot, seq_hi):
     raw[0] |= SIGNED
     struct.pack_into("<HHH", raw, end, boot & 0xFFFF, boot >> 16, seq_hi)  # u32 in halves: no long int
     mac_at = end + 6
-    digest = signer.digest(memoryview(raw)[:mac_at])
-    for i in range(MAC_SIZE):  # byte by byte: no slice or truncated copy to allocate
-        raw[mac_at + i] = digest[i]
+    signer.mac_into(raw, mac_at, mac_at)
     return writer.seal(mac_at + MAC_SIZE)
 
 

@@ -308,3 +308,16 @@ def test_byte_progress_says_the_bytes_a_few_times_and_moves_the_bar_every_chunk(
     assert sorted({c[0] for c in sends}, key=lambda w: int(w.split()[2])) == [
         "sending app: %d of 10000 bytes" % n for n in (0, 3000, 5000, 8000, 10000)]
     assert calls[0] == ("probe", None, None) and calls[-1] == ("install", 0, 3)
+
+
+def test_viper_module_is_compiled_for_the_nodes_arch_or_sent_as_source():
+    """hmac_viper holds viper code: mpy-cross needs -march for it. An ESP32 (xtensawin)
+    gets it compiled; a node that names no architecture gets its source, and only it."""
+    esp32 = deploy.build_app(6 | 3 << 8 | 10 << 10)  # .mpy 6.3, arch 10: xtensawin
+    files = {f.node_path: f for f in esp32.files}
+    mpy = files["citynode_fw/hmac_viper.mpy"].data
+    assert mpy[:2] == b"M\x06" and mpy[2] >> 2 == 10, mpy[:4]  # the header's arch field
+    plain = deploy.build_app(6 | 3 << 8)
+    names = {f.node_path for f in plain.files}
+    assert "citynode_fw/hmac_viper.py" in names and "citynode_fw/hmac_viper.mpy" not in names
+    assert "citynode_fw/uplink.mpy" in names
