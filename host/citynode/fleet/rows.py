@@ -47,8 +47,8 @@ from citynode.fleet import schema
 from citynode.fleet.store import IngestBatch
 from citynode.tables import NO_UTC, batch_tables
 from citynode.timebase import Timebase, plausible_utc
-from citynode.verifier import Verified
-from citynode_protocol import auth, frame, topics, wire
+from citynode.verifier import expand
+from citynode_protocol import frame, topics, wire
 
 WRAP_US = (1 << 32) * 1000  # the node's u32 ms clock, in µs
 _HEADER = struct.Struct(frame.HEADER_FORMAT)
@@ -81,7 +81,8 @@ def take(verifier, prefix, topic, payload, received_us, redelivered=False):
     verified, rejected = verifier.check(node_id, payload)
     if redelivered:
         again = [r for r in rejected if r.reason == "replay" and r.boot is not None]
-        verified += [Verified(auth.unsign(r.raw), r.node_id, r.boot, r.seq) for r in again]
+        for r in again:  # a bundle that passed before expands as it did
+            verified += expand(r.raw, r.node_id, r.boot, r.seq)
         rejected = [r for r in rejected if not (r.reason == "replay" and r.boot is not None)]
     return Taken(topic, received_us, verified, rejected)
 
