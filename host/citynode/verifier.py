@@ -123,6 +123,8 @@ class Verifier:
             except bundle.BundleError:
                 reject(node_id, "bad_bundle", raw, boot, place[1])
                 continue
+            for v in frames[:-1]:  # each record's place is taken, as if it had come alone
+                window.check(boot, v.seq)
             self.accepted += len(frames)
             self.by_node[node_id] += len(frames)
             accepted.extend(frames)
