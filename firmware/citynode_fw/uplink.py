@@ -346,6 +346,10 @@ class Uplink:
         return (not self.linger_ms or self._waiting_since < 0 or self._reply_waits
                 or self.ring.pending() >= LINGER_BYTES or diff(now, self._waiting_since) >= self.linger_ms)
 
+    def open_records(self):
+        """How many frames wait in the open bundle (not yet in the ring)."""
+        return 0 if self._bundle is None else self._bundle.count
+
     def bundle_due(self, now):
         """Whether the open bundle's first record has waited linger_ms: poll() closes it."""
         return self._bundle_since >= 0 and diff(now, self._bundle_since) >= self.linger_ms
