@@ -31,21 +31,19 @@ new boot's frames, so a power cut loses what it lost before bundles.
 
 import struct
 
-
 from citynode_protocol import auth, bundle, topics
 from citynode_protocol.cobs import max_encoded_length
 from citynode_fw import mqtt
+from citynode_fw import store_binary as store
 from citynode_fw.nodetime import add, diff
 from citynode_fw.ring import Ring
-from citynode_fw import store_binary as store
 
 JOIN_TIMEOUT_MS = 20000
 RETRY_MIN_MS = 2000
 RETRY_MAX_MS = 300000
 FLUSH_AFTER_MS = 30000  # frames wait in RAM at most this long before they go to flash
 MAX_MESSAGE = 2048  # bytes of frames in one MQTT message
-LINGER_MS = 60000  # a node that lingers holds its frames at least this long for one message...
-LINGER_BYTES = 1024  # ...or until this much waits
+LINGER_BYTES = 1024  # a lingering node publishes once this much waits in the ring
 BUNDLE_BYTES = 1024  # records in one bundle at most
 BUNDLE_FILE = "bundle"  # the open bundle on flash, in the ring's folder
 _BUNDLE_MAGIC = b"CNB1"

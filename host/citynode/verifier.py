@@ -22,8 +22,9 @@ import collections
 
 from citynode_protocol import auth, bundle, cobs, frame, wire
 
-# A frame that passed: unsigned raw frame, its node, boot and 32-bit sequence (SPEC §9.2).
-Verified = collections.namedtuple("Verified", "raw node_id boot seq")
+# A frame that passed: unsigned raw frame, its node, boot and 32-bit sequence (SPEC §9.2);
+# for a bundle's record, carrier is (the signed bundle as received, its 32-bit sequence).
+Verified = collections.namedtuple("Verified", "raw node_id boot seq carrier", defaults=(None,))
 # A frame that did not: boot and seq only where the MAC was good (a replay); raw as received.
 Rejected = collections.namedtuple("Rejected", "node_id reason boot seq raw")
 
@@ -37,7 +38,8 @@ def expand(raw, node_id, boot, seq32):
     if raw[0] & 0x1F != wire.BUNDLE | auth.SIGNED:
         return [Verified(unsigned, node_id, boot, seq32)]
     _v, _t, _n, _seq, time_ms, payload = frame.parse(unsigned)
-    return [Verified(frame.build(msg_type, node_id, seq, t, data), node_id, boot, seq)
+    carrier = (bytes(raw), seq32)
+    return [Verified(frame.build(msg_type, node_id, seq, t, data), node_id, boot, seq, carrier)
             for msg_type, seq, t, data in bundle.expand(payload, seq32, time_ms)]
 
 

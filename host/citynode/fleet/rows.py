@@ -359,12 +359,22 @@ def _column(values, arrow_type):
 
 
 def replays(taken, stored_before):
-    """`rejects` rows (reason replay, the frame unsigned) of the verified frames of `taken` whose
-    (node, boot, seq) is in stored_before: frames another collector of the group had stored, so
-    this one's verifier took them for new. Give only messages sent once (not DUP redeliveries)."""
+    """`rejects` rows (reason replay, the frame unsigned; a bundle one row, as received) of the
+    verified frames of `taken` whose (node, boot, seq) is in stored_before: frames another
+    collector of the group had stored, so this one's verifier took them for new. Give only
+    messages sent once (not DUP redeliveries)."""
     stored_before = set(stored_before)
-    found = [(t.received_us, t.topic, v.node_id, "replay", v.boot, v.seq, bytes(v.raw))
-             for t in taken for v in t.verified if (v.node_id, v.boot, v.seq) in stored_before]
+    found = []
+    carriers = set()  # a bundle replayed is one piece of traffic: one row, as the verifier gives it
+    for t in taken:
+        for v in t.verified:
+            if (v.node_id, v.boot, v.seq) not in stored_before:
+                continue
+            if v.carrier is None:
+                found.append((t.received_us, t.topic, v.node_id, "replay", v.boot, v.seq, bytes(v.raw)))
+            elif (t.received_us, v.carrier) not in carriers:
+                carriers.add((t.received_us, v.carrier))
+                found.append((t.received_us, t.topic, v.node_id, "replay", v.boot, v.carrier[1], v.carrier[0]))
     return _rejects_table(found)
 
 
