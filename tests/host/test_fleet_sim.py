@@ -150,6 +150,28 @@ def test_simulated_frames_are_the_firmwares_to_the_byte(vectors, kind):
         assert s.wire == fw, "%s seq %d differs" % (s.name, s.seq)
 
 
+@NEEDS_MICROPYTHON
+def test_a_climate_nodes_bundles_are_the_firmwares_to_the_byte():
+    node = SimNode(NODE, "climate", auth.Signer(KEY), BOOT, phase_ms=0, utc0_ms=1796000000000, seed=5,
+                   first_seq=FIRST_SEQ, calibration_id=0x1234, mpy=_mp_version())
+    sents = node.run_until(40 * 60000)
+    specs = []
+    i = 0
+    while i < len(sents):
+        spec, used = _spec(sents, i)
+        specs.append(spec)
+        i += used
+    proc = mp_program.start("fleet_vectors.py", node=NODE, key=KEY.hex(), boot=BOOT, first_seq=FIRST_SEQ,
+                            odr_hz=fleet_sim.ODR_HZ, range_g=fleet_sim.RANGE_G, block=fleet_sim.BLOCK_SAMPLES,
+                            frames=specs, linger_ms=fleet_sim.LINGER_MS)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    firmware = [bytes.fromhex(h) for h in json.loads(out.strip().splitlines()[-1])["frames"]]
+    wires, _last = fleet_sim.bundle_wires(node.builder, sents)
+    assert len(wires) >= 2 and sents[0].seq <= 0xFFFF < sents[-1].seq  # a full bundle, and the seq wrap
+    assert wires == firmware
+
+
 def test_frames_verify_and_carry_boot_and_the_32_bit_sequence():
     sents = SimNode(9, "climate", auth.Signer(KEY), BOOT, 0, 1796000000000, 1, first_seq=0x2FFFE).run_until(65000)
     v = Verifier(_KeystoreOf({9: KEY}))
