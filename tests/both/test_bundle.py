@@ -102,7 +102,7 @@ def test_the_writer_refuses_what_does_not_fit():
     assert not w.add(far, 5)  # seq_back would not fit a u8
     far = bytearray(first)
     far[3] = 42
-    far[7] = far[7] + 1  # time 65536 * 256 ms later... within 0xFFFFFF? no: + 65536 ms only
+    far[7] = far[7] + 1  # 65536 ms later: time_back fits a u24
     assert w.add(far, 5)
     farther = bytearray(far)
     farther[3] = 43
