@@ -11,7 +11,8 @@ DISCONNECT), not the IP and TCP headers under them.
   ring.py) under the MicroPython Unix port, fed the frames a node makes
   (citynode.traffic: the node's message table, encodings and schedule), each
   signed (SPEC §9) and batched into QoS 1 messages as the node does (SPEC
-  §10: a climate node lingers up to 60 s or 1 KiB per message; a bridge node
+  §10: a climate node lingers `uplink_linger_s`, its frames records of one
+  bundle frame, SPEC §4 type 8; a bridge node
   publishes as soon as the last message is acknowledged; TIME only when the
   node learns the time, SPEC §6 time). Node time moves from frame to frame;
   the uplink is polled every second of it in between, as the node loop does.
@@ -47,7 +48,9 @@ from citynode.paths import firmware_root, protocol_root  # noqa: E402
 from citynode_protocol import cobs  # noqa: E402
 
 sys.path.insert(0, str(REPO / "firmware"))
-from citynode_fw.uplink import LINGER_MS  # noqa: E402  (the firmware's: a climate-only node lingers)
+from citynode_fw.config import default  # noqa: E402
+
+LINGER_MS = default("uplink_linger_s") * 1000  # the firmware's: a climate-only node lingers
 
 TARGET = 0.2
 NODE_PROGRAM = r"""
@@ -71,8 +74,11 @@ up = Uplink(opt["node"], Radio(), auth.Signer(bytes(32)), 1, ("127.0.0.1", opt["
             ring=Ring(opt["ring"], capacity=1 << 22), keepalive_s=60, linger_ms=opt["linger_ms"])
 
 def settle(now):
-    # what is due at node time `now` goes out and is acknowledged
-    while up.ring.in_flight or not up.session.ready() or (up.ring.pending() and up.due(now)):
+    # what is due at node time `now` goes out and is acknowledged (a bundle whose linger ended
+    # closes); a keepalive ping sent is answered before node time moves on
+    up.poll(now)
+    while (up.ring.in_flight or not up.session.ready() or (up.ring.pending() and up.due(now))
+           or up.bundle_due(now) or up.session._ping_out):
         up.poll(now)
 
 w = FrameWriter(opt["node"], 4096, trailer=auth.TRAILER_SIZE)
@@ -95,15 +101,17 @@ while at < len(data):
     up.put(w, raw[0] & 0x1F, length, now)
     frames += 1
     settle(now)
-now += opt["linger_ms"]  # the last message's linger ends
-settle(now)
+last = now + opt["linger_ms"]  # the last message's linger ends
+while now < last:
+    now += 1000
+    settle(now)
 end = time.ticks_ms()
 while (up.ring.pending() or up.ring.in_flight or not up.connected()) and time.ticks_diff(time.ticks_ms(), end) < 30000:
     up.poll(now)
     time.sleep_ms(1)
 st = up.status()
 up.close()
-print(json.dumps({"frames": frames, "published": st["published"], "acked": st["acked"], "resent": st["resent"],
+print(json.dumps({"frames": frames, "bundles": st["bundles"], "published": st["published"], "acked": st["acked"], "resent": st["resent"],
                   "dropped": st["dropped_accel"] + st["dropped_other"]}))
 """
 
@@ -259,20 +267,24 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--minutes", type=float, default=60.0, help="node time to send, scaled to an hour (default %(default)g)")
     p.add_argument("--quick", action="store_true", help="2 minutes")
+    p.add_argument("--linger-s", type=int, default=LINGER_MS // 1000,
+                   help="the climate node's uplink_linger_s (default: the firmware's, %(default)d)")
     args = p.parse_args()
     minutes = 2.0 if args.quick else args.minutes
     if mosquitto_path() is None:
         print("bench_uplink_bytes: mosquitto is not installed (apt-get install mosquitto): not run")
         return 0
     scale = 60.0 / minutes
-    print("bytes per hour over MQTT (%g min of node time, x%g), TCP payload both ways" % (minutes, scale))
+    print("bytes per hour over MQTT (%g min of node time, x%g), TCP payload both ways; climate node lingers %d s"
+          % (minutes, scale, args.linger_s))
     print("%-9s %14s %14s %8s %10s %10s %10s" % ("config", "citynode B/h", "JSON B/h", "ratio", "frames/h", "MQTT msg/h",
                                                 "JSON msg/h"))
     failed = 0
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         with LocalBroker(tmp / "broker", persistence=False) as broker:
-            for name, make, node_id, linger_ms in (("climate", climate_node, 7, LINGER_MS), ("bridge", bridge_node, 8, 0)):
+            for name, make, node_id, linger_ms in (("climate", climate_node, 7, args.linger_s * 1000),
+                                                             ("bridge", bridge_node, 8, 0)):
                 node = make(node_id, minutes * 60)
                 sub = tmp / name
                 sub.mkdir()

@@ -39,6 +39,9 @@ RESTART = 2
 # a flash ring of ring_kb to the MQTT broker at broker_url (mqtt://host[:port],
 # or mqtts:// with the CA in the DER file mqtt_ca); UTC from ntp_server
 # (host[:port]) when set. Secrets are never echoed, not even in an error.
+# uplink_linger_s: a node without an accelerometer holds its frames this long
+# as one signed bundle (SPEC.md §4, type 8) before they leave: fewer bytes on
+# the network, readings that arrive up to that much later (0: each at once).
 # mode: "raw" streams accel blocks and features (the USB serial link carries a
 # 200 Hz block stream with room to spare, and the host tools plot it);
 # "features" sends only the per-window features, for narrow uplinks.
@@ -71,6 +74,7 @@ SCHEMA = (
     ("node_key", "key", "", 64, SECRET | RESTART),
     ("ring_kb", "int", 256, (8, 8192), RESTART),
     ("ntp_server", "str", "", 64, RESTART),
+    ("uplink_linger_s", "int", 300, (0, 3600), RESTART),
 )
 
 BY_KEY = {}

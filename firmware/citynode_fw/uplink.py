@@ -1,6 +1,8 @@
 """The network uplink: the node's frames, signed, through the flash ring to an MQTT broker.
 
     frame made ──▶ put(): signed in place (auth.sign_writer), COBS into the ring's page
+               └─ lingering: a record of the open bundle (bundle.Writer), which is
+                  signed into the ring when the linger ends (SPEC.md §4, type 8)
     poll(now) ──▶ radio joined? ──▶ MQTT session up? ──▶ publish the ring's front (QoS 1)
                                                      ◀── PUBACK: those frames leave the ring
 
@@ -15,11 +17,24 @@ leave it oldest first, one MQTT message in flight (several frames in it). A
 message not acknowledged goes again (the session resends it with DUP; after a
 reboot the ring offers it again), so receivers drop repeats by (node, boot,
 seq), which the signature makes trustworthy (SPEC.md §9, §10).
+
+Bundles: a node that lingers (a climate node, `uplink_linger_s`) makes its
+frames records of one bundle frame: one header, trailer and CRC for all, and a
+STATUS after the first as a byte delta. The bundle is closed (signed, into the
+ring) when its first record has waited linger_ms, when the next record does
+not fit, before a frame that is never bundled (a REPLY, an ACCEL block) and on
+close(). An open bundle is saved to flash (BUNDLE_FILE, the store's write
+rule) at most FLUSH_AFTER_MS after it changed, with its boot; a saved bundle
+found at start-up is closed, signed with its own boot and queued before the
+new boot's frames, so a power cut loses what it lost before bundles.
 """
 
-from citynode_protocol import auth, topics
+import struct
+
+from citynode_protocol import auth, bundle, topics
 from citynode_protocol.cobs import max_encoded_length
 from citynode_fw import mqtt
+from citynode_fw import store_binary as store
 from citynode_fw.nodetime import add, diff
 from citynode_fw.ring import Ring
 
@@ -28,8 +43,12 @@ RETRY_MIN_MS = 2000
 RETRY_MAX_MS = 300000
 FLUSH_AFTER_MS = 30000  # frames wait in RAM at most this long before they go to flash
 MAX_MESSAGE = 2048  # bytes of frames in one MQTT message
-LINGER_MS = 60000  # a climate-only node holds its frames this long for one message...
-LINGER_BYTES = 1024  # ...or until this much waits
+LINGER_BYTES = 1024  # a lingering node publishes once this much waits in the ring
+BUNDLE_BYTES = 1024  # records in one bundle at most
+BUNDLE_FILE = "bundle"  # the open bundle on flash, in the ring's folder
+_BUNDLE_MAGIC = b"CNB1"
+_BUNDLE_HEAD = "<4sHHHHHHHHHII"  # magic, used, count, last seq, time lo, time hi, seq_fwd, seq_hi, boot lo, boot hi, time_fwd, CRC
+_BUNDLE_HEAD_SIZE = 30
 _ACCEL = 2
 _REPLY = 7
 REPLY_WAIT_MS = 5000  # a reboot waits at most this long for its reply to leave on the reply topic
@@ -91,34 +110,139 @@ class Uplink:
         self._reply_pid = 0
         self._reply_since = 0
         self.notes = None  # start(): warnings that wait for the boot log (started())
+        self._bundle = None  # bundle.Writer, made when the first record comes
+        self._bundle_since = -1  # when the open bundle's first record was put
+        self._bundle_seq_hi = 0  # seq_hi of its last record
+        self._bundle_changed = -1  # when it got a record not yet saved to flash
+        self._bundle_saved = False  # the open bundle is on flash (BUNDLE_FILE)
+        self._bundle_queued = False  # BUNDLE_FILE holds a closed bundle that is in the ring's page
+        self.bundles = 0
+        self._restore_bundle()
 
     # -- frames in ---------------------------------------------------------------------
 
     def put(self, writer, msg_type, length, now):
-        """Sign the frame `writer` has just finished (payload of length bytes) and queue it.
-        The writer must have room for the trailer (FrameWriter(..., trailer=auth.TRAILER_SIZE))."""
+        """Sign the frame `writer` has just finished (payload of length bytes) and queue it,
+        or, lingering, add it to the open bundle. The writer must have room for the
+        trailer (FrameWriter(..., trailer=auth.TRAILER_SIZE))."""
         seq = (writer.seq - 1) & 0xFFFF
         if seq <= self._last_seq:
             self.seq_hi += 1  # the node's u16 sequence wrapped
         self._last_seq = seq
+        if self.linger_ms and bundle.bundled(msg_type, length):
+            b = self._bundle
+            if b is None:
+                b = self._bundle = bundle.Writer(self.node_id, BUNDLE_BYTES)
+            if not b.add(writer.raw, length):
+                self._close_bundle(now)
+                b.add(writer.raw, length)  # an empty bundle takes any frame bundled() allows
+            if b.count == 1:
+                self._bundle_since = now
+            if self._bundle_changed < 0:
+                self._bundle_changed = now
+            self._bundle_seq_hi = self.seq_hi
+            return True
+        self._close_bundle(now)
         n = auth.sign_writer(writer, length, self.signer, self.boot, self.seq_hi)
         if msg_type == _REPLY and self._want_reply:
             self._keep_reply(writer, n, now)
+        return self._queue(writer, n, msg_type, now)
+
+    def _queue(self, writer, n, msg_type, since):
+        """The signed frame in writer.raw[:n] into the ring; since: when it started to wait."""
         at = self.ring.room(max_encoded_length(n) + 1, msg_type == _ACCEL)
         if at < 0:
             return False
         end = writer.encode_raw_into(n, self.ring.page, at)
         self.ring.commit(end - at)
         self.signed += 1
-        if self._waiting_since < 0:
-            self._waiting_since = now
+        if self._waiting_since < 0 or diff(since, self._waiting_since) < 0:
+            self._waiting_since = since
         if msg_type == _REPLY:
             self._reply_waits = True
         return True
 
+    # -- bundles (SPEC.md §4, type 8) --------------------------------------------------
+
+    def _close_bundle(self, now, boot=-1):
+        """The open bundle, if any, signed and into the ring; it waited since its first record."""
+        b = self._bundle
+        if b is None or not b.count:
+            return
+        n = auth.sign_writer(b, b.finish(), self.signer, self.boot if boot < 0 else boot, self._bundle_seq_hi)
+        since = now if self._bundle_since < 0 else self._bundle_since
+        self._queue(b, n, bundle.BUNDLE, since)
+        b.clear()
+        self.bundles += 1
+        self._bundle_since = self._bundle_changed = -1
+        if self._bundle_saved:  # its copy on flash goes when the ring has it on flash or acked
+            self._bundle_saved = False
+            self._bundle_queued = True
+
+    def _bundle_path(self):
+        """Where the open bundle is saved: the ring's folder; None for a ring kept elsewhere (tests)."""
+        folder = getattr(self.ring, "folder", None)
+        return None if folder is None else folder + "/" + BUNDLE_FILE
+
+    def _save_bundle(self):
+        """The open bundle's records to flash, by the store's write rule, with its boot."""
+        path = self._bundle_path()
+        if path is None:
+            self._bundle_changed = -1
+            return
+        if self._bundle_queued:
+            self.ring.flush()  # the closed bundle the file still holds goes to flash first
+            self._bundle_queued = False
+        b = self._bundle
+        view = memoryview(b.raw)[bundle.frame.HEADER_SIZE : bundle.frame.HEADER_SIZE + b.used]
+        head = struct.pack(_BUNDLE_HEAD, _BUNDLE_MAGIC, b.used, b.count, b.last_seq, b.last_lo, b.last_hi,
+                           b.last_seq_fwd, self._bundle_seq_hi, self.boot & 0xFFFF, self.boot >> 16,
+                           b.last_time_fwd, _crc(view))
+        try:
+            store.write_binary(path, head, view, b.used, _bundle_intact)
+        except OSError:
+            return  # the flash refused: tried again after FLUSH_AFTER_MS
+        self._bundle_saved = True
+        self._bundle_changed = -1
+
+    def _restore_bundle(self):
+        """A bundle saved open before a reboot or power cut: closed, signed with its own
+        boot and queued before anything of this boot."""
+        path = self._bundle_path()
+        if path is None or not store.recover_binary(path, _bundle_intact):
+            return
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError:
+            return
+        (_m, used, count, last_seq, lo, hi, seq_fwd, seq_hi, boot_lo, boot_hi, time_fwd,
+         _crc_) = struct.unpack_from(_BUNDLE_HEAD, data, 0)
+        b = self._bundle = bundle.Writer(self.node_id, BUNDLE_BYTES)
+        if used > b.capacity or not count:
+            store.remove_quiet(path)
+            return
+        at = bundle.frame.HEADER_SIZE
+        b.raw[at : at + used] = data[_BUNDLE_HEAD_SIZE : _BUNDLE_HEAD_SIZE + used]
+        b.used, b.count, b.last_seq, b.last_lo, b.last_hi = used, count, last_seq, lo, hi
+        b.last_seq_fwd, b.last_time_fwd = seq_fwd, time_fwd
+        self._bundle_seq_hi = seq_hi
+        self._bundle_saved = True
+        self._close_bundle(0, boot_lo | (boot_hi << 16))
+        self._waiting_since = -1  # from before the reboot: it goes at once
+
     # -- the loop --------------------------------------------------------------------
 
     def poll(self, now):
+        b = self._bundle
+        if self._bundle_queued and self.ring.used <= self.ring.acked_page:
+            store.remove_quiet(self._bundle_path())  # the closed bundle is acked or on flash
+            self._bundle_queued = False
+        if b is not None and b.count:
+            if self.bundle_due(now):
+                self._close_bundle(now)
+            elif self._bundle_changed >= 0 and diff(now, self._bundle_changed) > FLUSH_AFTER_MS:
+                self._save_bundle()
         self._radio(now)
         if self.joined:
             if self.session.addr is None:
@@ -220,6 +344,14 @@ class Uplink:
         return (not self.linger_ms or self._waiting_since < 0 or self._reply_waits
                 or self.ring.pending() >= LINGER_BYTES or diff(now, self._waiting_since) >= self.linger_ms)
 
+    def open_records(self):
+        """How many frames wait in the open bundle (not yet in the ring)."""
+        return 0 if self._bundle is None else self._bundle.count
+
+    def bundle_due(self, now):
+        """Whether the open bundle's first record has waited linger_ms: poll() closes it."""
+        return self._bundle_since >= 0 and diff(now, self._bundle_since) >= self.linger_ms
+
     def connected(self):
         """True while the session with the broker is up."""
         return self.session.state == mqtt.UP
@@ -281,7 +413,10 @@ class Uplink:
 
     def close(self):
         """Before a planned reboot: what waits goes to flash, the broker hears a clean goodbye."""
-        self.ring.close()
+        self._close_bundle(self._bundle_since)
+        if self.ring.close() and self._bundle_queued:
+            store.remove_quiet(self._bundle_path())
+            self._bundle_queued = False
         self.session.stop()
 
     # -- what it reports ----------------------------------------------------------------
@@ -299,6 +434,7 @@ class Uplink:
             "acked": s.acked,
             "resent": s.resends,
             "frames_signed": self.signed,
+            "bundles": self.bundles,
             "boot": self.boot,
             "last_puback_id": self.last_puback,
             "sntp": None if self.sntp is None else (self.sntp.error or "ok"),
@@ -306,6 +442,26 @@ class Uplink:
         out.update(r.status())
         out.update(self._command_status())
         return out
+
+
+def _crc(view):
+    import binascii
+
+    return binascii.crc32(view) & 0xFFFFFFFF
+
+
+def _bundle_intact(path):
+    """A saved bundle file checks: its magic, length and the CRC of its records."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    if len(data) < _BUNDLE_HEAD_SIZE or data[:4] != _BUNDLE_MAGIC:
+        return False
+    used = struct.unpack_from("<H", data, 4)[0]
+    crc = struct.unpack_from("<I", data, _BUNDLE_HEAD_SIZE - 4)[0]
+    return len(data) == _BUNDLE_HEAD_SIZE + used and _crc(memoryview(data)[_BUNDLE_HEAD_SIZE:]) == crc
 
 
 def start(node, board, cfg):
@@ -323,7 +479,7 @@ def start(node, board, cfg):
 
 def started(node):
     """After node.start(): the uplink's error or notes are logged; a node that streams no
-    acceleration lingers (its frames share messages)."""
+    acceleration lingers uplink_linger_s (its frames share bundles and messages)."""
     up = node.uplink
     if up is None:
         node.log(3, node.uplink_error)
@@ -331,7 +487,7 @@ def started(node):
     for note in up.notes:
         node.log(2, note)
     up.notes = None
-    up.linger_ms = LINGER_MS if node.sampler.accel is None else 0  # accel streams at once
+    up.linger_ms = node.cfg["uplink_linger_s"] * 1000 if node.sampler.accel is None else 0  # accel streams at once
 
 
 def _make(board, cfg, set_time, notes):

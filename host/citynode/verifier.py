@@ -7,6 +7,12 @@ that passed, in order, ready for `frame.to_wire` and any decoder. Every other
 frame is counted by reason in `rejected`, and the last few are kept in
 `recent` for a display. Nothing here raises on bad bytes.
 
+A bundle (SPEC §4, type 8) that passed is expanded here, the one place, into
+the ordinary frames it carries, each with its own seq and time (its replay
+place is its last record's, which the header carries); so everything after
+sees the node's frames as if each came alone. A bundle that does not parse is
+refused as `bad_bundle`.
+
 A node's replay window belongs to its key: when the keystore holds another key
 for the node (read again from its file when a frame does not verify, so a long
 `listen` sees a node provisioned meanwhile), the window starts anew.
@@ -14,14 +20,27 @@ for the node (read again from its file when a frame does not verify, so a long
 
 import collections
 
-from citynode_protocol import auth, cobs, frame
+from citynode_protocol import auth, bundle, cobs, frame, wire
 
-# A frame that passed: unsigned raw frame, its node, boot and 32-bit sequence (SPEC §9.2).
-Verified = collections.namedtuple("Verified", "raw node_id boot seq")
+# A frame that passed: unsigned raw frame, its node, boot and 32-bit sequence (SPEC §9.2);
+# for a bundle's record, carrier is (the signed bundle as received, its 32-bit sequence).
+Verified = collections.namedtuple("Verified", "raw node_id boot seq carrier", defaults=(None,))
 # A frame that did not: boot and seq only where the MAC was good (a replay); raw as received.
 Rejected = collections.namedtuple("Rejected", "node_id reason boot seq raw")
 
-REASONS = ("malformed", "unsigned", "unknown_node", "bad_mac", "wrong_topic", "replay")
+REASONS = ("malformed", "unsigned", "unknown_node", "bad_mac", "wrong_topic", "replay", "bad_bundle")
+
+
+def expand(raw, node_id, boot, seq32):
+    """[Verified] of a signed raw frame whose MAC passed: the frame itself, or a
+    bundle's records as ordinary unsigned frames; BundleError for a bad bundle."""
+    unsigned = auth.unsign(raw)
+    if raw[0] & 0x1F != wire.BUNDLE | auth.SIGNED:
+        return [Verified(unsigned, node_id, boot, seq32)]
+    _v, _t, _n, _seq, time_ms, payload = frame.parse(unsigned)
+    carrier = (bytes(raw), seq32)
+    return [Verified(frame.build(msg_type, node_id, seq, t, data), node_id, boot, seq, carrier)
+            for msg_type, seq, t, data in bundle.expand(payload, seq32, time_ms)]
 
 
 class Verifier:
@@ -101,9 +120,16 @@ class Verifier:
             if window.check(*place) != "new":
                 reject(node_id, "replay", raw, boot, place[1])
                 continue
-            self.accepted += 1
-            self.by_node[node_id] += 1
-            accepted.append(Verified(auth.unsign(raw), node_id, boot, place[1]))
+            try:
+                frames = expand(raw, node_id, boot, place[1])
+            except bundle.BundleError:
+                reject(node_id, "bad_bundle", raw, boot, place[1])
+                continue
+            for v in frames[:-1]:  # each record's place is taken, as if it had come alone
+                window.check(boot, v.seq)
+            self.accepted += len(frames)
+            self.by_node[node_id] += len(frames)
+            accepted.extend(frames)
         return accepted, rejected
 
     def total_rejected(self):

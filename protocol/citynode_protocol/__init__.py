@@ -4,4 +4,4 @@ See protocol/SPEC.md for the normative description.
 """
 
 PROTOCOL_VERSION = 1  # major: carried in every frame header
-PROTOCOL_MINOR = 0  # announced in STATUS messages
+PROTOCOL_MINOR = 1  # announced in STATUS messages

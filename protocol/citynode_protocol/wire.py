@@ -20,6 +20,7 @@ STATUS = const(4)
 LOG = const(5)
 TIME = const(6)
 REPLY = const(7)
+BUNDLE = const(8)  # records of several frames (SPEC.md §4, protocol 1.1)
 
 # CLIMATE status bits
 CLIMATE_SENSOR_ERROR = const(0x01)  # this reading failed; values are not valid

@@ -53,6 +53,8 @@ def test_the_simulator_keeps_the_firmwares_numbers():
     assert fleet_sim.APP_VERSION == _assigned(FIRMWARE / "version.py", "VERSION")
     assert fleet_sim.CLIMATE_PERIOD_S == _config_default("climate_period_s")
     assert fleet_sim.STATUS_PERIOD_S == _config_default("status_period_s")
+    assert fleet_sim.LINGER_MS == 1000 * _config_default("uplink_linger_s")
+    assert fleet_sim.BUNDLE_BYTES == _assigned(FIRMWARE / "uplink.py", "BUNDLE_BYTES")
     assert fleet_sim.FEATURE_WINDOW_S == _config_default("feature_window_s")
     assert fleet_sim.BLOCK_SAMPLES == _config_default("accel_block_samples")
 
@@ -145,6 +147,28 @@ def test_simulated_frames_are_the_firmwares_to_the_byte(vectors, kind):
     assert pairs
     for s, fw in pairs:
         assert s.wire == fw, "%s seq %d differs" % (s.name, s.seq)
+
+
+@NEEDS_MICROPYTHON
+def test_a_climate_nodes_bundles_are_the_firmwares_to_the_byte():
+    node = SimNode(NODE, "climate", auth.Signer(KEY), BOOT, phase_ms=0, utc0_ms=1796000000000, seed=5,
+                   first_seq=FIRST_SEQ, calibration_id=0x1234, mpy=_mp_version())
+    sents = node.run_until(40 * 60000)
+    specs = []
+    i = 0
+    while i < len(sents):
+        spec, used = _spec(sents, i)
+        specs.append(spec)
+        i += used
+    proc = mp_program.start("fleet_vectors.py", node=NODE, key=KEY.hex(), boot=BOOT, first_seq=FIRST_SEQ,
+                            odr_hz=fleet_sim.ODR_HZ, range_g=fleet_sim.RANGE_G, block=fleet_sim.BLOCK_SAMPLES,
+                            frames=specs, linger_ms=fleet_sim.LINGER_MS)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    firmware = [bytes.fromhex(h) for h in json.loads(out.strip().splitlines()[-1])["frames"]]
+    wires, _last = fleet_sim.bundle_wires(node.builder, sents)
+    assert len(wires) >= 2 and sents[0].seq <= 0xFFFF < sents[-1].seq  # a full bundle, and the seq wrap
+    assert wires == firmware
 
 
 def test_frames_verify_and_carry_boot_and_the_32_bit_sequence():
@@ -372,3 +396,28 @@ def test_the_json_peer_publishes_the_same_readings_one_message_each(tmp_path):
     assert len(by_sensor["accel"]) == stats["samples"] == sum(r["n_samples"] for r in rows if r["type"] == "accel")
     assert stats["messages"] == len(pub.messages) == 2 * len(climate) + stats["samples"]
     assert set(by_sensor) == {"temperature", "humidity", "accel"}
+
+
+def test_climate_nodes_send_bundles_that_verify_into_every_frame_recorded(tmp_path):
+    from citynode_protocol import bundle, cobs
+
+    sim, ks, pub, stats, path = _run(tmp_path, climate=2, bridge=1, duration_s=11 * 60)
+    climate_ids = {n.node_id for n in sim.nodes if n.kind == "climate"}
+    v = Verifier(ks)
+    got = []
+    kinds = Counter()
+    for _slot, topic, data, _r in pub.messages:
+        node_id, kind = topics.parse(topic)
+        if kind != "frames":
+            continue
+        for piece in data.split(b"\x00")[:-1]:
+            kinds[(node_id in climate_ids, cobs.decode(piece)[0] & 0x0F == bundle.BUNDLE)] += 1
+        got += [(x.node_id, x.seq) for x in v.check(node_id, data)[0]]
+    rows = _rows(path)
+    assert sorted(got) == sorted((r["node_id"], r["seq"]) for r in rows) and v.total_rejected() == 0
+    for node_id in climate_ids:  # each node's sequence whole, in order
+        mine = [s for n, s in got if n == node_id]
+        assert mine == list(range(mine[0], mine[0] + len(mine)))
+    # a climate node's frames go as bundles (the boot's first ones before its first linger ends too);
+    # a bridge node's alone
+    assert kinds[(True, True)] >= 2 * 2 and kinds[(True, False)] == 0 and kinds[(False, True)] == 0

@@ -17,7 +17,7 @@ from citynode_protocol.decoder import Decoder
 from citynode_protocol.frame import to_wire
 
 sys.path.insert(0, str(firmware_root()))
-from citynode_fw.uplink import LINGER_BYTES, MAX_MESSAGE  # noqa: E402
+from citynode_fw.uplink import BUNDLE_BYTES, BUNDLE_FILE, LINGER_BYTES  # noqa: E402
 
 pytestmark = [needs_mosquitto]
 
@@ -38,6 +38,7 @@ class Collector:
         self.status = []
         self.messages = []  # bytes of each frames message
         self.replies = []
+        self.places = []  # (boot, 32-bit seq) of every frame verified
         self.lock = threading.Lock()
         ready = threading.Event()
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="collector", clean_session=False)
@@ -56,8 +57,9 @@ class Collector:
                 self.status.append(m.payload.decode())
                 return
             self.messages.append(len(m.payload))
-            for raw in self.verifier.feed(where[0], m.payload):
-                for msg in self.decoder.feed(to_wire(raw)):
+            for v in self.verifier.check(where[0], m.payload)[0]:
+                self.places.append((v.boot, v.seq))
+                for msg in self.decoder.feed(to_wire(v.raw)):
                     if msg.name == "climate":
                         self.temps.append(round(msg["temperature_c"] * 100))
                     else:
@@ -141,26 +143,56 @@ def test_a_lingering_node_sends_fewer_messages_and_still_every_frame_in_order(tm
     assert st["pending"] == 0 and st["acked"] == len(col.messages) + 1  # and "online"
 
 
-def test_a_lingering_node_sends_once_a_kilobyte_waits(tmp_path):
+def test_a_lingering_node_sends_once_its_bundle_is_full(tmp_path):
     ks, key, radio = _setup(tmp_path)
     radio.write_text("up")
     with LocalBroker(tmp_path / "broker") as broker:
         col = Collector(broker.port, ks)
         node = start_node(node=7, key=key.hex(), boot=1, port=broker.port, ring=str(tmp_path / "ring"),
-                          radio=str(radio), count=100, period_ms=5, seconds=3, linger_ms=600000, page_size=2048)
+                          radio=str(radio), count=200, period_ms=5, seconds=4, linger_ms=600000, page_size=2048)
         out, err = node.communicate(timeout=30)
         time.sleep(0.3)
         col.close()
     assert node.returncode == 0, err
     st = json.loads(out.strip().splitlines()[-1])
-    assert st["made"] == 100 and col.messages
-    # a message goes once LINGER_BYTES wait; it carries the frames of one flash segment at most,
-    # so a page written to flash meanwhile can cut one message short
-    assert col.messages[0] >= LINGER_BYTES and max(col.messages) <= MAX_MESSAGE, col.messages
-    assert len(col.messages) <= 100 * 34 // LINGER_BYTES + 1, col.messages
-    assert 0 < st["pending"] < LINGER_BYTES  # the rest waits out its linger (10 minutes)
-    assert sum(col.messages) + st["pending"] == 100 * 34
-    assert col.temps == [2000 + i for i in range(len(col.temps))]
+    assert st["made"] == 200 and st["bundles"] == 1 and len(col.messages) == 1, (st, col.messages)
+    # the bundle closed when the next record did not fit: one signed frame of about BUNDLE_BYTES
+    assert LINGER_BYTES <= col.messages[0] <= BUNDLE_BYTES + 40, col.messages
+    n = len(col.temps)
+    assert 100 < n < 200 and col.temps == [2000 + i for i in range(n)]
+    assert col.places == [(1, i) for i in range(n)]
+    assert col.messages[0] * 3 < n * 34  # each reading alone would be a 34-byte signed frame
+    assert st["pending"] == 0  # the rest is in the open bundle, waiting out its linger (10 minutes)
+
+
+def test_a_bundle_saved_open_survives_a_kill_and_is_sent_once_after_the_reboot(tmp_path):
+    ks, key, radio = _setup(tmp_path)  # the radio is down: nothing leaves before the kill
+    ring = tmp_path / "ring"
+    saved = ring / BUNDLE_FILE
+    node = start_node(node=7, key=key.hex(), boot=3, port=9, ring=str(ring), radio=str(radio), count=10,
+                      period_ms=20, seconds=30, linger_ms=600000, flush_after_ms=300)
+    end = time.monotonic() + 15
+    while time.monotonic() < end and not saved.exists():
+        time.sleep(0.05)
+    time.sleep(0.5)
+    node.kill()  # a power cut: no close(), the open bundle only on flash
+    node.wait()
+    assert saved.exists()
+    radio.write_text("up")
+    with LocalBroker(tmp_path / "broker") as broker:
+        col = Collector(broker.port, ks)
+        again = start_node(node=7, key=key.hex(), boot=4, port=broker.port, ring=str(ring), radio=str(radio),
+                           count=3, period_ms=20, seconds=20, until_sent=True)
+        col.wait(13)
+        out, err = again.communicate(timeout=30)
+        time.sleep(0.3)
+        col.close()
+    assert again.returncode == 0, err
+    # the ten readings of boot 3 with their seqs, once, before boot 4's
+    assert col.places == [(3, i) for i in range(10)] + [(4, i) for i in range(3)], col.places
+    assert col.temps == [2000 + i for i in range(10)] + [2000 + i for i in range(3)]
+    assert col.verifier.total_rejected() == 0
+    assert not saved.exists()  # acked: it is not sent again after another reboot
 
 
 def test_a_reply_ends_the_linger(tmp_path):

@@ -311,3 +311,37 @@ def test_every_boot_reaches_the_network_whole_from_its_boot_log_at_seq_0(tmp_pat
         assert climate, boot
         assert climate[0][1]["status"] == 0, (boot, climate[0])  # no "no ACK" at boot
         assert abs(climate[0][1]["temperature_c"] - TEMP_C) <= 0.05
+
+
+@pytest.mark.timeout(180)
+def test_a_lingering_climate_node_sends_bundles_that_listen_and_decode_give_back_whole(tmp_path, capsys):
+    from citynode_protocol.decoder import Decoder
+
+    ks_path = tmp_path / "keys.json"
+    key = Keystore(ks_path).new_key(7)
+    capture = tmp_path / "net.bin"
+    with LocalBroker(tmp_path / "broker") as broker, virtual_node(
+            tmp_path, scenario=SCENARIO, with_app=True, heap=NODE_HEAP) as node:
+        provision(node, {"node_id": 7, "climate_period_s": 2, "status_period_s": 5, "uplink": "wifi",
+                         "accel_part": "none", "uplink_linger_s": 4, "wifi_ssid": "city-iot",
+                         "wifi_password": "pw-lamp-7", "broker_url": broker.url, "node_key": key.hex()})
+        listener = _listen(broker, ks_path, capture, 14)
+        out, err = listener.communicate(timeout=60)
+        with NodeClient(node.port) as client:
+            up = client.command("info")["uplink"]
+    assert listener.returncode == 0, err
+    summary = json.loads(out)
+    assert summary["frames_rejected"] == 0 and summary["frames_accepted"] >= 8, summary
+    assert up["bundles"] >= 2 and up["dropped_other"] == 0, up
+    dec = Decoder()
+    messages = dec.feed(capture.read_bytes())
+    seqs = [m.seq for m in messages]
+    # every frame of the node, each with its own seq, none lost, none twice (listen expands the bundles)
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))) and dec.stats.nodes[7].lost == 0
+    assert dec.stats.duplicates == 0 and dec.stats.unknown_type == 0
+    tables = tmp_path / "tables"
+    assert cli.main(["decode", str(capture), "--out-dir", str(tables), "--format", "csv"]) == 0
+    capsys.readouterr()
+    climate = _rows(tables / "climate.csv")
+    assert len(climate) >= 4 and all(abs(float(r["temperature_c"]) - TEMP_C) <= 0.05 for r in climate)
+    assert [int(r["seq"]) for r in climate] == [m.seq for m in messages if m.name == "climate"]

@@ -215,19 +215,22 @@ class Collector:
 
     def _store_replays(self, batch, stored_before):
         """Frames of messages sent once that the ledger already held (another collector of the group
-        took the original): replays, into `rejects` as this verifier's are. How many; 0 if that fails."""
+        took the original): replays, into `rejects` as this verifier's are. How many frames; 0 if that fails."""
         if not stored_before:
             return 0
-        rejects = replays([t for m, t in batch if not m.dup], stored_before)
+        once = [t for m, t in batch if not m.dup]
+        rejects = replays(once, stored_before)
         if not rejects.num_rows:
             return 0
+        keys = set(stored_before)  # a bundle's records are many frames in one row
+        frames = sum(1 for t in once for v in t.verified if (v.node_id, v.boot, v.seq) in keys)
         try:
             self.store.write(IngestBatch({}, rejects))
         except StoreError as exc:  # the data is stored; only the note of the replay is lost
             self.log("store %s: %s; %d replays not noted in rejects" % (self.store.target, exc, rejects.num_rows))
             return 0
         self.counters.rejected["replay"] += rejects.num_rows
-        return rejects.num_rows
+        return frames
 
     def _reopen(self):
         if self.reopen is None:

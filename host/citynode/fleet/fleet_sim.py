@@ -24,9 +24,11 @@ topic; its frames go to its frames topic, whole frames and at most MAX_MESSAGE
 bytes (the firmware's uplink.MAX_MESSAGE) in one message, QoS 1. Frames made in
 one tick (TICK_S of wall time) go out together, as a node bundles what waits in
 its ring while a message is in flight. A climate node (no accelerometer) lingers
-as the firmware's uplink does: its frames wait until LINGER_BYTES wait or the
-oldest has waited LINGER_MS of node time; what still waits when the run ends goes
-out then.
+as the firmware's uplink does: its frames wait until the oldest has waited
+LINGER_MS of node time (the firmware's uplink_linger_s) and go as records of
+bundle frames (SPEC §4, type 8) made by the protocol's bundle.Writer, the
+firmware's own code, a new bundle when the last is full; what still waits when
+the run ends goes out then.
 
 Node time: a node boots at its phase (spread over the first status period) with
 its clock at BOOT_MS; its frame times are its clock (u32 ms). `rate` is node
@@ -41,7 +43,7 @@ import numpy as np
 
 from citynode.errors import UsageError
 from citynode.traffic import Sent, TrafficBuilder, features_of, quiet_accel
-from citynode_protocol import PROTOCOL_MINOR, auth, frame, messages, topics
+from citynode_protocol import PROTOCOL_MINOR, auth, bundle, cobs, frame, messages, topics
 
 # the node's: firmware/citynode_fw/uplink.py, config.py and version.py (a test keeps them in step)
 MAX_MESSAGE = 2048
@@ -51,8 +53,8 @@ FEATURE_WINDOW_S = 10
 BLOCK_SAMPLES = 200
 APP_VERSION = (0, 1, 0)
 SNTP_AGAIN_MS = 6 * 3600 * 1000
-LINGER_MS = 60000  # the firmware's uplink.LINGER_MS and LINGER_BYTES
-LINGER_BYTES = 1024
+LINGER_MS = 300000  # the firmware's config uplink_linger_s, in ms
+BUNDLE_BYTES = 1024  # the firmware's uplink.BUNDLE_BYTES
 
 ODR_HZ = 200
 RANGE_G = 2
@@ -154,7 +156,8 @@ class SimNode:
         self.frozen = None  # (first reading, first node ms after)
         self.frozen_value = None
         self.marks = {}  # id(Sent) -> injection name, for the record
-        self.last_good = None  # (Sent, wire) of a climate frame already made: replays copy it
+        self.last_good = None  # a climate frame's Sent already made: a forger copies it
+        self.replayable = None  # (Sent, wire) of a frame published, the last record's for a bundle
 
     def node_ms(self, sim_ms):
         return sim_ms - self.phase_ms + BOOT_MS
@@ -271,6 +274,38 @@ def record_row(sent, boot, utc_ms, injected=None, rejected=None, topic_node=None
     if sent.name == "accel":
         row["n_samples"] = len(fields["samples"]) // 3
     return row
+
+
+def bundle_wires(builder, sents):
+    """The wire forms of a lingering node's frames as the firmware's uplink sends them: records
+    of bundles (bundle.Writer, signed as auth.sign_writer signs the node's), a new bundle when
+    one is full; a frame that is never bundled closes the bundle and goes alone. Also
+    (Sent of the last record, its bundle's wire) of the last bundle, or None."""
+    w = bundle.Writer(builder.node_id, BUNDLE_BYTES)
+    out = []
+    last = [None, None]  # the last record's Sent, the last bundle's
+
+    def close():
+        if w.count:
+            n = auth.sign_writer(w, w.finish(), builder.signer, builder.boot, last[0].seq >> 16)
+            wire = bytearray(cobs.max_encoded_length(n) + 1)
+            out.append(bytes(wire[: w.encode_raw_into(n, wire, 0)]))
+            last[1] = (last[0], out[-1])
+            w.clear()
+
+    for sent in sents:
+        raw = auth.unsign(cobs.decode(sent.wire[:-1]))
+        length = len(raw) - frame.OVERHEAD
+        if not bundle.bundled(raw[0] & 0x1F, length):
+            close()
+            out.append(sent.wire)
+            continue
+        if not w.add(raw, length):
+            close()
+            w.add(raw, length)
+        last[0] = sent
+    close()
+    return out, last[1]
 
 
 def batches(wires, limit=MAX_MESSAGE):
@@ -453,7 +488,7 @@ class FleetSim:
         if sents and not node.held:
             node.held_since = now_ms  # run time; a node's clock runs at the same pace
         node.held.extend(sents)
-        if sum(len(x.wire) for x in node.held) >= LINGER_BYTES or now_ms - node.held_since >= LINGER_MS:
+        if now_ms - node.held_since >= LINGER_MS:
             self._publish_node(publisher, node, node.held, record)
             node.held = []
 
@@ -476,7 +511,13 @@ class FleetSim:
                 s["bytes"] += len(payload)
             return
         topic = topics.topic(node.node_id, "frames", self.prefix)
-        for message in batches([x.wire for x in sents]):
+        if node.kind == "bridge":
+            wires = [x.wire for x in sents]
+            node.replayable = next(((x, x.wire) for x in reversed(sents) if x.name == "climate"), node.replayable)
+        else:
+            wires, last = bundle_wires(node.builder, sents)
+            node.replayable = last or node.replayable
+        for message in batches(wires):
             publisher.publish(slot, topic, message)
             s["messages"] += 1
             s["bytes"] += len(message)
@@ -487,14 +528,13 @@ class FleetSim:
         s = self.stats
         if self.json_peer:
             return
-        candidates = [n for n in self.nodes if n.last_good is not None]
+        candidates = [n for n in self.nodes if n.last_good is not None and n.replayable is not None]
         if not candidates and name != "unknown_node":
             return
         node = candidates[int(rng.integers(0, len(candidates)))] if candidates else None
         topic_node = node.node_id if node is not None else None
         if name == "replay":
-            sent = node.last_good
-            wire = sent.wire
+            sent, wire = node.replayable
             row = record_row(sent, node.builder.boot, node.utc_ms(sent.time_ms), name, name)
         elif name == "bad_mac":
             b = node.builder

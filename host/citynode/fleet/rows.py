@@ -47,8 +47,8 @@ from citynode.fleet import schema
 from citynode.fleet.store import IngestBatch
 from citynode.tables import NO_UTC, batch_tables
 from citynode.timebase import Timebase, plausible_utc
-from citynode.verifier import Verified
-from citynode_protocol import auth, frame, topics, wire
+from citynode.verifier import expand
+from citynode_protocol import frame, topics, wire
 
 WRAP_US = (1 << 32) * 1000  # the node's u32 ms clock, in µs
 _HEADER = struct.Struct(frame.HEADER_FORMAT)
@@ -81,7 +81,8 @@ def take(verifier, prefix, topic, payload, received_us, redelivered=False):
     verified, rejected = verifier.check(node_id, payload)
     if redelivered:
         again = [r for r in rejected if r.reason == "replay" and r.boot is not None]
-        verified += [Verified(auth.unsign(r.raw), r.node_id, r.boot, r.seq) for r in again]
+        for r in again:  # a bundle that passed before expands as it did
+            verified += expand(r.raw, r.node_id, r.boot, r.seq)
         rejected = [r for r in rejected if not (r.reason == "replay" and r.boot is not None)]
     return Taken(topic, received_us, verified, rejected)
 
@@ -358,12 +359,22 @@ def _column(values, arrow_type):
 
 
 def replays(taken, stored_before):
-    """`rejects` rows (reason replay, the frame unsigned) of the verified frames of `taken` whose
-    (node, boot, seq) is in stored_before: frames another collector of the group had stored, so
-    this one's verifier took them for new. Give only messages sent once (not DUP redeliveries)."""
+    """`rejects` rows (reason replay, the frame unsigned; a bundle one row, as received) of the
+    verified frames of `taken` whose (node, boot, seq) is in stored_before: frames another
+    collector of the group had stored, so this one's verifier took them for new. Give only
+    messages sent once (not DUP redeliveries)."""
     stored_before = set(stored_before)
-    found = [(t.received_us, t.topic, v.node_id, "replay", v.boot, v.seq, bytes(v.raw))
-             for t in taken for v in t.verified if (v.node_id, v.boot, v.seq) in stored_before]
+    found = []
+    carriers = set()  # a bundle replayed is one piece of traffic: one row, as the verifier gives it
+    for t in taken:
+        for v in t.verified:
+            if (v.node_id, v.boot, v.seq) not in stored_before:
+                continue
+            if v.carrier is None:
+                found.append((t.received_us, t.topic, v.node_id, "replay", v.boot, v.seq, bytes(v.raw)))
+            elif (t.received_us, v.carrier) not in carriers:
+                carriers.add((t.received_us, v.carrier))
+                found.append((t.received_us, t.topic, v.node_id, "replay", v.boot, v.carrier[1], v.carrier[0]))
     return _rejects_table(found)
 
 

@@ -109,6 +109,7 @@ link = Link(node_id, counters, out=Serial(), reader=NoInput(), board=Board())
 link.seq = opt["first_seq"] & 0xFFFF
 up = Uplink(node_id, None, auth.Signer(bytes.fromhex(opt["key"])), opt["boot"], ("127.0.0.1", 1883), ring=ring)
 up.seq_hi = opt["first_seq"] >> 16
+up.linger_ms = opt.get("linger_ms", 0)  # a climate node's: its frames become records of bundles
 link.uplink = up
 sampler = Sampler(link, counters, NoFeatures(), None)
 cfg = {"climate_period_s": 60, "mode": "raw", "accel_encoding": "auto", "feature_window_s": 10,
@@ -152,4 +153,5 @@ for f in opt["frames"]:
         state.time_offset = f["utc"] - t
         Node.send_time(state, t)
 
+up._close_bundle(t)  # the open bundle, as its linger's end or a planned reboot closes it
 print(json.dumps({"frames": [b.hex() for b in ring.frames]}))

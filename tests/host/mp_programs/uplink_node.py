@@ -8,10 +8,12 @@ import time
 from citynode_protocol import auth, wire
 from citynode_protocol.frame import FrameWriter
 from citynode_fw.ring import Ring
+from citynode_fw import uplink
 from citynode_fw.uplink import Uplink
 from program_io import now, options
 
 opt = options()
+uplink.FLUSH_AFTER_MS = opt.get("flush_after_ms", uplink.FLUSH_AFTER_MS)
 
 
 class FileRadio:
@@ -64,7 +66,7 @@ while now() < end:
         made += 1
         next_at = t + opt["period_ms"]
     up.poll(t)
-    if made == opt["count"] and ring.pending() == 0 and not ring.in_flight and opt.get("until_sent"):
+    if made == opt["count"] and ring.pending() == 0 and not ring.in_flight and not up.open_records() and opt.get("until_sent"):
         break
     time.sleep_ms(2)
 st = up.status()
