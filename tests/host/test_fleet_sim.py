@@ -115,6 +115,11 @@ def _spec(sents, i):
 @pytest.fixture(scope="module")
 def vectors():
     sents = _bridge_frames()
+    return sents, _firmware_frames(sents)
+
+
+def _firmware_frames(sents, **options):
+    """What the firmware makes, under MicroPython, of the same frames as `sents`."""
     specs = []
     i = 0
     while i < len(sents):
@@ -123,11 +128,10 @@ def vectors():
         i += used
     proc = mp_program.start("fleet_vectors.py", node=NODE, key=KEY.hex(), boot=BOOT, first_seq=FIRST_SEQ,
                             odr_hz=fleet_sim.ODR_HZ, range_g=fleet_sim.RANGE_G, block=fleet_sim.BLOCK_SAMPLES,
-                            frames=specs)
+                            frames=specs, **options)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    firmware = [bytes.fromhex(h) for h in json.loads(out.strip().splitlines()[-1])["frames"]]
-    return sents, firmware
+    return [bytes.fromhex(h) for h in json.loads(out.strip().splitlines()[-1])["frames"]]
 
 
 @NEEDS_MICROPYTHON
@@ -154,18 +158,7 @@ def test_a_climate_nodes_bundles_are_the_firmwares_to_the_byte():
     node = SimNode(NODE, "climate", auth.Signer(KEY), BOOT, phase_ms=0, utc0_ms=1796000000000, seed=5,
                    first_seq=FIRST_SEQ, calibration_id=0x1234, mpy=_mp_version())
     sents = node.run_until(40 * 60000)
-    specs = []
-    i = 0
-    while i < len(sents):
-        spec, used = _spec(sents, i)
-        specs.append(spec)
-        i += used
-    proc = mp_program.start("fleet_vectors.py", node=NODE, key=KEY.hex(), boot=BOOT, first_seq=FIRST_SEQ,
-                            odr_hz=fleet_sim.ODR_HZ, range_g=fleet_sim.RANGE_G, block=fleet_sim.BLOCK_SAMPLES,
-                            frames=specs, linger_ms=fleet_sim.LINGER_MS)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
-    firmware = [bytes.fromhex(h) for h in json.loads(out.strip().splitlines()[-1])["frames"]]
+    firmware = _firmware_frames(sents, linger_ms=fleet_sim.LINGER_MS)
     wires, _last = fleet_sim.bundle_wires(node.builder, sents)
     assert len(wires) >= 2 and sents[0].seq <= 0xFFFF < sents[-1].seq  # a full bundle, and the seq wrap
     assert wires == firmware
