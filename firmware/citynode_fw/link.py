@@ -33,6 +33,7 @@ from citynode_protocol.frame import FrameWriter
 from citynode_fw.nodetime import diff
 
 MAX_REPLY = 1800  # JSON body bytes in one REPLY
+_COMPACT = (",", ":")  # JSON separators: an uplink node's `info` is near MAX_REPLY with ", " and ": "
 _REPLY_HEAD = 3  # "<HB": request id, code
 _LF = 10
 _CR = 13
@@ -104,7 +105,7 @@ class Link:
         return self.send(self.writer, wire.LOG, 1 + n, time_ms)
 
     def reply(self, request_id, code, body, time_ms):
-        text = _utf8(json.dumps(body) if body is not None else "")
+        text = _utf8(json.dumps(body, separators=_COMPACT) if body is not None else "")
         if len(text) > MAX_REPLY:
             code = wire.ERR_INTERNAL
             text = b'{"error":"reply too long"}'

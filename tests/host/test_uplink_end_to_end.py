@@ -100,6 +100,10 @@ def test_a_node_whose_network_is_out_of_reach_keeps_sampling_and_says_why(tmp_pa
             status = client.command("status")
     up = info["uplink"]
     assert up["network"] != "joined" and up["network_error"] == "no AP found", up
+    # `info` is one REPLY (link.MAX_REPLY, 1800 B of JSON); counters and error words grow in the
+    # field (a 10-minute outage soak once got "reply too long"): keep room for them
+    size = len(json.dumps(info, separators=(",", ":")))
+    assert size <= 1800 - 100, "info is %d B of JSON: near the 1800 B a reply holds" % size
     assert up["frames_signed"] > 0 and up["pending_bytes"] > 0  # still sampling, into the ring
     assert status["flags"] & 0x10  # STATUS_UPLINK_DOWN
 
