@@ -155,6 +155,8 @@ class SimNode:
         self.injected = {}  # climate reading number -> "spike" / "out_of_range"
         self.frozen = None  # (first reading, first node ms after)
         self.frozen_value = None
+        self.last_reading = (None, None)  # the last reading not injected
+        self.thawed = False  # the flat run is over
         self.marks = {}  # id(Sent) -> injection name, for the record
         self.last_good = None  # a climate frame's Sent already made: a forger copies it
         self.replayable = None  # (Sent, wire) of a frame published, the last record's for a bundle
@@ -217,9 +219,12 @@ class SimNode:
         mark = self.injected.get(k)
         if self.frozen is not None and k >= self.frozen[0] and t < self.frozen[1]:
             if self.frozen_value is None:
-                self.frozen_value = (temp, rh)
+                self.frozen_value = self._stuck_at(temp, rh)
             temp, rh = self.frozen_value
             mark = "frozen"
+        elif self.frozen_value is not None and not self.thawed:
+            self.thawed = True  # the first reading after the flat run: it must end it
+            temp, rh = self._moved_from(self.frozen_value, temp, rh)
         elif mark == "spike":
             temp = round(temp + SPIKE_K, 2)
         elif mark == "out_of_range":
@@ -228,7 +233,23 @@ class SimNode:
         sent = self.builder.sent[-1]
         if mark:
             self.marks[id(sent)] = mark
+        else:
+            self.last_reading = (temp, rh)
         self.last_good = sent
+
+    def _stuck_at(self, temp, rh):
+        """The value a frozen sensor repeats: this reading, moved by 0.01 where it equals the
+        reading before, so the flat run starts exactly where it was injected."""
+        return self._moved_from(self.last_reading, temp, rh)
+
+    @staticmethod
+    def _moved_from(other, temp, rh):
+        """(temp, rh), each moved by 0.01 where it equals other's."""
+        if temp == other[0]:
+            temp = round(temp + 0.01, 2)
+        if rh == other[1]:
+            rh = round(rh - 0.01 if rh >= 100.0 else rh + 0.01, 2)
+        return temp, rh
 
     def _block(self, t):
         n = self.block_samples
