@@ -10,9 +10,7 @@ halves the work per frame), and the MAC is written into the frame itself.
 
 Imports only where the port has a native emitter (ESP32: xtensawin; the Unix
 port): a source file fails to compile without one, and a .mpy with viper code
-is built for one architecture (`mpy-cross -march=...`; without -march mpy-cross
-refuses this file with "invalid arch", by design: `make mpy`, `citynode deploy` and
-tests/host/test_build.py always name one). uplink.signer(key) picks
+is built for one architecture (`mpy-cross -march=...`). uplink.signer(key) picks
 this Signer where it imports and auth.Signer (hashlib) elsewhere.
 
 Word size: a viper uint is the machine word, 64 bits on the Unix port, so the

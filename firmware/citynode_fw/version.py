@@ -64,7 +64,7 @@ def compute_hash(root=""):
                 n = f.readinto(buf)
                 if not n:
                     break
-                crc = binascii.crc32(mv[:n], crc)
+                crc = binascii.crc32(buf if n == 256 else mv[:n], crc)  # a slice only for a file's tail
     return "%08x" % (crc & 0xFFFFFFFF)
 
 
